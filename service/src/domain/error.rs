@@ -1,0 +1,32 @@
+use super::LinkKind;
+
+/// Why the domain refused something. The API maps each variant to a gRPC code and a stable
+/// reason in one place (`api::status`).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum DomainError {
+    #[error("{field} is invalid: {why}")]
+    InvalidField {
+        field: &'static str,
+        why: &'static str,
+    },
+    #[error("the caller already has an active {kind} link")]
+    AlreadyLinked { kind: LinkKind },
+    #[error("the personal account is actively linked to another work user for {kind}")]
+    LinkedElsewhere { kind: LinkKind },
+    #[error("no {kind} link was ever made for this work user")]
+    LinkNotFound { kind: LinkKind },
+    #[error("the personal side is not a personal Microsoft account")]
+    NotAPersonalAccount,
+    #[error("the work side cannot own links: {why}")]
+    NotAWorkAccount { why: &'static str },
+    #[error("no pending flow has this state")]
+    FlowNotFound,
+    #[error("the flow expired")]
+    FlowExpired,
+    #[error("the flow was begun by another work user")]
+    FlowOwnedByAnotherUser,
+    #[error("the caller may not act on another user's links")]
+    NotYourLink,
+}
+
+pub type Result<T, E = DomainError> = std::result::Result<T, E>;
