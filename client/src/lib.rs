@@ -1,1 +1,223 @@
+//! Typed async client for idlink: endpoint, bearer token, deadlines, and errors that carry
+//! the service's stable reason and localized message.
 
+use std::time::Duration;
+
+pub use idlink_proto::v1 as pb;
+use pb::link_service_client::LinkServiceClient;
+use tonic::{
+    Request,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
+use tonic_types::StatusExt;
+
+pub mod browser;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The service refused: `reason` is stable, `message` is for a person.
+    #[error("{code:?} {reason}: {message}")]
+    Rpc {
+        code: tonic::Code,
+        reason: String,
+        message: String,
+    },
+    #[error("cannot reach idlink: {0}")]
+    Transport(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            ClientError::Rpc { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            ClientError::Rpc { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        let details = status.get_error_details();
+        let reason = details
+            .error_info()
+            .map(|i| i.reason.clone())
+            .unwrap_or_default();
+        let message = details
+            .localized_message()
+            .map(|m| m.message.clone())
+            .unwrap_or_else(|| status.message().to_owned());
+        ClientError::Rpc {
+            code: status.code(),
+            reason,
+            message,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// Adds the bearer token and preferred language to every call.
+#[derive(Clone)]
+pub struct Credentials {
+    authorization: Option<MetadataValue<Ascii>>,
+    language: Option<MetadataValue<Ascii>>,
+}
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        if let Some(value) = &self.language {
+            request
+                .metadata_mut()
+                .insert("accept-language", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+#[derive(Clone)]
+pub struct IdlinkClient {
+    links: LinkServiceClient<InterceptedService<Channel, Credentials>>,
+    deadline: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub endpoint: String,
+    pub token: Option<String>,
+    pub accept_language: Option<String>,
+    /// Per-call deadline (sent as `grpc-timeout`).
+    pub deadline: Duration,
+}
+
+impl ClientOptions {
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            token: None,
+            accept_language: None,
+            deadline: Duration::from_secs(15),
+        }
+    }
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+    pub fn accept_language(mut self, language: impl Into<String>) -> Self {
+        self.accept_language = Some(language.into());
+        self
+    }
+}
+
+fn ascii(what: &str, value: &str) -> Result<MetadataValue<Ascii>> {
+    value
+        .parse()
+        .map_err(|_| ClientError::Invalid(format!("{what} is not valid ASCII metadata")))
+}
+
+impl IdlinkClient {
+    pub async fn connect(options: ClientOptions) -> Result<Self> {
+        let channel = Endpoint::from_shared(options.endpoint.clone())
+            .map_err(|e| ClientError::Invalid(format!("endpoint {}: {e}", options.endpoint)))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| ClientError::Transport(format!("{}: {e}", options.endpoint)))?;
+        let credentials = Credentials {
+            authorization: options
+                .token
+                .as_deref()
+                .map(|t| ascii("token", &format!("Bearer {t}")))
+                .transpose()?,
+            language: options
+                .accept_language
+                .as_deref()
+                .map(|l| ascii("language", l))
+                .transpose()?,
+        };
+        Ok(Self {
+            links: LinkServiceClient::with_interceptor(channel, credentials),
+            deadline: options.deadline,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.set_timeout(self.deadline);
+        request
+    }
+
+    pub async fn begin_link(&self, request: pb::BeginLinkRequest) -> Result<pb::BeginLinkResponse> {
+        Ok(self
+            .links
+            .clone()
+            .begin_link(self.request(request))
+            .await?
+            .into_inner())
+    }
+
+    pub async fn complete_link(&self, request: pb::CompleteLinkRequest) -> Result<pb::Link> {
+        Ok(self
+            .links
+            .clone()
+            .complete_link(self.request(request))
+            .await?
+            .into_inner())
+    }
+
+    /// The caller's active links.
+    pub async fn get_links(&self) -> Result<Vec<pb::Link>> {
+        Ok(self
+            .links
+            .clone()
+            .get_links(self.request(pb::GetLinksRequest::default()))
+            .await?
+            .into_inner()
+            .links)
+    }
+
+    pub async fn get_links_of(&self, user: pb::AccountRef) -> Result<Vec<pb::Link>> {
+        Ok(self
+            .links
+            .clone()
+            .get_links(self.request(pb::GetLinksRequest { user: Some(user) }))
+            .await?
+            .into_inner()
+            .links)
+    }
+
+    pub async fn remove_link(&self, request: pb::RemoveLinkRequest) -> Result<pb::Link> {
+        Ok(self
+            .links
+            .clone()
+            .remove_link(self.request(request))
+            .await?
+            .into_inner())
+    }
+}
+
+/// Parses `partner-university` / `pu` / `microsoft-learning` / `ml` (any case, `_` or `-`).
+pub fn parse_kind(raw: &str) -> Result<pb::LinkKind> {
+    match raw.to_ascii_lowercase().replace('_', "-").as_str() {
+        "pu" | "partner-university" => Ok(pb::LinkKind::PartnerUniversity),
+        "ml" | "microsoft-learning" => Ok(pb::LinkKind::MicrosoftLearning),
+        other => Err(ClientError::Invalid(format!(
+            "unknown kind {other:?}: use partner-university or microsoft-learning"
+        ))),
+    }
+}

@@ -1,1 +1,376 @@
-fn main() {}
+//! `idlink`: the command-line client. Human-readable output by default, `--json` for scripts.
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Parser, Subcommand};
+use idlink_client::{ClientError, ClientOptions, IdlinkClient, browser, parse_kind, pb};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "idlink",
+    about = "Link work accounts to personal Microsoft accounts through idlink."
+)]
+struct Cli {
+    /// The idlink gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "IDLINK_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    endpoint: String,
+    /// A bearer access token for idlink.
+    #[arg(long, global = true, env = "IDLINK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Development: get a token for this fixture user from the development provider.
+    #[arg(long, global = true)]
+    user: Option<String>,
+    /// Development: the development identity provider.
+    #[arg(
+        long,
+        global = true,
+        env = "IDLINK_DEV_IDP",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    idp: String,
+    /// Preferred language of error messages (accept-language), e.g. fr or ko.
+    #[arg(long, global = true)]
+    lang: Option<String>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Development: print an access token of a fixture work user.
+    Token {
+        #[arg(long = "for", default_value = "alex@contoso.example")]
+        login: String,
+    },
+    /// Manage your links.
+    #[command(subcommand)]
+    Link(LinkCommand),
+    /// Runs a whole flow against `idlinkd --dev`: begin, sign in, complete, list, remove.
+    Demo {
+        #[arg(long, default_value = "alex@contoso.example")]
+        work_user: String,
+        #[arg(long, default_value = "jordan@outlook.example")]
+        personal: String,
+        #[arg(long, default_value = "microsoft-learning")]
+        kind: String,
+        #[arg(long, default_value = "http://localhost:8080/profile/link/callback")]
+        redirect_uri: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LinkCommand {
+    /// Start linking: prints the URL to open and the state.
+    Begin(BeginArgs),
+    /// Finish linking with what the redirect carried (or the whole redirect URL).
+    Complete {
+        #[arg(long, required_unless_present = "callback_url")]
+        state: Option<String>,
+        #[arg(long)]
+        code: Option<String>,
+        #[arg(long)]
+        iss: Option<String>,
+        /// The full URL the browser was redirected to.
+        #[arg(long)]
+        callback_url: Option<String>,
+    },
+    /// Your active links.
+    List,
+    /// Remove access (idempotent).
+    Remove {
+        #[arg(long)]
+        kind: String,
+        #[arg(long, default_value = "user_request")]
+        reason: String,
+    },
+}
+
+#[derive(Args)]
+struct BeginArgs {
+    #[arg(long)]
+    kind: String,
+    #[arg(long, default_value = "http://localhost:8080/profile/link/callback")]
+    redirect_uri: String,
+    #[arg(long)]
+    login_hint: Option<String>,
+    #[arg(long)]
+    replace_existing: bool,
+    #[arg(long)]
+    transfer: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<ClientError>() {
+                Some(ClientError::Rpc {
+                    code,
+                    reason,
+                    message,
+                }) if cli.json => {
+                    println!(
+                        "{}",
+                        json!({"error": {"code": format!("{code:?}"), "reason": reason, "message": message}})
+                    );
+                }
+                Some(ClientError::Rpc {
+                    reason, message, ..
+                }) => eprintln!("idlink: {reason}: {message}"),
+                _ => eprintln!("idlink: {e:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dev_token(idp: &str, login: &str) -> anyhow::Result<String> {
+    let url = url::Url::parse_with_params(&format!("{idp}/dev/token"), [("user", login)])?;
+    let response = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?.get(url).send().await
+        .with_context(|| format!("cannot reach the development identity provider at {idp} (is `idlinkd --dev` running?)"))?;
+    if !response.status().is_success() {
+        return Err(anyhow!(
+            "the development provider has no user {login:?} ({})",
+            response.status()
+        ));
+    }
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
+    body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no access_token in the answer"))
+}
+
+async fn connect(cli: &Cli, default_user: Option<&str>) -> anyhow::Result<IdlinkClient> {
+    let token = match (&cli.token, cli.user.as_deref().or(default_user)) {
+        (Some(token), _) => token.clone(),
+        (None, Some(user)) => dev_token(&cli.idp, user).await?,
+        (None, None) => {
+            return Err(anyhow!(
+                "no credentials: pass --token (or IDLINK_TOKEN), or --user with `idlinkd --dev`"
+            ));
+        }
+    };
+    let mut options = ClientOptions::new(cli.endpoint.clone()).token(token);
+    if let Some(lang) = &cli.lang {
+        options = options.accept_language(lang.clone());
+    }
+    Ok(IdlinkClient::connect(options).await?)
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match pb::LinkKind::try_from(kind) {
+        Ok(pb::LinkKind::PartnerUniversity) => "partner-university",
+        Ok(pb::LinkKind::MicrosoftLearning) => "microsoft-learning",
+        _ => "unknown",
+    }
+}
+
+fn link_json(link: &pb::Link) -> serde_json::Value {
+    let work = link.work_user.clone().unwrap_or_default();
+    let personal = link.personal_account.clone().unwrap_or_default();
+    let removal = link.removal.as_ref().map(|r| {
+        json!({
+            "removed_by": r.removed_by.as_ref().map(|b| format!("{}/{}", b.tenant_id, b.object_id)),
+            "removed_at": r.removed_at.map(|t| t.seconds),
+            "reason": r.reason,
+        })
+    });
+    json!({
+        "id": link.id, "kind": kind_name(link.kind),
+        "state": if link.state == pb::LinkState::Active as i32 { "active" } else { "removed" },
+        "work_user": {"tenant_id": work.tenant_id, "object_id": work.object_id, "upn": work.user_principal_name},
+        "personal_account": {"tenant_id": personal.tenant_id, "object_id": personal.object_id, "email": personal.email, "name": personal.display_name},
+        "created_at": link.created_at.map(|t| t.seconds), "removal": removal,
+    })
+}
+
+fn link_line(link: &pb::Link) -> String {
+    let personal = link.personal_account.clone().unwrap_or_default();
+    let who = if personal.email.is_empty() {
+        personal.object_id.clone()
+    } else {
+        format!("{} ({})", personal.email, personal.object_id)
+    };
+    let state = match &link.removal {
+        Some(r) => format!("removed: {}", r.reason),
+        None => "active".to_owned(),
+    };
+    format!(
+        "{:<20} {who}  [{state}]  link {}",
+        kind_name(link.kind),
+        link.id
+    )
+}
+
+fn print_link(cli: &Cli, link: &pb::Link) {
+    if cli.json {
+        println!("{}", link_json(link))
+    } else {
+        println!("{}", link_line(link))
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Token { login } => {
+            let token = dev_token(&cli.idp, cli.user.as_deref().unwrap_or(login)).await?;
+            if cli.json {
+                println!("{}", json!({"access_token": token}))
+            } else {
+                println!("{token}")
+            }
+        }
+        Command::Link(command) => run_link(cli, command).await?,
+        Command::Demo {
+            work_user,
+            personal,
+            kind,
+            redirect_uri,
+        } => demo(cli, work_user, personal, kind, redirect_uri).await?,
+    }
+    Ok(())
+}
+
+async fn run_link(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> {
+    let client = connect(cli, None).await?;
+    match command {
+        LinkCommand::Begin(a) => {
+            let begun = client
+                .begin_link(pb::BeginLinkRequest {
+                    kind: parse_kind(&a.kind)? as i32,
+                    redirect_uri: a.redirect_uri.clone(),
+                    login_hint: a.login_hint.clone(),
+                    replace_existing: a.replace_existing,
+                    transfer: a.transfer,
+                })
+                .await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"authorization_url": begun.authorization_url, "state": begun.state, "expires_at": begun.expires_at.map(|t| t.seconds)})
+                );
+            } else {
+                println!(
+                    "Open this URL and sign in with the personal account:\n  {}\nstate: {}",
+                    begun.authorization_url, begun.state
+                );
+                println!(
+                    "Then: idlink link complete --callback-url '<the URL you were redirected to>'"
+                );
+            }
+        }
+        LinkCommand::Complete {
+            state,
+            code,
+            iss,
+            callback_url,
+        } => {
+            let request = match callback_url {
+                Some(url) => browser::Redirect::parse(url)?.into_complete_request(),
+                None => pb::CompleteLinkRequest {
+                    state: state.clone().unwrap_or_default(),
+                    code: code.clone().unwrap_or_default(),
+                    iss: iss.clone(),
+                    ..Default::default()
+                },
+            };
+            print_link(cli, &client.complete_link(request).await?);
+        }
+        LinkCommand::List => {
+            let links = client.get_links().await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"links": links.iter().map(link_json).collect::<Vec<_>>()})
+                );
+            } else if links.is_empty() {
+                println!("No linked accounts.");
+            } else {
+                links.iter().for_each(|l| println!("{}", link_line(l)));
+            }
+        }
+        LinkCommand::Remove { kind, reason } => {
+            let tombstone = client
+                .remove_link(pb::RemoveLinkRequest {
+                    kind: parse_kind(kind)? as i32,
+                    user: None,
+                    reason: reason.clone(),
+                })
+                .await?;
+            print_link(cli, &tombstone);
+        }
+    }
+    Ok(())
+}
+
+async fn demo(
+    cli: &Cli,
+    work_user: &str,
+    personal: &str,
+    kind: &str,
+    redirect_uri: &str,
+) -> anyhow::Result<()> {
+    let kind = parse_kind(kind)?;
+    let client = connect(cli, Some(work_user)).await?;
+    let step = |n: u8, text: &str| {
+        if !cli.json {
+            println!("{n}. {text}")
+        }
+    };
+
+    step(
+        1,
+        &format!("BeginLink as {work_user} ({})", kind_name(kind as i32)),
+    );
+    let begun = client
+        .begin_link(pb::BeginLinkRequest {
+            kind: kind as i32,
+            redirect_uri: redirect_uri.to_owned(),
+            login_hint: Some(personal.to_owned()),
+            ..Default::default()
+        })
+        .await?;
+    let shown = begun
+        .authorization_url
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    step(2, &format!("sign in as {personal} at {shown}"));
+    let redirect = browser::follow_authorization(&begun.authorization_url).await?;
+    step(3, "CompleteLink with the code from the redirect");
+    let link = client
+        .complete_link(redirect.into_complete_request())
+        .await?;
+    print_link(cli, &link);
+    step(4, "GetLinks");
+    for l in client.get_links().await? {
+        print_link(cli, &l);
+    }
+    step(5, "RemoveLink (\"remove access\")");
+    let tombstone = client
+        .remove_link(pb::RemoveLinkRequest {
+            kind: kind as i32,
+            user: None,
+            reason: "demo".into(),
+        })
+        .await?;
+    print_link(cli, &tombstone);
+    step(
+        6,
+        &format!("GetLinks again: {} active", client.get_links().await?.len()),
+    );
+    Ok(())
+}

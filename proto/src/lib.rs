@@ -1,7 +1,11 @@
 //! The idlink gRPC contract. Both the server and the client are built from this crate, so
 //! they cannot drift apart.
 
-#[expect(clippy::all, reason = "generated code")]
+#[expect(
+    clippy::all,
+    clippy::allow_attributes_without_reason,
+    reason = "generated code"
+)]
 pub mod v1 {
     tonic::include_proto!("idlink.v1");
 }

@@ -1,5 +1,6 @@
 //! idlinkd: links a partner employee's work account to their personal Microsoft account.
-//! Data flows one way: `api` → `domain` → `store`; `oidc` talks to identity providers.
+//! Data flows one way: `api` → `linking` → `domain` / `store`; `oidc` talks to identity
+//! providers.
 
 #![cfg_attr(
     test,
@@ -11,5 +12,13 @@
     )
 )]
 
+pub mod api;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod dev;
 pub mod domain;
+pub mod linking;
+pub mod oidc;
 pub mod store;
+pub mod telemetry;

@@ -1,1 +1,86 @@
-fn main() {}
+//! idlinkd: settings → telemetry → Application::build → run_until_stopped.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::Parser;
+use idlink_service::{
+    app::{Application, StartupError},
+    clock::SystemClock,
+    config::Settings,
+    dev::{dev_clients, dev_settings},
+    oidc::devidp::{DEV_REDIRECT_URI, DevIdp},
+    telemetry,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "idlinkd",
+    about = "Links work accounts to personal Microsoft accounts (gRPC)."
+)]
+struct Args {
+    /// The TOML configuration file.
+    #[arg(long, conflicts_with = "dev")]
+    config: Option<PathBuf>,
+    /// Development: sled under --data and a development identity provider on loopback.
+    #[arg(long)]
+    dev: bool,
+    /// With --dev: where idlinkd listens.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    dev_listen: SocketAddr,
+    /// With --dev: where the development identity provider listens.
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    dev_idp_listen: SocketAddr,
+    /// With --dev: the data directory.
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "idlinkd stopped");
+            eprintln!("idlinkd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+async fn run(args: Args) -> Result<(), StartupError> {
+    let clock = Arc::new(SystemClock);
+    if args.dev {
+        let clients = dev_clients();
+        let idp = DevIdp::start(args.dev_idp_listen, clients.clone(), clock.clone()).await?;
+        let settings = dev_settings(&idp, &clients, args.dev_listen, args.data.clone());
+        let app = Application::build(&settings, clock).await?;
+        println!(
+            "idlinkd --dev\n  gRPC:              http://{}\n  identity provider: {}\n  data:              {}\n  redirect URI:      {DEV_REDIRECT_URI}\n\
+             Try it:  cargo run --bin idlink -- demo\n         cargo run --bin idlink -- token --user alex@contoso.example",
+            app.addr(),
+            idp.base_url(),
+            args.data.display()
+        );
+        return app.run_until_stopped(shutdown_signal()).await;
+    }
+    let settings = Settings::load(args.config.as_deref(), std::env::vars())?;
+    let app = Application::build(&settings, clock).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}

@@ -1,0 +1,90 @@
+//! Authentication as a tower layer, so no RPC can forget it: every `/idlink.*` call must carry
+//! a valid bearer token; the validated [`Caller`] goes into the request extensions. Health
+//! and reflection pass untouched.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use super::status::{ApiError, Locale, to_status};
+use crate::{clock::DynClock, oidc::Authenticator};
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    auth: Arc<Authenticator>,
+    clock: DynClock,
+}
+
+impl AuthLayer {
+    pub fn new(auth: Arc<Authenticator>, clock: DynClock) -> Self {
+        Self { auth, clock }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            auth: self.auth.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+    clock: DynClock,
+}
+
+fn header<'r, B>(req: &'r http::Request<B>, name: &str) -> Option<&'r str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // The clone that was polled ready serves this call (tower's documented pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (auth, clock) = (self.auth.clone(), self.clock.clone());
+        Box::pin(async move {
+            if req.uri().path().starts_with("/idlink.") {
+                match auth
+                    .authenticate(header(&req, "authorization"), clock.now())
+                    .await
+                {
+                    Ok(caller) => {
+                        req.extensions_mut().insert(caller);
+                    }
+                    Err(e) => {
+                        tracing::info!(target: "audit", rpc = req.uri().path(), outcome = "unauthenticated", reason = %e, "caller refused");
+                        let locale = Locale::from_accept_language(header(&req, "accept-language"));
+                        return Ok(to_status(&ApiError::Auth(e), locale).into_http());
+                    }
+                }
+            }
+            inner.call(req).await
+        })
+    }
+}

@@ -1,0 +1,6 @@
+//! gRPC: one file per proto service, [`status`] for errors, [`auth`] for callers.
+
+pub mod auth;
+mod convert;
+pub mod link;
+pub mod status;

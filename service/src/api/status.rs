@@ -1,0 +1,372 @@
+//! The only place a `tonic::Status` is built. Every refusal gets the right code, a stable
+//! machine-readable reason (`ErrorInfo`) and a `LocalizedMessage` for the person in front of
+//! the portal, in the caller's `accept-language` (English, French, Korean). Messages say
+//! what was wrong and what to do, and never carry a token, a secret or another person's data.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status, metadata::MetadataMap};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::{
+    domain::DomainError, linking::LinkingError, oidc::AuthError, oidc::OidcError, store::StoreError,
+};
+
+pub const ERROR_DOMAIN: &str = "idlink";
+
+/// Errors the API itself finds while parsing a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Linking(#[from] LinkingError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{field}: {why}")]
+    InvalidArgument {
+        field: &'static str,
+        why: &'static str,
+    },
+    #[error("only a work user may call this")]
+    CallerNotAUser,
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        ApiError::Linking(LinkingError::Domain(e))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Locale {
+    En,
+    Fr,
+    Ko,
+}
+
+impl Locale {
+    /// The first supported language of an `accept-language` value, by preference order.
+    pub fn from_accept_language(value: Option<&str>) -> Self {
+        let mut ranked: Vec<(f32, &str)> = value
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|part| {
+                let mut pieces = part.trim().split(';');
+                let tag = pieces.next()?.trim();
+                let q = pieces
+                    .find_map(|p| p.trim().strip_prefix("q="))
+                    .and_then(|q| q.parse().ok())
+                    .unwrap_or(1.0);
+                Some((q, tag))
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, tag) in ranked {
+            match tag
+                .split('-')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "en" => return Locale::En,
+                "fr" => return Locale::Fr,
+                "ko" => return Locale::Ko,
+                _ => {}
+            }
+        }
+        Locale::En
+    }
+
+    pub fn from_metadata(metadata: &MetadataMap) -> Self {
+        Self::from_accept_language(
+            metadata
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok()),
+        )
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Locale::En => "en-US",
+            Locale::Fr => "fr-FR",
+            Locale::Ko => "ko-KR",
+        }
+    }
+}
+
+struct Refusal {
+    code: Code,
+    reason: &'static str,
+    /// English, French, Korean.
+    text: [&'static str; 3],
+}
+
+const fn refusal(code: Code, reason: &'static str, text: [&'static str; 3]) -> Refusal {
+    Refusal { code, reason, text }
+}
+
+const TRY_AGAIN: [&str; 3] = [
+    "The service is temporarily unavailable. Please try again in a few minutes.",
+    "Le service est temporairement indisponible. Réessayez dans quelques minutes.",
+    "서비스를 일시적으로 사용할 수 없습니다. 몇 분 후에 다시 시도하세요.",
+];
+const START_AGAIN: [&str; 3] = [
+    "This sign-in link is no longer valid. Start again from your profile page.",
+    "Ce lien de connexion n'est plus valide. Recommencez depuis votre page de profil.",
+    "이 로그인 링크는 더 이상 유효하지 않습니다. 프로필 페이지에서 다시 시작하세요.",
+];
+const SIGN_IN_AGAIN: [&str; 3] = [
+    "Your session is not valid. Sign in to Partner Center again.",
+    "Votre session n'est pas valide. Reconnectez-vous à l'Espace partenaires.",
+    "세션이 유효하지 않습니다. 파트너 센터에 다시 로그인하세요.",
+];
+const SIGN_IN_NOT_VERIFIED: [&str; 3] = [
+    "We could not verify the sign-in with your personal Microsoft account. Start again from your profile page.",
+    "Nous n'avons pas pu vérifier la connexion avec votre compte Microsoft personnel. Recommencez depuis votre page de profil.",
+    "개인 Microsoft 계정 로그인을 확인할 수 없습니다. 프로필 페이지에서 다시 시작하세요.",
+];
+
+fn describe(err: &ApiError) -> Refusal {
+    use Code::*;
+    match err {
+        ApiError::InvalidArgument { .. } => refusal(
+            InvalidArgument,
+            "INVALID_ARGUMENT",
+            [
+                "The request is incomplete or malformed. Refresh the page and try again.",
+                "La demande est incomplète ou mal formée. Actualisez la page et réessayez.",
+                "요청이 불완전하거나 형식이 잘못되었습니다. 페이지를 새로 고친 후 다시 시도하세요.",
+            ],
+        ),
+        ApiError::CallerNotAUser => refusal(
+            PermissionDenied,
+            "CALLER_NOT_A_USER",
+            [
+                "Only a signed-in Partner Center user can manage linked accounts.",
+                "Seul un utilisateur connecté à l'Espace partenaires peut gérer les comptes liés.",
+                "로그인한 파트너 센터 사용자만 연결된 계정을 관리할 수 있습니다.",
+            ],
+        ),
+        ApiError::Auth(e) => match e {
+            AuthError::MissingToken => refusal(Unauthenticated, "MISSING_TOKEN", SIGN_IN_AGAIN),
+            AuthError::InvalidToken { .. } => {
+                refusal(Unauthenticated, "INVALID_TOKEN", SIGN_IN_AGAIN)
+            }
+            AuthError::ProviderUnavailable => {
+                refusal(Unavailable, "IDENTITY_PROVIDER_UNAVAILABLE", TRY_AGAIN)
+            }
+            AuthError::GuestAccount => refusal(
+                PermissionDenied,
+                "PERSONAL_ACCOUNT_CANNOT_OWN_LINKS",
+                [
+                    "Personal email addresses aren't supported for Partner Center sign-in. Sign in with your work account.",
+                    "Les adresses e-mail personnelles ne sont pas prises en charge pour la connexion à l'Espace partenaires. Connectez-vous avec votre compte professionnel.",
+                    "개인 이메일 주소는 파트너 센터 로그인에 지원되지 않습니다. 회사 계정으로 로그인하세요.",
+                ],
+            ),
+            AuthError::MissingScope => refusal(
+                PermissionDenied,
+                "INSUFFICIENT_SCOPE",
+                [
+                    "Your sign-in does not allow managing linked accounts. Sign in to Partner Center again.",
+                    "Votre connexion ne permet pas de gérer les comptes liés. Reconnectez-vous à l'Espace partenaires.",
+                    "현재 로그인으로는 연결된 계정을 관리할 수 없습니다. 파트너 센터에 다시 로그인하세요.",
+                ],
+            ),
+        },
+        ApiError::Linking(e) => describe_linking(e),
+    }
+}
+
+fn describe_linking(err: &LinkingError) -> Refusal {
+    use Code::*;
+    match err {
+        LinkingError::Domain(d) | LinkingError::Store(StoreError::Domain(d)) => describe_domain(d),
+        LinkingError::Store(StoreError::Unavailable { .. }) => {
+            refusal(Unavailable, "STORE_UNAVAILABLE", TRY_AGAIN)
+        }
+        LinkingError::Store(StoreError::Corrupt { .. }) => refusal(Internal, "INTERNAL", TRY_AGAIN),
+        LinkingError::KindNotConfigured { .. } => refusal(
+            FailedPrecondition,
+            "KIND_NOT_CONFIGURED",
+            [
+                "This kind of account link is not available right now.",
+                "Ce type de liaison de compte n'est pas disponible pour le moment.",
+                "이 유형의 계정 연결은 현재 사용할 수 없습니다.",
+            ],
+        ),
+        LinkingError::RedirectUriMismatch => {
+            refusal(InvalidArgument, "REDIRECT_URI_MISMATCH", START_AGAIN)
+        }
+        LinkingError::SignInFailed { cancelled: true } => refusal(
+            FailedPrecondition,
+            "SIGN_IN_CANCELLED",
+            [
+                "The sign-in with your personal Microsoft account was cancelled. Nothing was linked; start again when you're ready.",
+                "La connexion avec votre compte Microsoft personnel a été annulée. Aucun compte n'a été lié ; recommencez quand vous serez prêt.",
+                "개인 Microsoft 계정 로그인이 취소되었습니다. 연결된 항목은 없습니다. 준비되면 다시 시작하세요.",
+            ],
+        ),
+        LinkingError::SignInFailed { cancelled: false } => {
+            refusal(FailedPrecondition, "SIGN_IN_FAILED", SIGN_IN_NOT_VERIFIED)
+        }
+        LinkingError::Oidc(o) => describe_oidc(o),
+    }
+}
+
+fn describe_oidc(err: &OidcError) -> Refusal {
+    use Code::*;
+    match err {
+        OidcError::Config { .. } => refusal(Internal, "INTERNAL", TRY_AGAIN),
+        OidcError::Provider { .. } => {
+            refusal(Unavailable, "IDENTITY_PROVIDER_UNAVAILABLE", TRY_AGAIN)
+        }
+        OidcError::RedirectUriNotAllowed => refusal(
+            InvalidArgument,
+            "REDIRECT_URI_NOT_ALLOWED",
+            [
+                "This page is not allowed to link accounts. Open the link from your Partner Center profile.",
+                "Cette page n'est pas autorisée à lier des comptes. Ouvrez le lien depuis votre profil de l'Espace partenaires.",
+                "이 페이지에서는 계정을 연결할 수 없습니다. 파트너 센터 프로필에서 링크를 여세요.",
+            ],
+        ),
+        OidcError::IssuerMismatch => {
+            refusal(PermissionDenied, "ISSUER_MISMATCH", SIGN_IN_NOT_VERIFIED)
+        }
+        OidcError::CodeRejected => refusal(FailedPrecondition, "CODE_REJECTED", START_AGAIN),
+        OidcError::UnknownSigningKey | OidcError::IdTokenInvalid { .. } => {
+            refusal(PermissionDenied, "ID_TOKEN_INVALID", SIGN_IN_NOT_VERIFIED)
+        }
+        OidcError::NonceMismatch => {
+            refusal(PermissionDenied, "NONCE_MISMATCH", SIGN_IN_NOT_VERIFIED)
+        }
+        OidcError::NotAPersonalAccount => refusal(
+            FailedPrecondition,
+            "NOT_A_PERSONAL_ACCOUNT",
+            [
+                "That is a work or school account. Sign in with a personal Microsoft account (such as Outlook.com or Hotmail) instead.",
+                "Il s'agit d'un compte professionnel ou scolaire. Connectez-vous plutôt avec un compte Microsoft personnel (Outlook.com ou Hotmail, par exemple).",
+                "회사 또는 학교 계정입니다. 대신 개인 Microsoft 계정(예: Outlook.com 또는 Hotmail)으로 로그인하세요.",
+            ],
+        ),
+    }
+}
+
+fn describe_domain(err: &DomainError) -> Refusal {
+    use Code::*;
+    match err {
+        DomainError::InvalidField { .. } => refusal(
+            InvalidArgument,
+            "INVALID_ARGUMENT",
+            [
+                "The request is incomplete or malformed. Refresh the page and try again.",
+                "La demande est incomplète ou mal formée. Actualisez la page et réessayez.",
+                "요청이 불완전하거나 형식이 잘못되었습니다. 페이지를 새로 고친 후 다시 시도하세요.",
+            ],
+        ),
+        DomainError::AlreadyLinked { .. } => refusal(
+            AlreadyExists,
+            "ALREADY_LINKED",
+            [
+                "You already have a personal account linked for this. Remove access first, or choose to replace it.",
+                "Vous avez déjà un compte personnel lié pour cela. Supprimez d'abord l'accès ou choisissez de le remplacer.",
+                "이미 연결된 개인 계정이 있습니다. 먼저 액세스를 제거하거나 교체를 선택하세요.",
+            ],
+        ),
+        DomainError::LinkedElsewhere { .. } => refusal(
+            AlreadyExists,
+            "ACCOUNT_LINKED_ELSEWHERE",
+            [
+                "This Microsoft account is already connected to another Partner Center account. Sign in with a different personal account, or, if you moved to a new organization, start again and choose to transfer it.",
+                "Ce compte Microsoft est déjà connecté à un autre compte de l'Espace partenaires. Connectez-vous avec un autre compte personnel ou, si vous avez changé d'organisation, recommencez et choisissez de le transférer.",
+                "이 Microsoft 계정은 이미 다른 파트너 센터 계정에 연결되어 있습니다. 다른 개인 계정으로 로그인하거나, 새 조직으로 옮긴 경우 다시 시작하여 이전을 선택하세요.",
+            ],
+        ),
+        DomainError::LinkNotFound { .. } => refusal(
+            NotFound,
+            "LINK_NOT_FOUND",
+            [
+                "There is no linked account to remove.",
+                "Il n'y a aucun compte lié à supprimer.",
+                "제거할 연결된 계정이 없습니다.",
+            ],
+        ),
+        DomainError::NotAPersonalAccount => describe_oidc(&OidcError::NotAPersonalAccount),
+        DomainError::NotAWorkAccount { .. } => describe(&ApiError::Auth(AuthError::GuestAccount)),
+        DomainError::FlowNotFound => refusal(NotFound, "FLOW_NOT_FOUND", START_AGAIN),
+        DomainError::FlowExpired => refusal(
+            FailedPrecondition,
+            "FLOW_EXPIRED",
+            [
+                "The sign-in took too long and expired. Start again from your profile page.",
+                "La connexion a pris trop de temps et a expiré. Recommencez depuis votre page de profil.",
+                "로그인 시간이 너무 오래 걸려 만료되었습니다. 프로필 페이지에서 다시 시작하세요.",
+            ],
+        ),
+        DomainError::FlowOwnedByAnotherUser => {
+            refusal(PermissionDenied, "FLOW_OWNED_BY_ANOTHER_USER", START_AGAIN)
+        }
+        DomainError::NotYourLink => refusal(
+            PermissionDenied,
+            "NOT_YOUR_LINK",
+            [
+                "You can only see and change your own linked accounts.",
+                "Vous ne pouvez voir et modifier que vos propres comptes liés.",
+                "본인의 연결된 계정만 보고 변경할 수 있습니다.",
+            ],
+        ),
+    }
+}
+
+/// Builds the Status. Internal detail (store or provider errors) goes to the log, not the caller.
+pub fn to_status(err: &ApiError, locale: Locale) -> Status {
+    let refusal = describe(err);
+    if matches!(refusal.code, Code::Internal | Code::Unavailable) {
+        tracing::warn!(reason = refusal.reason, error = %err, "request failed");
+    } else {
+        tracing::debug!(reason = refusal.reason, error = %err, "request refused");
+    }
+    let mut metadata = HashMap::new();
+    if let ApiError::InvalidArgument { field, .. } = err {
+        metadata.insert("field".to_owned(), (*field).to_owned());
+    }
+    let text = refusal.text[match locale {
+        Locale::En => 0,
+        Locale::Fr => 1,
+        Locale::Ko => 2,
+    }];
+    let mut details = ErrorDetails::with_error_info(refusal.reason, ERROR_DOMAIN, metadata);
+    details.set_localized_message(locale.tag(), text);
+    if refusal.code == Code::Unavailable {
+        details.set_retry_info(Some(std::time::Duration::from_secs(5)));
+    }
+    // The developer-facing message is the English text plus the field, never internals.
+    let message = match err {
+        ApiError::InvalidArgument { field, why } => format!("{field}: {why}"),
+        _ => refusal.text[0].to_owned(),
+    };
+    Status::with_error_details(refusal.code, message, details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_preferred_supported_locale() {
+        assert_eq!(
+            Locale::from_accept_language(Some("fr-CA,fr;q=0.9,en;q=0.8")),
+            Locale::Fr
+        );
+        assert_eq!(
+            Locale::from_accept_language(Some("de-DE, ko;q=0.5, en;q=0.4")),
+            Locale::Ko
+        );
+        assert_eq!(
+            Locale::from_accept_language(Some("en;q=0.1, fr;q=0.9")),
+            Locale::Fr
+        );
+        assert_eq!(Locale::from_accept_language(Some("de")), Locale::En);
+        assert_eq!(Locale::from_accept_language(None), Locale::En);
+    }
+}

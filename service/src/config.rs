@@ -1,0 +1,307 @@
+//! Settings: defaults → TOML file → `IDLINK_SECTION__KEY` environment. Unknown keys are an
+//! error, secrets are `SecretString` (masked in Debug, never logged).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::{
+    domain::{LinkKind, TenantId},
+    oidc::{InboundConfig, KindSettings},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub store: StoreSettings,
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub kinds: KindsSettings,
+    #[serde(default)]
+    pub flows: FlowSettings,
+    #[serde(default)]
+    pub dev: DevSettings,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 50051))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    #[serde(default = "default_path")]
+    pub path: PathBuf,
+}
+
+fn default_backend() -> String {
+    "sled".into()
+}
+fn default_path() -> PathBuf {
+    "data".into()
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            backend: default_backend(),
+            path: default_path(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub audience: String,
+    pub allowed_tenants: Vec<String>,
+    #[serde(default = "default_issuer_template")]
+    pub issuer_template: String,
+    /// Clock skew allowed on `exp` / `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// Refetch JWKS on an unknown `kid` at most this often.
+    #[serde(default = "default_refetch")]
+    pub jwks_refetch_seconds: u64,
+}
+
+fn default_issuer_template() -> String {
+    "https://login.microsoftonline.com/{tid}/v2.0".into()
+}
+fn default_leeway() -> u64 {
+    120
+}
+fn default_refetch() -> u64 {
+    300
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindsSettings {
+    pub partner_university: Option<KindConfig>,
+    pub microsoft_learning: Option<KindConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindConfig {
+    pub authority: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_uris: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSettings {
+    #[serde(default = "default_flow_ttl")]
+    pub ttl_seconds: u64,
+}
+
+fn default_flow_ttl() -> u64 {
+    600
+}
+
+impl Default for FlowSettings {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: default_flow_ttl(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevSettings {
+    /// Allows `http://` authorities: local development and tests only.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+const SECTIONS: &[&str] = &["listen", "store", "auth", "kinds", "flows", "dev"];
+
+impl Settings {
+    /// Reads the TOML file (if any), then applies `IDLINK_SECTION__KEY` variables from `env`.
+    pub fn load(
+        path: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("IDLINK_") else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            // Other IDLINK_* variables (a test's, a tool's) are not settings.
+            if !SECTIONS.contains(&path[0].as_str()) {
+                continue;
+            }
+            set_path(&mut table, &path, parse_env_value(&value))?;
+        }
+        Self::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    pub fn inbound(&self) -> Result<InboundConfig, ConfigError> {
+        let allowed_tenants = self
+            .auth
+            .allowed_tenants
+            .iter()
+            .map(|t| {
+                TenantId::parse(t).map_err(|_| {
+                    ConfigError::Invalid(format!("auth.allowed_tenants: {t:?} is not a tenant id"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if allowed_tenants.iter().any(TenantId::is_consumer) {
+            return Err(ConfigError::Invalid(
+                "auth.allowed_tenants must not include the consumer tenant".into(),
+            ));
+        }
+        if !self.auth.issuer_template.contains("{tid}") {
+            return Err(ConfigError::Invalid(
+                "auth.issuer_template must contain {tid}".into(),
+            ));
+        }
+        Ok(InboundConfig {
+            audience: self.auth.audience.clone(),
+            allowed_tenants,
+            issuer_template: self.auth.issuer_template.clone(),
+            leeway: Duration::from_secs(self.auth.leeway_seconds),
+            jwks_refetch_interval: Duration::from_secs(self.auth.jwks_refetch_seconds),
+        })
+    }
+
+    pub fn kinds(&self) -> Vec<(LinkKind, KindSettings)> {
+        [
+            (LinkKind::PartnerUniversity, &self.kinds.partner_university),
+            (LinkKind::MicrosoftLearning, &self.kinds.microsoft_learning),
+        ]
+        .into_iter()
+        .filter_map(|(kind, config)| {
+            config.as_ref().map(|c| {
+                (
+                    kind,
+                    KindSettings {
+                        authority: c.authority.clone(),
+                        client_id: c.client_id.clone(),
+                        client_secret: c.client_secret.clone(),
+                        redirect_uris: c.redirect_uris.clone(),
+                    },
+                )
+            })
+        })
+        .collect()
+    }
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(
+    table: &mut toml::Table,
+    path: &[String],
+    value: toml::Value,
+) -> Result<(), ConfigError> {
+    match path {
+        [] => Ok(()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => set_path(inner, rest, value),
+                _ => Err(ConfigError::Invalid(format!("{first} is not a section"))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    const FILE: &str = r#"
+        [auth]
+        audience = "api://idlink"
+        allowed_tenants = ["3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01"]
+        [kinds.microsoft_learning]
+        authority = "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0"
+        client_id = "abc"
+        client_secret = "from-file"
+        redirect_uris = ["https://partner.example/cb"]
+    "#;
+
+    fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("idlink.toml");
+        std::fs::write(&path, FILE).unwrap();
+        Settings::load(
+            Some(&path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_secrets_stay_masked() {
+        let s = load(&[
+            (
+                "IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET",
+                "from-env",
+            ),
+            ("IDLINK_FLOWS__TTL_SECONDS", "60"),
+            ("IDLINK_TEST_REDIS_URL", "x"),
+        ])
+        .unwrap();
+        let ml = s.kinds.microsoft_learning.as_ref().unwrap();
+        assert_eq!(ml.client_secret.expose_secret(), "from-env");
+        assert_eq!(s.flows.ttl_seconds, 60);
+        assert!(
+            !format!("{s:?}").contains("from-env"),
+            "Debug must mask secrets"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = load(&[("IDLINK_AUTH__AUDIENCES", "x")]).unwrap_err();
+        assert!(err.to_string().contains("audiences"), "{err}");
+    }
+}

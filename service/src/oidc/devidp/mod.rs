@@ -1,0 +1,309 @@
+//! The development identity provider: a real OpenID provider on loopback (discovery, JWKS,
+//! authorize, token; RS256; PKCE verified; client secrets checked) for two work tenants and
+//! the consumer tenant. idlinkd talks to it exactly as to Microsoft's; nothing in the
+//! service knows which one it is. Tests can make it misbehave to attack the service.
+
+mod fixtures;
+mod keys;
+mod routes;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+pub use fixtures::{
+    AccountType, CONTOSO_TENANT, DEV_AUDIENCE, DEV_REDIRECT_URI, DevUser, FABRIKAM_TENANT,
+    default_users,
+};
+use keys::SigningKey;
+use openidconnect::core::CoreJsonWebKey;
+use serde_json::json;
+
+use crate::{
+    clock::DynClock,
+    domain::{AccountKey, CONSUMER_TENANT},
+    oidc::OidcError,
+};
+
+/// A registered OAuth client (one per link kind in `--dev`).
+#[derive(Clone, Debug)]
+pub struct DevClient {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uris: Vec<String>,
+}
+
+/// Ways to make the next tokens wrong, for adversarial tests. Lasts until reset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Misbehaviour {
+    #[default]
+    None,
+    WrongNonce,
+    WrongIssuer,
+    WrongAudience,
+    ExpiredIdToken,
+    /// Sign ID tokens with a key that is not in the JWKS.
+    ForeignKey,
+    /// Put another issuer in the redirect's `iss` parameter (RFC 9207 mix-up).
+    WrongCallbackIss,
+}
+
+struct Grant {
+    client_id: String,
+    redirect_uri: String,
+    code_challenge: String,
+    nonce: String,
+    user: DevUser,
+    issuer: String,
+    issued_at: i64,
+}
+
+struct Keys {
+    active: SigningKey,
+    /// Keys in the JWKS: the active one and those retired by rotation.
+    published: Vec<CoreJsonWebKey>,
+    foreign: Option<SigningKey>,
+}
+
+struct Inner {
+    base: String,
+    clock: DynClock,
+    keys: Mutex<Keys>,
+    users: Mutex<Vec<DevUser>>,
+    clients: Vec<DevClient>,
+    codes: Mutex<HashMap<String, Grant>>,
+    misbehaviour: Mutex<Misbehaviour>,
+    jwks_fetches: AtomicUsize,
+    token_requests: AtomicUsize,
+    /// Every secret this provider handed out or received, for log-leak tests.
+    secrets: Mutex<Vec<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub struct DevIdp {
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DevIdp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl DevIdp {
+    /// Binds `listen` (port 0 for any) and serves until dropped.
+    pub async fn start(
+        listen: SocketAddr,
+        clients: Vec<DevClient>,
+        clock: DynClock,
+    ) -> Result<Self, OidcError> {
+        let listener =
+            tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| OidcError::Config {
+                    detail: format!("development provider cannot bind {listen}: {e}"),
+                })?;
+        let addr = listener.local_addr().map_err(|e| OidcError::Config {
+            detail: e.to_string(),
+        })?;
+        let active = tokio::task::spawn_blocking(SigningKey::generate)
+            .await
+            .map_err(|e| OidcError::Config {
+                detail: e.to_string(),
+            })??;
+        let published = vec![active.public_jwk()];
+        let inner = Arc::new(Inner {
+            base: format!("http://{addr}"),
+            clock,
+            keys: Mutex::new(Keys {
+                active,
+                published,
+                foreign: None,
+            }),
+            users: Mutex::new(default_users()),
+            clients,
+            codes: Mutex::new(HashMap::new()),
+            misbehaviour: Mutex::new(Misbehaviour::None),
+            jwks_fetches: AtomicUsize::new(0),
+            token_requests: AtomicUsize::new(0),
+            secrets: Mutex::new(Vec::new()),
+        });
+        for client in &inner.clients {
+            inner.remember_secret(&client.client_secret);
+        }
+        let app = routes::router(inner.clone());
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "development provider stopped");
+            }
+        });
+        Ok(Self {
+            inner,
+            addr,
+            server,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// `{base}/{tenant}/v2.0`, the authority and issuer of a tenant.
+    pub fn authority(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/v2.0", self.inner.base)
+    }
+
+    pub fn consumer_authority(&self) -> String {
+        self.authority(CONSUMER_TENANT)
+    }
+
+    pub fn issuer_template(&self) -> String {
+        self.authority("{tid}")
+    }
+
+    pub fn add_user(&self, tenant: &str, login: &str, account_type: AccountType) -> AccountKey {
+        let user = DevUser::new(tenant, login, account_type);
+        let key = user.key.clone();
+        let mut users = lock(&self.inner.users);
+        if !users
+            .iter()
+            .any(|u| u.login == user.login && u.key == user.key)
+        {
+            users.push(user);
+        }
+        key
+    }
+
+    pub fn user(&self, login: &str) -> Option<DevUser> {
+        self.inner.find_user(login)
+    }
+
+    /// A delegated v2 access token for calling idlink as `login` (scope `Links.Manage`).
+    pub fn access_token(&self, login: &str) -> Result<String, OidcError> {
+        let user = self
+            .inner
+            .find_user(login)
+            .ok_or_else(|| OidcError::Config {
+                detail: format!("no fixture user {login}"),
+            })?;
+        Ok(self.inner.access_token(&user, "Links.Manage"))
+    }
+
+    /// The standard access-token claims of `login`, for tests that tamper with them.
+    pub fn access_token_claims(&self, login: &str) -> Option<serde_json::Value> {
+        self.inner
+            .find_user(login)
+            .map(|u| self.inner.access_token_claims(&u, "Links.Manage"))
+    }
+
+    /// Signs any claims with the active key and a header of the caller's choosing.
+    pub fn sign_raw(&self, header: &serde_json::Value, claims: &serde_json::Value) -> String {
+        lock(&self.inner.keys).active.sign_raw(header, claims)
+    }
+
+    pub fn active_kid(&self) -> String {
+        lock(&self.inner.keys).active.kid.clone()
+    }
+
+    /// Starts signing with a new key, publishing it beside the old ones.
+    pub async fn rotate_signing_key(&self) -> Result<(), OidcError> {
+        let fresh = tokio::task::spawn_blocking(SigningKey::generate)
+            .await
+            .map_err(|e| OidcError::Config {
+                detail: e.to_string(),
+            })??;
+        let mut keys = lock(&self.inner.keys);
+        keys.published.push(fresh.public_jwk());
+        keys.active = fresh;
+        Ok(())
+    }
+
+    pub async fn misbehave(&self, how: Misbehaviour) -> Result<(), OidcError> {
+        if how == Misbehaviour::ForeignKey && lock(&self.inner.keys).foreign.is_none() {
+            let foreign = tokio::task::spawn_blocking(SigningKey::generate)
+                .await
+                .map_err(|e| OidcError::Config {
+                    detail: e.to_string(),
+                })??;
+            lock(&self.inner.keys).foreign = Some(foreign);
+        }
+        *lock(&self.inner.misbehaviour) = how;
+        Ok(())
+    }
+
+    pub fn jwks_fetches(&self) -> usize {
+        self.inner.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    pub fn token_requests(&self) -> usize {
+        self.inner.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// Secrets this provider handed out or received so far: codes, tokens, PKCE verifiers,
+    /// nonces, client secrets.
+    pub fn secrets_seen(&self) -> Vec<String> {
+        lock(&self.inner.secrets).clone()
+    }
+}
+
+impl Inner {
+    fn remember_secret(&self, secret: &str) {
+        if !secret.is_empty() {
+            lock(&self.secrets).push(secret.to_owned());
+        }
+    }
+
+    fn find_user(&self, login: &str) -> Option<DevUser> {
+        let login = login.trim().to_ascii_lowercase();
+        lock(&self.users).iter().find(|u| u.login == login).cloned()
+    }
+
+    fn known_tenant(&self, tenant: &str) -> bool {
+        tenant == CONSUMER_TENANT
+            || lock(&self.users)
+                .iter()
+                .any(|u| u.key.tenant.as_str() == tenant)
+    }
+
+    fn issuer(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/v2.0", self.base)
+    }
+
+    fn access_token_claims(&self, user: &DevUser, scope: &str) -> serde_json::Value {
+        let now = self.clock.now().timestamp();
+        let tenant = user.key.tenant.as_str();
+        let mut claims = json!({
+            "iss": self.issuer(tenant), "aud": DEV_AUDIENCE, "tid": tenant,
+            "oid": user.key.object.as_str(), "sub": format!("sub-{}", user.key.object.as_str()),
+            "scp": scope, "ver": "2.0", "azp": "idlink-portal",
+            "preferred_username": user.login, "name": user.name,
+            "iat": now, "nbf": now, "exp": now + 3600,
+        });
+        if user.account_type == AccountType::GuestMsa {
+            claims["idp"] = json!("live.com");
+        }
+        claims
+    }
+
+    fn access_token(&self, user: &DevUser, scope: &str) -> String {
+        let token = lock(&self.keys)
+            .active
+            .sign(&self.access_token_claims(user, scope));
+        self.remember_secret(&token);
+        token
+    }
+}

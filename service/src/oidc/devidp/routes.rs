@@ -1,0 +1,329 @@
+//! The development provider's HTTP endpoints, laid out like Microsoft's:
+//! `/{tenant}/v2.0/.well-known/openid-configuration`, `/{tenant}/discovery/v2.0/keys`,
+//! `/{tenant}/oauth2/v2.0/authorize`, `/{tenant}/oauth2/v2.0/token`, plus `/dev/token`
+//! which hands out access tokens for calling idlink.
+
+use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering};
+
+use axum::{
+    Form, Json, Router,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::get,
+};
+use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{Grant, Inner, Misbehaviour, lock};
+
+type Shared = State<Arc<Inner>>;
+
+pub fn router(inner: Arc<Inner>) -> Router {
+    Router::new()
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(discovery),
+        )
+        .route("/{tenant}/discovery/v2.0/keys", get(jwks))
+        .route("/{tenant}/oauth2/v2.0/authorize", get(authorize))
+        .route("/{tenant}/oauth2/v2.0/token", axum::routing::post(token))
+        .route("/dev/token", get(dev_token))
+        .with_state(inner)
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "unknown tenant").into_response()
+}
+
+async fn discovery(State(idp): Shared, Path(tenant): Path<String>) -> Response {
+    if !idp.known_tenant(&tenant) {
+        return not_found();
+    }
+    let base = &idp.base;
+    Json(json!({
+        "issuer": idp.issuer(&tenant),
+        "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
+        "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),
+        "jwks_uri": format!("{base}/{tenant}/discovery/v2.0/keys"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "profile", "email"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "nonce", "tid", "oid", "email", "name", "preferred_username"],
+        "authorization_response_iss_parameter_supported": true,
+    }))
+    .into_response()
+}
+
+async fn jwks(State(idp): Shared, Path(tenant): Path<String>) -> Response {
+    if !idp.known_tenant(&tenant) {
+        return not_found();
+    }
+    idp.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    let keys = lock(&idp.keys).published.clone();
+    Json(json!({ "keys": keys })).into_response()
+}
+
+fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+    match url::Url::parse(redirect_uri) {
+        Ok(mut url) => {
+            url.query_pairs_mut().extend_pairs(params);
+            Redirect::to(url.as_str()).into_response()
+        }
+        Err(_) => (StatusCode::BAD_REQUEST, "bad redirect_uri").into_response(),
+    }
+}
+
+async fn authorize(
+    State(idp): Shared,
+    Path(tenant): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !idp.known_tenant(&tenant) {
+        return not_found();
+    }
+    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    let (client_id, redirect_uri, state) = (get("client_id"), get("redirect_uri"), get("state"));
+    // Never redirect to an unregistered URI: that is how codes get stolen.
+    let Some(client) = idp.clients.iter().find(|c| c.client_id == client_id) else {
+        return (StatusCode::BAD_REQUEST, "unknown client_id").into_response();
+    };
+    if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "redirect_uri is not registered for this client",
+        )
+            .into_response();
+    }
+    let invalid = |why: &str| {
+        redirect_with(
+            redirect_uri,
+            &[
+                ("error", "invalid_request"),
+                ("error_description", why),
+                ("state", state),
+            ],
+        )
+    };
+    if get("response_type") != "code" {
+        return invalid("response_type must be code");
+    }
+    if !get("scope").split(' ').any(|s| s == "openid") {
+        return invalid("scope must include openid");
+    }
+    if get("code_challenge_method") != "S256" || get("code_challenge").len() < 43 {
+        return invalid("PKCE with S256 is required");
+    }
+    if state.is_empty() || get("nonce").is_empty() {
+        return invalid("state and nonce are required");
+    }
+    if q.contains_key("login_hint") && get("prompt") == "select_account" {
+        return invalid("prompt=select_account cannot be combined with login_hint");
+    }
+    let Some(user) = idp.find_user(get("login_hint")) else {
+        return account_picker(&idp, &q);
+    };
+    idp.remember_secret(get("nonce"));
+    let code = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    idp.remember_secret(&code);
+    let issuer = idp.issuer(&tenant);
+    lock(&idp.codes).insert(
+        code.clone(),
+        Grant {
+            client_id: client_id.to_owned(),
+            redirect_uri: redirect_uri.to_owned(),
+            code_challenge: get("code_challenge").to_owned(),
+            nonce: get("nonce").to_owned(),
+            user,
+            issuer: issuer.clone(),
+            issued_at: idp.clock.now().timestamp(),
+        },
+    );
+    let iss = if *lock(&idp.misbehaviour) == Misbehaviour::WrongCallbackIss {
+        idp.issuer("attacker")
+    } else {
+        issuer
+    };
+    redirect_with(
+        redirect_uri,
+        &[("code", &code), ("state", state), ("iss", &iss)],
+    )
+}
+
+/// Without a known `login_hint`: a small page to pick a fixture account (browser use).
+fn account_picker(idp: &Inner, q: &HashMap<String, String>) -> Response {
+    let mut items = String::new();
+    for user in lock(&idp.users).iter() {
+        let mut params: Vec<(&str, &str)> = q
+            .iter()
+            .filter(|(k, _)| *k != "prompt" && *k != "login_hint")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        params.push(("login_hint", &user.login));
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        items.push_str(&format!(
+            "<li><a href=\"?{query}\">{}</a> ({:?})</li>",
+            user.login, user.account_type
+        ));
+    }
+    Html(format!(
+        "<!doctype html><title>Development sign-in</title><h1>Pick an account</h1>\
+         <p>This is idlink's development identity provider. Choose who signs in:</p><ul>{items}</ul>"
+    ))
+    .into_response()
+}
+
+fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
+}
+
+/// `client_secret_basic` (form-urlencoded id and secret, RFC 6749 §2.3.1) or `client_secret_post`.
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Option<(String, String)> {
+    if let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    {
+        let decoded = String::from_utf8(STANDARD.decode(basic.trim()).ok()?).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        let unescape = |s: &str| {
+            url::form_urlencoded::parse(format!("v={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        };
+        return Some((unescape(id)?, unescape(secret)?));
+    }
+    Some((
+        form.get("client_id")?.clone(),
+        form.get("client_secret")?.clone(),
+    ))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn token(
+    State(idp): Shared,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    idp.token_requests.fetch_add(1, Ordering::SeqCst);
+    if !idp.known_tenant(&tenant) {
+        return not_found();
+    }
+    let Some((client_id, secret)) = client_credentials(&headers, &form) else {
+        return token_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication required",
+        );
+    };
+    let client = idp.clients.iter().find(|c| c.client_id == client_id);
+    if !client.is_some_and(|c| constant_time_eq(c.client_secret.as_bytes(), secret.as_bytes())) {
+        return token_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
+    }
+    if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only authorization_code",
+        );
+    }
+    let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+    idp.remember_secret(&verifier);
+    // Single use: the code is gone whatever happens next.
+    let Some(grant) = form.get("code").and_then(|c| lock(&idp.codes).remove(c)) else {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "unknown or used code",
+        );
+    };
+    let now = idp.clock.now().timestamp();
+    if now - grant.issued_at > 300
+        || grant.client_id != client_id
+        || form.get("redirect_uri") != Some(&grant.redirect_uri)
+    {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "code expired or issued to another client or redirect",
+        );
+    }
+    if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != grant.code_challenge {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "PKCE verification failed",
+        );
+    }
+    let id_token = id_token(&idp, &grant, now);
+    let access_token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    idp.remember_secret(&id_token);
+    idp.remember_secret(&access_token);
+    Json(json!({
+        "token_type": "Bearer", "scope": "openid profile email", "expires_in": 3600,
+        "access_token": access_token, "id_token": id_token,
+    }))
+    .into_response()
+}
+
+fn id_token(idp: &Inner, grant: &Grant, now: i64) -> String {
+    let how = *lock(&idp.misbehaviour);
+    let user = &grant.user;
+    let tenant = user.key.tenant.as_str();
+    // Pairwise subject: differs per client, like Microsoft's.
+    let sub = URL_SAFE_NO_PAD.encode(Sha256::digest(format!(
+        "{}|{tenant}|{}",
+        grant.client_id,
+        user.key.object.as_str()
+    )));
+    let mut claims = json!({
+        "iss": if how == Misbehaviour::WrongIssuer { idp.issuer("attacker") } else { grant.issuer.clone() },
+        "aud": if how == Misbehaviour::WrongAudience { "someone-else".to_owned() } else { grant.client_id.clone() },
+        "sub": sub, "tid": tenant, "oid": user.key.object.as_str(),
+        "nonce": if how == Misbehaviour::WrongNonce { "not-the-flow-nonce".to_owned() } else { grant.nonce.clone() },
+        "iat": now, "nbf": now,
+        "exp": if how == Misbehaviour::ExpiredIdToken { now - 600 } else { now + 3600 },
+        "email": user.login, "preferred_username": user.login, "name": user.name, "ver": "2.0",
+    });
+    if user.account_type == super::AccountType::GuestMsa {
+        claims["idp"] = json!("live.com");
+    }
+    let keys = lock(&idp.keys);
+    match (&keys.foreign, how) {
+        (Some(foreign), Misbehaviour::ForeignKey) => foreign.sign(&claims),
+        _ => keys.active.sign(&claims),
+    }
+}
+
+/// Development only: an access token for calling idlink as a fixture user.
+async fn dev_token(State(idp): Shared, Query(q): Query<HashMap<String, String>>) -> Response {
+    let login = q.get("user").map(String::as_str).unwrap_or_default();
+    match idp.find_user(login) {
+        Some(user) => {
+            let scope = q.get("scope").map(String::as_str).unwrap_or("Links.Manage");
+            Json(json!({ "access_token": idp.access_token(&user, scope), "token_type": "Bearer", "expires_in": 3600 })).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such fixture user").into_response(),
+    }
+}

@@ -1,0 +1,331 @@
+//! Who is calling: validates the bearer access token (Entra v2) of every idlink RPC.
+//!
+//! Order matters: the header is vetted (pinned RS256, no `jku`/`jwk`/`x5u`/`x5c`/`crit`),
+//! the unverified `tid` only selects which allowed issuer's keys to use, the signature is
+//! checked, and only then are claims believed.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use openidconnect::{
+    IssuerUrl, JsonWebKey, JsonWebKeyId,
+    core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata},
+    reqwest,
+};
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+
+use super::jwks::JwksCache;
+use crate::domain::{AccountKey, CONSUMER_TENANT, TenantId};
+
+/// The delegated scope a work user's token must carry.
+pub const SCOPE_LINKS_MANAGE: &str = "Links.Manage";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A work user through the portal (delegated token with `scp`).
+    User {
+        key: AccountKey,
+        upn: String,
+        scopes: Vec<String>,
+        roles: Vec<String>,
+    },
+    /// A backend service (client-credentials token with `roles`).
+    App {
+        tenant: TenantId,
+        app_id: String,
+        roles: Vec<String>,
+    },
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("no bearer token")]
+    MissingToken,
+    /// `why` is for logs only; callers just learn the token is not accepted.
+    #[error("token refused: {why}")]
+    InvalidToken { why: &'static str },
+    #[error("the token issuer's keys cannot be fetched")]
+    ProviderUnavailable,
+    #[error("a guest personal account cannot own links")]
+    GuestAccount,
+    #[error("the token lacks the required scope")]
+    MissingScope,
+}
+
+#[derive(Debug, Clone)]
+pub struct InboundConfig {
+    pub audience: String,
+    pub allowed_tenants: Vec<TenantId>,
+    /// `https://login.microsoftonline.com/{tid}/v2.0`
+    pub issuer_template: String,
+    pub leeway: Duration,
+    pub jwks_refetch_interval: Duration,
+}
+
+pub struct Authenticator {
+    config: InboundConfig,
+    http: reqwest::Client,
+    /// Per allowed issuer, discovered on first use; failures are not cached.
+    issuers: HashMap<TenantId, OnceCell<Arc<JwksCache>>>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+    jku: Option<serde_json::Value>,
+    jwk: Option<serde_json::Value>,
+    x5u: Option<serde_json::Value>,
+    x5c: Option<serde_json::Value>,
+    crit: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    iss: String,
+    aud: Audience,
+    exp: i64,
+    nbf: Option<i64>,
+    tid: String,
+    oid: Option<String>,
+    sub: Option<String>,
+    ver: Option<String>,
+    scp: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    idtyp: Option<String>,
+    idp: Option<String>,
+    azp: Option<String>,
+    appid: Option<String>,
+    preferred_username: Option<String>,
+    upn: Option<String>,
+    nonce: Option<serde_json::Value>,
+}
+
+fn refuse<T>(why: &'static str) -> Result<T, AuthError> {
+    Err(AuthError::InvalidToken { why })
+}
+
+fn decode_part(part: &str) -> Result<Vec<u8>, AuthError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .or_else(|_| refuse("malformed base64url"))
+}
+
+impl Authenticator {
+    pub fn new(config: InboundConfig, http: reqwest::Client) -> Self {
+        let issuers = config
+            .allowed_tenants
+            .iter()
+            .map(|t| (t.clone(), OnceCell::new()))
+            .collect();
+        Self {
+            config,
+            http,
+            issuers,
+        }
+    }
+
+    fn issuer_of(&self, tenant: &TenantId) -> String {
+        self.config
+            .issuer_template
+            .replace("{tid}", tenant.as_str())
+    }
+
+    async fn keys_for(&self, tenant: &TenantId) -> Result<&Arc<JwksCache>, AuthError> {
+        let cell = self.issuers.get(tenant).ok_or(AuthError::InvalidToken {
+            why: "tenant not allowed",
+        })?;
+        cell.get_or_try_init(|| async {
+            let issuer = IssuerUrl::new(self.issuer_of(tenant)).map_err(|_| AuthError::ProviderUnavailable)?;
+            let metadata = CoreProviderMetadata::discover_async(issuer, &self.http).await.map_err(|e| {
+                tracing::warn!(tenant = tenant.as_str(), error = %e, "inbound issuer discovery failed");
+                AuthError::ProviderUnavailable
+            })?;
+            let uri = metadata.jwks_uri().clone();
+            Ok(Arc::new(JwksCache::new(uri, self.http.clone(), metadata.jwks().clone(), self.config.jwks_refetch_interval)))
+        })
+        .await
+    }
+
+    /// Refreshes every discovered issuer's keys (the hourly background task).
+    pub async fn refresh_keys(&self) {
+        for cell in self.issuers.values() {
+            if let Some(cache) = cell.get() {
+                cache.refresh().await;
+            }
+        }
+    }
+
+    /// Validates `authorization: Bearer <jwt>` at `now`.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Caller, AuthError> {
+        let token = authorization
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::MissingToken)?;
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return refuse("not a compact JWS");
+        };
+        let header: Header =
+            serde_json::from_slice(&decode_part(h)?).or_else(|_| refuse("malformed header"))?;
+        if header.alg != "RS256" {
+            return refuse("algorithm not RS256");
+        }
+        if header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+            || header.crit.is_some()
+        {
+            return refuse("header names its own key or critical extensions");
+        }
+        let kid = header
+            .kid
+            .ok_or(AuthError::InvalidToken { why: "no kid" })?;
+        let payload = decode_part(p)?;
+        let signature = decode_part(s)?;
+        // Unverified: only picks which allowed issuer's keys to check the signature with.
+        let claims: Claims =
+            serde_json::from_slice(&payload).or_else(|_| refuse("malformed claims"))?;
+        let tenant = TenantId::parse(&claims.tid).or_else(|_| refuse("tid is not a GUID"))?;
+        if tenant.as_str() == CONSUMER_TENANT || !self.issuers.contains_key(&tenant) {
+            return refuse("tenant not allowed");
+        }
+        self.verify_signature(
+            &tenant,
+            &kid,
+            &token.as_bytes()[..h.len() + 1 + p.len()],
+            &signature,
+        )
+        .await?;
+        self.check_claims(claims, tenant, now)
+    }
+
+    async fn verify_signature(
+        &self,
+        tenant: &TenantId,
+        kid: &str,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), AuthError> {
+        let cache = self.keys_for(tenant).await?;
+        let kid = JsonWebKeyId::new(kid.to_owned());
+        let (mut keys, generation) = cache.current();
+        if find_key(&keys, &kid).is_none() && cache.refetch_for_unknown_kid(generation).await {
+            keys = cache.current().0;
+        }
+        let key = find_key(&keys, &kid).ok_or(AuthError::InvalidToken { why: "unknown kid" })?;
+        key.verify_signature(
+            &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            message,
+            signature,
+        )
+        .or_else(|_| refuse("bad signature"))
+    }
+
+    fn check_claims(
+        &self,
+        claims: Claims,
+        tenant: TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<Caller, AuthError> {
+        let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(300);
+        let now = now.timestamp();
+        if claims.iss != self.issuer_of(&tenant) {
+            return refuse("issuer mismatch");
+        }
+        let audience_ok = match &claims.aud {
+            Audience::One(aud) => aud == &self.config.audience,
+            Audience::Many(auds) => auds.len() == 1 && auds[0] == self.config.audience,
+        };
+        if !audience_ok {
+            return refuse("audience mismatch");
+        }
+        if claims.exp + leeway <= now {
+            return refuse("expired");
+        }
+        if claims.nbf.is_some_and(|nbf| nbf - leeway > now) {
+            return refuse("not yet valid");
+        }
+        if claims.ver.as_deref() != Some("2.0") {
+            return refuse("not a v2.0 access token");
+        }
+        if claims.nonce.is_some() {
+            // ID tokens carry a nonce; access tokens from Entra do not.
+            return refuse("an ID token is not an access token");
+        }
+        let oid = claims
+            .oid
+            .as_deref()
+            .ok_or(AuthError::InvalidToken { why: "no oid" })?;
+        let is_app = claims.idtyp.as_deref() == Some("app")
+            || (claims.scp.is_none() && claims.sub.as_deref() == Some(oid));
+        if is_app {
+            if claims.scp.is_some() {
+                return refuse("an app token with delegated scopes");
+            }
+            let app_id = claims.azp.or(claims.appid).ok_or(AuthError::InvalidToken {
+                why: "app token without azp",
+            })?;
+            return Ok(Caller::App {
+                tenant,
+                app_id,
+                roles: claims.roles,
+            });
+        }
+        if claims
+            .idp
+            .as_deref()
+            .is_some_and(|idp| idp == "live.com" || idp.contains(CONSUMER_TENANT))
+        {
+            return Err(AuthError::GuestAccount);
+        }
+        let scopes: Vec<String> = claims
+            .scp
+            .as_deref()
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !scopes.iter().any(|s| s == SCOPE_LINKS_MANAGE) {
+            return Err(AuthError::MissingScope);
+        }
+        let key =
+            AccountKey::parse(tenant.as_str(), oid).or_else(|_| refuse("oid is not a GUID"))?;
+        let upn = claims.upn.or(claims.preferred_username).unwrap_or_default();
+        Ok(Caller::User {
+            key,
+            upn,
+            scopes,
+            roles: claims.roles,
+        })
+    }
+}
+
+fn find_key<'k>(
+    keys: &'k CoreJsonWebKeySet,
+    kid: &JsonWebKeyId,
+) -> Option<&'k openidconnect::core::CoreJsonWebKey> {
+    keys.keys().iter().find(|k| k.key_id() == Some(kid))
+}
