@@ -16,14 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
     let descriptors = protox::compile(PROTOS, ["."])?;
     let descriptor_path = out.join("idlink_descriptor.bin");
-    std::fs::write(
-        &descriptor_path,
-        prost::Message::encode_to_vec(&descriptors),
-    )?;
+    std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&descriptors))?;
 
-    tonic_prost_build::configure()
-        .file_descriptor_set_path(&descriptor_path)
-        .skip_protoc_run()
-        .compile_fds(descriptors)?;
+    tonic_prost_build::configure().file_descriptor_set_path(&descriptor_path).skip_protoc_run().compile_fds(descriptors)?;
     Ok(())
 }

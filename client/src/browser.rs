@@ -18,8 +18,7 @@ pub struct Redirect {
 
 impl Redirect {
     pub fn parse(location: &str) -> Result<Self> {
-        let url = url::Url::parse(location)
-            .map_err(|e| ClientError::Invalid(format!("redirect is not a URL: {e}")))?;
+        let url = url::Url::parse(location).map_err(|e| ClientError::Invalid(format!("redirect is not a URL: {e}")))?;
         let mut redirect = Redirect::default();
         for (key, value) in url.query_pairs() {
             let slot = match key.as_ref() {
@@ -55,15 +54,12 @@ pub async fn follow_authorization(authorization_url: &str) -> Result<Redirect> {
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| ClientError::Transport(e.to_string()))?;
-    let response = http
-        .get(authorization_url)
-        .send()
-        .await
-        .map_err(|e| ClientError::Transport(format!("identity provider: {e}")))?;
-    let location = response
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ClientError::Invalid(format!("the identity provider answered {} without a redirect (does login_hint name an account?)", response.status())))?;
+    let response = http.get(authorization_url).send().await.map_err(|e| ClientError::Transport(format!("identity provider: {e}")))?;
+    let location = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+        ClientError::Invalid(format!(
+            "the identity provider answered {} without a redirect (does login_hint name an account?)",
+            response.status()
+        ))
+    })?;
     Redirect::parse(location)
 }

@@ -19,11 +19,7 @@ pub mod browser;
 pub enum ClientError {
     /// The service refused: `reason` is stable, `message` is for a person.
     #[error("{code:?} {reason}: {message}")]
-    Rpc {
-        code: tonic::Code,
-        reason: String,
-        message: String,
-    },
+    Rpc { code: tonic::Code, reason: String, message: String },
     #[error("cannot reach idlink: {0}")]
     Transport(String),
     #[error("{0}")]
@@ -49,19 +45,9 @@ impl ClientError {
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
         let details = status.get_error_details();
-        let reason = details
-            .error_info()
-            .map(|i| i.reason.clone())
-            .unwrap_or_default();
-        let message = details
-            .localized_message()
-            .map(|m| m.message.clone())
-            .unwrap_or_else(|| status.message().to_owned());
-        ClientError::Rpc {
-            code: status.code(),
-            reason,
-            message,
-        }
+        let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
+        let message = details.localized_message().map(|m| m.message.clone()).unwrap_or_else(|| status.message().to_owned());
+        ClientError::Rpc { code: status.code(), reason, message }
     }
 }
 
@@ -77,14 +63,10 @@ pub struct Credentials {
 impl Interceptor for Credentials {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
         if let Some(value) = &self.authorization {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
+            request.metadata_mut().insert("authorization", value.clone());
         }
         if let Some(value) = &self.language {
-            request
-                .metadata_mut()
-                .insert("accept-language", value.clone());
+            request.metadata_mut().insert("accept-language", value.clone());
         }
         Ok(request)
     }
@@ -107,12 +89,7 @@ pub struct ClientOptions {
 
 impl ClientOptions {
     pub fn new(endpoint: impl Into<String>) -> Self {
-        Self {
-            endpoint: endpoint.into(),
-            token: None,
-            accept_language: None,
-            deadline: Duration::from_secs(15),
-        }
+        Self { endpoint: endpoint.into(), token: None, accept_language: None, deadline: Duration::from_secs(15) }
     }
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
@@ -125,9 +102,7 @@ impl ClientOptions {
 }
 
 fn ascii(what: &str, value: &str) -> Result<MetadataValue<Ascii>> {
-    value
-        .parse()
-        .map_err(|_| ClientError::Invalid(format!("{what} is not valid ASCII metadata")))
+    value.parse().map_err(|_| ClientError::Invalid(format!("{what} is not valid ASCII metadata")))
 }
 
 impl IdlinkClient {
@@ -139,21 +114,10 @@ impl IdlinkClient {
             .await
             .map_err(|e| ClientError::Transport(format!("{}: {e}", options.endpoint)))?;
         let credentials = Credentials {
-            authorization: options
-                .token
-                .as_deref()
-                .map(|t| ascii("token", &format!("Bearer {t}")))
-                .transpose()?,
-            language: options
-                .accept_language
-                .as_deref()
-                .map(|l| ascii("language", l))
-                .transpose()?,
+            authorization: options.token.as_deref().map(|t| ascii("token", &format!("Bearer {t}"))).transpose()?,
+            language: options.accept_language.as_deref().map(|l| ascii("language", l)).transpose()?,
         };
-        Ok(Self {
-            links: LinkServiceClient::with_interceptor(channel, credentials),
-            deadline: options.deadline,
-        })
+        Ok(Self { links: LinkServiceClient::with_interceptor(channel, credentials), deadline: options.deadline })
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
@@ -163,51 +127,24 @@ impl IdlinkClient {
     }
 
     pub async fn begin_link(&self, request: pb::BeginLinkRequest) -> Result<pb::BeginLinkResponse> {
-        Ok(self
-            .links
-            .clone()
-            .begin_link(self.request(request))
-            .await?
-            .into_inner())
+        Ok(self.links.clone().begin_link(self.request(request)).await?.into_inner())
     }
 
     pub async fn complete_link(&self, request: pb::CompleteLinkRequest) -> Result<pb::Link> {
-        Ok(self
-            .links
-            .clone()
-            .complete_link(self.request(request))
-            .await?
-            .into_inner())
+        Ok(self.links.clone().complete_link(self.request(request)).await?.into_inner())
     }
 
     /// The caller's active links.
     pub async fn get_links(&self) -> Result<Vec<pb::Link>> {
-        Ok(self
-            .links
-            .clone()
-            .get_links(self.request(pb::GetLinksRequest::default()))
-            .await?
-            .into_inner()
-            .links)
+        Ok(self.links.clone().get_links(self.request(pb::GetLinksRequest::default())).await?.into_inner().links)
     }
 
     pub async fn get_links_of(&self, user: pb::AccountRef) -> Result<Vec<pb::Link>> {
-        Ok(self
-            .links
-            .clone()
-            .get_links(self.request(pb::GetLinksRequest { user: Some(user) }))
-            .await?
-            .into_inner()
-            .links)
+        Ok(self.links.clone().get_links(self.request(pb::GetLinksRequest { user: Some(user) })).await?.into_inner().links)
     }
 
     pub async fn remove_link(&self, request: pb::RemoveLinkRequest) -> Result<pb::Link> {
-        Ok(self
-            .links
-            .clone()
-            .remove_link(self.request(request))
-            .await?
-            .into_inner())
+        Ok(self.links.clone().remove_link(self.request(request)).await?.into_inner())
     }
 }
 
@@ -216,8 +153,6 @@ pub fn parse_kind(raw: &str) -> Result<pb::LinkKind> {
     match raw.to_ascii_lowercase().replace('_', "-").as_str() {
         "pu" | "partner-university" => Ok(pb::LinkKind::PartnerUniversity),
         "ml" | "microsoft-learning" => Ok(pb::LinkKind::MicrosoftLearning),
-        other => Err(ClientError::Invalid(format!(
-            "unknown kind {other:?}: use partner-university or microsoft-learning"
-        ))),
+        other => Err(ClientError::Invalid(format!("unknown kind {other:?}: use partner-university or microsoft-learning"))),
     }
 }

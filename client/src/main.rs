@@ -8,18 +8,10 @@ use idlink_client::{ClientError, ClientOptions, IdlinkClient, browser, parse_kin
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(
-    name = "idlink",
-    about = "Link work accounts to personal Microsoft accounts through idlink."
-)]
+#[command(name = "idlink", about = "Link work accounts to personal Microsoft accounts through idlink.")]
 struct Cli {
     /// The idlink gRPC endpoint.
-    #[arg(
-        long,
-        global = true,
-        env = "IDLINK_ENDPOINT",
-        default_value = "http://127.0.0.1:50051"
-    )]
+    #[arg(long, global = true, env = "IDLINK_ENDPOINT", default_value = "http://127.0.0.1:50051")]
     endpoint: String,
     /// A bearer access token for idlink.
     #[arg(long, global = true, env = "IDLINK_TOKEN", hide_env_values = true)]
@@ -28,12 +20,7 @@ struct Cli {
     #[arg(long, global = true)]
     user: Option<String>,
     /// Development: the development identity provider.
-    #[arg(
-        long,
-        global = true,
-        env = "IDLINK_DEV_IDP",
-        default_value = "http://127.0.0.1:50052"
-    )]
+    #[arg(long, global = true, env = "IDLINK_DEV_IDP", default_value = "http://127.0.0.1:50052")]
     idp: String,
     /// Preferred language of error messages (accept-language), e.g. fr or ko.
     #[arg(long, global = true)]
@@ -116,19 +103,10 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             match e.downcast_ref::<ClientError>() {
-                Some(ClientError::Rpc {
-                    code,
-                    reason,
-                    message,
-                }) if cli.json => {
-                    println!(
-                        "{}",
-                        json!({"error": {"code": format!("{code:?}"), "reason": reason, "message": message}})
-                    );
+                Some(ClientError::Rpc { code, reason, message }) if cli.json => {
+                    println!("{}", json!({"error": {"code": format!("{code:?}"), "reason": reason, "message": message}}));
                 }
-                Some(ClientError::Rpc {
-                    reason, message, ..
-                }) => eprintln!("idlink: {reason}: {message}"),
+                Some(ClientError::Rpc { reason, message, .. }) => eprintln!("idlink: {reason}: {message}"),
                 _ => eprintln!("idlink: {e:#}"),
             }
             ExitCode::FAILURE
@@ -138,19 +116,18 @@ async fn main() -> ExitCode {
 
 async fn dev_token(idp: &str, login: &str) -> anyhow::Result<String> {
     let url = url::Url::parse_with_params(&format!("{idp}/dev/token"), [("user", login)])?;
-    let response = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?.get(url).send().await
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?
+        .get(url)
+        .send()
+        .await
         .with_context(|| format!("cannot reach the development identity provider at {idp} (is `idlinkd --dev` running?)"))?;
     if !response.status().is_success() {
-        return Err(anyhow!(
-            "the development provider has no user {login:?} ({})",
-            response.status()
-        ));
+        return Err(anyhow!("the development provider has no user {login:?} ({})", response.status()));
     }
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-    body["access_token"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("no access_token in the answer"))
+    body["access_token"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no access_token in the answer"))
 }
 
 async fn connect(cli: &Cli, default_user: Option<&str>) -> anyhow::Result<IdlinkClient> {
@@ -158,9 +135,7 @@ async fn connect(cli: &Cli, default_user: Option<&str>) -> anyhow::Result<Idlink
         (Some(token), _) => token.clone(),
         (None, Some(user)) => dev_token(&cli.idp, user).await?,
         (None, None) => {
-            return Err(anyhow!(
-                "no credentials: pass --token (or IDLINK_TOKEN), or --user with `idlinkd --dev`"
-            ));
+            return Err(anyhow!("no credentials: pass --token (or IDLINK_TOKEN), or --user with `idlinkd --dev`"));
         }
     };
     let mut options = ClientOptions::new(cli.endpoint.clone()).token(token);
@@ -199,47 +174,26 @@ fn link_json(link: &pb::Link) -> serde_json::Value {
 
 fn link_line(link: &pb::Link) -> String {
     let personal = link.personal_account.clone().unwrap_or_default();
-    let who = if personal.email.is_empty() {
-        personal.object_id.clone()
-    } else {
-        format!("{} ({})", personal.email, personal.object_id)
-    };
+    let who = if personal.email.is_empty() { personal.object_id.clone() } else { format!("{} ({})", personal.email, personal.object_id) };
     let state = match &link.removal {
         Some(r) => format!("removed: {}", r.reason),
         None => "active".to_owned(),
     };
-    format!(
-        "{:<20} {who}  [{state}]  link {}",
-        kind_name(link.kind),
-        link.id
-    )
+    format!("{:<20} {who}  [{state}]  link {}", kind_name(link.kind), link.id)
 }
 
 fn print_link(cli: &Cli, link: &pb::Link) {
-    if cli.json {
-        println!("{}", link_json(link))
-    } else {
-        println!("{}", link_line(link))
-    }
+    if cli.json { println!("{}", link_json(link)) } else { println!("{}", link_line(link)) }
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Token { login } => {
             let token = dev_token(&cli.idp, cli.user.as_deref().unwrap_or(login)).await?;
-            if cli.json {
-                println!("{}", json!({"access_token": token}))
-            } else {
-                println!("{token}")
-            }
+            if cli.json { println!("{}", json!({"access_token": token})) } else { println!("{token}") }
         }
         Command::Link(command) => run_link(cli, command).await?,
-        Command::Demo {
-            work_user,
-            personal,
-            kind,
-            redirect_uri,
-        } => demo(cli, work_user, personal, kind, redirect_uri).await?,
+        Command::Demo { work_user, personal, kind, redirect_uri } => demo(cli, work_user, personal, kind, redirect_uri).await?,
     }
     Ok(())
 }
@@ -263,21 +217,11 @@ async fn run_link(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> {
                     json!({"authorization_url": begun.authorization_url, "state": begun.state, "expires_at": begun.expires_at.map(|t| t.seconds)})
                 );
             } else {
-                println!(
-                    "Open this URL and sign in with the personal account:\n  {}\nstate: {}",
-                    begun.authorization_url, begun.state
-                );
-                println!(
-                    "Then: idlink link complete --callback-url '<the URL you were redirected to>'"
-                );
+                println!("Open this URL and sign in with the personal account:\n  {}\nstate: {}", begun.authorization_url, begun.state);
+                println!("Then: idlink link complete --callback-url '<the URL you were redirected to>'");
             }
         }
-        LinkCommand::Complete {
-            state,
-            code,
-            iss,
-            callback_url,
-        } => {
+        LinkCommand::Complete { state, code, iss, callback_url } => {
             let request = match callback_url {
                 Some(url) => browser::Redirect::parse(url)?.into_complete_request(),
                 None => pb::CompleteLinkRequest {
@@ -292,10 +236,7 @@ async fn run_link(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> {
         LinkCommand::List => {
             let links = client.get_links().await?;
             if cli.json {
-                println!(
-                    "{}",
-                    json!({"links": links.iter().map(link_json).collect::<Vec<_>>()})
-                );
+                println!("{}", json!({"links": links.iter().map(link_json).collect::<Vec<_>>()}));
             } else if links.is_empty() {
                 println!("No linked accounts.");
             } else {
@@ -303,26 +244,15 @@ async fn run_link(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> {
             }
         }
         LinkCommand::Remove { kind, reason } => {
-            let tombstone = client
-                .remove_link(pb::RemoveLinkRequest {
-                    kind: parse_kind(kind)? as i32,
-                    user: None,
-                    reason: reason.clone(),
-                })
-                .await?;
+            let tombstone =
+                client.remove_link(pb::RemoveLinkRequest { kind: parse_kind(kind)? as i32, user: None, reason: reason.clone() }).await?;
             print_link(cli, &tombstone);
         }
     }
     Ok(())
 }
 
-async fn demo(
-    cli: &Cli,
-    work_user: &str,
-    personal: &str,
-    kind: &str,
-    redirect_uri: &str,
-) -> anyhow::Result<()> {
+async fn demo(cli: &Cli, work_user: &str, personal: &str, kind: &str, redirect_uri: &str) -> anyhow::Result<()> {
     let kind = parse_kind(kind)?;
     let client = connect(cli, Some(work_user)).await?;
     let step = |n: u8, text: &str| {
@@ -331,10 +261,7 @@ async fn demo(
         }
     };
 
-    step(
-        1,
-        &format!("BeginLink as {work_user} ({})", kind_name(kind as i32)),
-    );
+    step(1, &format!("BeginLink as {work_user} ({})", kind_name(kind as i32)));
     let begun = client
         .begin_link(pb::BeginLinkRequest {
             kind: kind as i32,
@@ -343,34 +270,19 @@ async fn demo(
             ..Default::default()
         })
         .await?;
-    let shown = begun
-        .authorization_url
-        .split('?')
-        .next()
-        .unwrap_or_default();
+    let shown = begun.authorization_url.split('?').next().unwrap_or_default();
     step(2, &format!("sign in as {personal} at {shown}"));
     let redirect = browser::follow_authorization(&begun.authorization_url).await?;
     step(3, "CompleteLink with the code from the redirect");
-    let link = client
-        .complete_link(redirect.into_complete_request())
-        .await?;
+    let link = client.complete_link(redirect.into_complete_request()).await?;
     print_link(cli, &link);
     step(4, "GetLinks");
     for l in client.get_links().await? {
         print_link(cli, &l);
     }
     step(5, "RemoveLink (\"remove access\")");
-    let tombstone = client
-        .remove_link(pb::RemoveLinkRequest {
-            kind: kind as i32,
-            user: None,
-            reason: "demo".into(),
-        })
-        .await?;
+    let tombstone = client.remove_link(pb::RemoveLinkRequest { kind: kind as i32, user: None, reason: "demo".into() }).await?;
     print_link(cli, &tombstone);
-    step(
-        6,
-        &format!("GetLinks again: {} active", client.get_links().await?.len()),
-    );
+    step(6, &format!("GetLinks again: {} active", client.get_links().await?.len()));
     Ok(())
 }

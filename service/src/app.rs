@@ -28,10 +28,7 @@ pub enum StartupError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("server: {0}")]
     Serve(String),
 }
@@ -54,10 +51,7 @@ impl Application {
         let store: DynStore = match settings.store.backend.as_str() {
             "sled" => Arc::new(SledStore::open(&settings.store.path)?),
             other => {
-                return Err(ConfigError::Invalid(format!(
-                    "store.backend {other:?}: only \"sled\" is available"
-                ))
-                .into());
+                return Err(ConfigError::Invalid(format!("store.backend {other:?}: only \"sled\" is available")).into());
             }
         };
         let report = store.check_integrity().await?;
@@ -66,50 +60,24 @@ impl Application {
         }
         let mut kinds = HashMap::new();
         for (kind, kind_settings) in settings.kinds() {
-            let client = AssociationClient::discover(
-                kind,
-                kind_settings,
-                http.clone(),
-                settings.dev.allow_insecure_http,
-                refetch,
-            )
-            .await
-            .map_err(|e| match e {
-                OidcError::Config { detail } => OidcError::Config {
-                    detail: format!("kinds.{kind}: {detail}"),
-                },
-                other => other,
-            })?;
+            let client = AssociationClient::discover(kind, kind_settings, http.clone(), settings.dev.allow_insecure_http, refetch)
+                .await
+                .map_err(|e| match e {
+                    OidcError::Config { detail } => OidcError::Config { detail: format!("kinds.{kind}: {detail}") },
+                    other => other,
+                })?;
             tracing::info!(%kind, issuer = client.issuer(), "identity provider ready");
             kinds.insert(kind, client);
         }
         if kinds.is_empty() {
             tracing::warn!("no [kinds.*] configured: BeginLink will refuse every kind");
         }
-        let flow_ttl =
-            chrono::Duration::seconds(i64::try_from(settings.flows.ttl_seconds).unwrap_or(600));
+        let flow_ttl = chrono::Duration::seconds(i64::try_from(settings.flows.ttl_seconds).unwrap_or(600));
         let linker = Arc::new(Linker::new(store, kinds, flow_ttl));
         let auth = Arc::new(Authenticator::new(inbound, http));
-        let listener =
-            TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| StartupError::Listen {
-                    addr: settings.listen,
-                    source,
-                })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| StartupError::Listen {
-                addr: settings.listen,
-                source,
-            })?;
-        Ok(Self {
-            listener,
-            addr,
-            linker,
-            auth,
-            clock,
-        })
+        let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
+        Ok(Self { listener, addr, linker, auth, clock })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -121,10 +89,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight RPCs finish.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), StartupError> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         // Everything health depends on (store, providers) was made ready by `build`.
         health.set_serving::<LinkServiceServer<LinkApi>>().await;
@@ -139,10 +104,7 @@ impl Application {
             .layer(AuthLayer::new(self.auth.clone(), self.clock.clone()))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(LinkServiceServer::new(LinkApi::new(
-                self.linker.clone(),
-                self.clock.clone(),
-            )))
+            .add_service(LinkServiceServer::new(LinkApi::new(self.linker.clone(), self.clock.clone())))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
             .await
             .map_err(|e| StartupError::Serve(e.to_string()));

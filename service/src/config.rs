@@ -14,10 +14,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -60,10 +57,7 @@ fn default_path() -> PathBuf {
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self {
-            backend: default_backend(),
-            path: default_path(),
-        }
+        Self { backend: default_backend(), path: default_path() }
     }
 }
 
@@ -121,9 +115,7 @@ fn default_flow_ttl() -> u64 {
 
 impl Default for FlowSettings {
     fn default() -> Self {
-        Self {
-            ttl_seconds: default_flow_ttl(),
-        }
+        Self { ttl_seconds: default_flow_ttl() }
     }
 }
 
@@ -139,18 +131,11 @@ const SECTIONS: &[&str] = &["listen", "store", "auth", "kinds", "flows", "dev"];
 
 impl Settings {
     /// Reads the TOML file (if any), then applies `IDLINK_SECTION__KEY` variables from `env`.
-    pub fn load(
-        path: Option<&std::path::Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load(path: Option<&std::path::Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let mut table = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                toml::from_str::<toml::Table>(&text)
-                    .map_err(|e| ConfigError::Invalid(e.to_string()))?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?
             }
             None => toml::Table::new(),
         };
@@ -165,8 +150,7 @@ impl Settings {
             }
             set_path(&mut table, &path, parse_env_value(&value))?;
         }
-        Self::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Invalid(e.to_string()))
+        Self::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
     pub fn inbound(&self) -> Result<InboundConfig, ConfigError> {
@@ -174,21 +158,13 @@ impl Settings {
             .auth
             .allowed_tenants
             .iter()
-            .map(|t| {
-                TenantId::parse(t).map_err(|_| {
-                    ConfigError::Invalid(format!("auth.allowed_tenants: {t:?} is not a tenant id"))
-                })
-            })
+            .map(|t| TenantId::parse(t).map_err(|_| ConfigError::Invalid(format!("auth.allowed_tenants: {t:?} is not a tenant id"))))
             .collect::<Result<Vec<_>, _>>()?;
         if allowed_tenants.iter().any(TenantId::is_consumer) {
-            return Err(ConfigError::Invalid(
-                "auth.allowed_tenants must not include the consumer tenant".into(),
-            ));
+            return Err(ConfigError::Invalid("auth.allowed_tenants must not include the consumer tenant".into()));
         }
         if !self.auth.issuer_template.contains("{tid}") {
-            return Err(ConfigError::Invalid(
-                "auth.issuer_template must contain {tid}".into(),
-            ));
+            return Err(ConfigError::Invalid("auth.issuer_template must contain {tid}".into()));
         }
         Ok(InboundConfig {
             audience: self.auth.audience.clone(),
@@ -200,25 +176,22 @@ impl Settings {
     }
 
     pub fn kinds(&self) -> Vec<(LinkKind, KindSettings)> {
-        [
-            (LinkKind::PartnerUniversity, &self.kinds.partner_university),
-            (LinkKind::MicrosoftLearning, &self.kinds.microsoft_learning),
-        ]
-        .into_iter()
-        .filter_map(|(kind, config)| {
-            config.as_ref().map(|c| {
-                (
-                    kind,
-                    KindSettings {
-                        authority: c.authority.clone(),
-                        client_id: c.client_id.clone(),
-                        client_secret: c.client_secret.clone(),
-                        redirect_uris: c.redirect_uris.clone(),
-                    },
-                )
+        [(LinkKind::PartnerUniversity, &self.kinds.partner_university), (LinkKind::MicrosoftLearning, &self.kinds.microsoft_learning)]
+            .into_iter()
+            .filter_map(|(kind, config)| {
+                config.as_ref().map(|c| {
+                    (
+                        kind,
+                        KindSettings {
+                            authority: c.authority.clone(),
+                            client_id: c.client_id.clone(),
+                            client_secret: c.client_secret.clone(),
+                            redirect_uris: c.redirect_uris.clone(),
+                        },
+                    )
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 }
 
@@ -229,11 +202,7 @@ fn parse_env_value(raw: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
 }
 
-fn set_path(
-    table: &mut toml::Table,
-    path: &[String],
-    value: toml::Value,
-) -> Result<(), ConfigError> {
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), ConfigError> {
     match path {
         [] => Ok(()),
         [last] => {
@@ -241,9 +210,7 @@ fn set_path(
             Ok(())
         }
         [first, rest @ ..] => {
-            let entry = table
-                .entry(first.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(inner) => set_path(inner, rest, value),
                 _ => Err(ConfigError::Invalid(format!("{first} is not a section"))),
@@ -273,19 +240,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("idlink.toml");
         std::fs::write(&path, FILE).unwrap();
-        Settings::load(
-            Some(&path),
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-        )
+        Settings::load(Some(&path), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
     #[test]
     fn environment_overrides_the_file_and_secrets_stay_masked() {
         let s = load(&[
-            (
-                "IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET",
-                "from-env",
-            ),
+            ("IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET", "from-env"),
             ("IDLINK_FLOWS__TTL_SECONDS", "60"),
             ("IDLINK_TEST_REDIS_URL", "x"),
         ])
@@ -293,10 +254,7 @@ mod tests {
         let ml = s.kinds.microsoft_learning.as_ref().unwrap();
         assert_eq!(ml.client_secret.expose_secret(), "from-env");
         assert_eq!(s.flows.ttl_seconds, 60);
-        assert!(
-            !format!("{s:?}").contains("from-env"),
-            "Debug must mask secrets"
-        );
+        assert!(!format!("{s:?}").contains("from-env"), "Debug must mask secrets");
     }
 
     #[test]

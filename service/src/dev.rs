@@ -7,12 +7,8 @@ use std::{net::SocketAddr, path::PathBuf};
 use secrecy::SecretString;
 
 use crate::{
-    config::{
-        AuthSettings, DevSettings, FlowSettings, KindConfig, KindsSettings, Settings, StoreSettings,
-    },
-    oidc::devidp::{
-        CONTOSO_TENANT, DEV_AUDIENCE, DEV_REDIRECT_URI, DevClient, DevIdp, FABRIKAM_TENANT,
-    },
+    config::{AuthSettings, DevSettings, FlowSettings, KindConfig, KindsSettings, Settings, StoreSettings},
+    oidc::devidp::{CONTOSO_TENANT, DEV_AUDIENCE, DEV_REDIRECT_URI, DevClient, DevIdp, FABRIKAM_TENANT},
 };
 
 /// One OAuth client per link kind, with a fresh random secret per run.
@@ -28,12 +24,7 @@ pub fn dev_clients() -> Vec<DevClient> {
 }
 
 /// Settings pointing idlinkd at a running development provider.
-pub fn dev_settings(
-    idp: &DevIdp,
-    clients: &[DevClient],
-    listen: SocketAddr,
-    data: PathBuf,
-) -> Settings {
+pub fn dev_settings(idp: &DevIdp, clients: &[DevClient], listen: SocketAddr, data: PathBuf) -> Settings {
     let kind = |client: &DevClient| KindConfig {
         authority: idp.consumer_authority(),
         client_id: client.client_id.clone(),
@@ -42,10 +33,7 @@ pub fn dev_settings(
     };
     Settings {
         listen,
-        store: StoreSettings {
-            backend: "sled".into(),
-            path: data,
-        },
+        store: StoreSettings { backend: "sled".into(), path: data },
         auth: AuthSettings {
             audience: DEV_AUDIENCE.into(),
             allowed_tenants: vec![CONTOSO_TENANT.into(), FABRIKAM_TENANT.into()],
@@ -53,13 +41,8 @@ pub fn dev_settings(
             leeway_seconds: 120,
             jwks_refetch_seconds: 300,
         },
-        kinds: KindsSettings {
-            partner_university: clients.first().map(kind),
-            microsoft_learning: clients.get(1).map(kind),
-        },
+        kinds: KindsSettings { partner_university: clients.first().map(kind), microsoft_learning: clients.get(1).map(kind) },
         flows: FlowSettings::default(),
-        dev: DevSettings {
-            allow_insecure_http: true,
-        },
+        dev: DevSettings { allow_insecure_http: true },
     }
 }

@@ -2,15 +2,7 @@
 //! Data flows one way: `api` → `linking` → `domain` / `store`; `oidc` talks to identity
 //! providers.
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        reason = "tests fail loudly"
-    )
-)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly"))]
 
 pub mod api;
 pub mod app;

@@ -66,16 +66,8 @@ pub struct Linker {
 }
 
 impl Linker {
-    pub fn new(
-        store: DynStore,
-        kinds: HashMap<LinkKind, AssociationClient>,
-        flow_ttl: Duration,
-    ) -> Self {
-        Self {
-            store,
-            kinds,
-            flow_ttl,
-        }
+    pub fn new(store: DynStore, kinds: HashMap<LinkKind, AssociationClient>, flow_ttl: Duration) -> Self {
+        Self { store, kinds, flow_ttl }
     }
 
     pub fn store(&self) -> &DynStore {
@@ -87,17 +79,10 @@ impl Linker {
     }
 
     fn client(&self, kind: LinkKind) -> Result<&AssociationClient> {
-        self.kinds
-            .get(&kind)
-            .ok_or(LinkingError::KindNotConfigured { kind })
+        self.kinds.get(&kind).ok_or(LinkingError::KindNotConfigured { kind })
     }
 
-    pub async fn begin(
-        &self,
-        actor: &Actor,
-        request: BeginRequest<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Begun> {
+    pub async fn begin(&self, actor: &Actor, request: BeginRequest<'_>, now: DateTime<Utc>) -> Result<Begun> {
         let client = self.client(request.kind)?;
         let authorization = client.authorize(request.redirect_uri, request.login_hint)?;
         let flow = Flow {
@@ -114,19 +99,10 @@ impl Linker {
         let state_hash = StateHash::of(&authorization.state);
         self.store.put_flow(&state_hash, &flow).await?;
         tracing::info!(kind = %request.kind, user = %actor.key, flow = &state_hash.as_str()[..12], "association flow begun");
-        Ok(Begun {
-            authorization_url: authorization.url.to_string(),
-            state: authorization.state,
-            expires_at: flow.expires_at,
-        })
+        Ok(Begun { authorization_url: authorization.url.to_string(), state: authorization.state, expires_at: flow.expires_at })
     }
 
-    pub async fn complete(
-        &self,
-        actor: &Actor,
-        request: CompleteRequest<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Link> {
+    pub async fn complete(&self, actor: &Actor, request: CompleteRequest<'_>, now: DateTime<Utc>) -> Result<Link> {
         let state_hash = StateHash::of(request.state);
         let outcome = self.complete_inner(actor, &state_hash, request, now).await;
         let flow = &state_hash.as_str()[..12];
@@ -149,33 +125,18 @@ impl Linker {
         now: DateTime<Utc>,
     ) -> Result<Link> {
         // Consumed on the first attempt, whatever its outcome (invariant 5).
-        let flow = self
-            .store
-            .take_flow(state_hash)
-            .await?
-            .ok_or(DomainError::FlowNotFound)?;
+        let flow = self.store.take_flow(state_hash).await?.ok_or(DomainError::FlowNotFound)?;
         flow.check_completion(&actor.key, now)?;
         if request.redirect_uri.is_some_and(|r| r != flow.redirect_uri) {
             return Err(LinkingError::RedirectUriMismatch);
         }
         if let Some(error) = request.error {
             // The provider said no: never call its token endpoint.
-            return Err(LinkingError::SignInFailed {
-                cancelled: error == "access_denied",
-            });
+            return Err(LinkingError::SignInFailed { cancelled: error == "access_denied" });
         }
         let client = self.client(flow.kind)?;
         let personal = client
-            .complete(
-                Callback {
-                    code: request.code,
-                    iss: request.iss,
-                },
-                &flow.redirect_uri,
-                &flow.pkce_verifier,
-                &flow.nonce,
-                now,
-            )
+            .complete(Callback { code: request.code, iss: request.iss }, &flow.redirect_uri, &flow.pkce_verifier, &flow.nonce, now)
             .await?;
         let new = NewLink {
             kind: flow.kind,
@@ -192,18 +153,8 @@ impl Linker {
         Ok(self.store.active_links(user).await?)
     }
 
-    pub async fn remove(
-        &self,
-        actor: &Actor,
-        kind: LinkKind,
-        owner: &AccountKey,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Link> {
-        let outcome = self
-            .store
-            .remove(kind, owner, &actor.key, reason, now)
-            .await;
+    pub async fn remove(&self, actor: &Actor, kind: LinkKind, owner: &AccountKey, reason: &str, now: DateTime<Utc>) -> Result<Link> {
+        let outcome = self.store.remove(kind, owner, &actor.key, reason, now).await;
         match &outcome {
             Ok(t) => {
                 tracing::info!(target: "audit", action = "link.remove", outcome = "ok", user = %actor.key, owner = %owner, kind = %kind, link_id = t.id.as_str(), "link removed")

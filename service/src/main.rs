@@ -13,10 +13,7 @@ use idlink_service::{
 };
 
 #[derive(Parser)]
-#[command(
-    name = "idlinkd",
-    about = "Links work accounts to personal Microsoft accounts (gRPC)."
-)]
+#[command(name = "idlinkd", about = "Links work accounts to personal Microsoft accounts (gRPC).")]
 struct Args {
     /// The TOML configuration file.
     #[arg(long, conflicts_with = "dev")]
@@ -52,11 +49,10 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

@@ -27,11 +27,7 @@ impl AuthLayer {
 impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            auth: self.auth.clone(),
-            clock: self.clock.clone(),
-        }
+        AuthService { inner, auth: self.auth.clone(), clock: self.clock.clone() }
     }
 }
 
@@ -48,10 +44,7 @@ fn header<'r, B>(req: &'r http::Request<B>, name: &str) -> Option<&'r str> {
 
 impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -70,10 +63,7 @@ where
         let (auth, clock) = (self.auth.clone(), self.clock.clone());
         Box::pin(async move {
             if req.uri().path().starts_with("/idlink.") {
-                match auth
-                    .authenticate(header(&req, "authorization"), clock.now())
-                    .await
-                {
+                match auth.authenticate(header(&req, "authorization"), clock.now()).await {
                     Ok(caller) => {
                         req.extensions_mut().insert(caller);
                     }

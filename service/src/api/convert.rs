@@ -11,10 +11,7 @@ pub fn kind(raw: i32) -> Result<LinkKind, ApiError> {
     match pb::LinkKind::try_from(raw) {
         Ok(pb::LinkKind::PartnerUniversity) => Ok(LinkKind::PartnerUniversity),
         Ok(pb::LinkKind::MicrosoftLearning) => Ok(LinkKind::MicrosoftLearning),
-        _ => Err(ApiError::InvalidArgument {
-            field: "kind",
-            why: "must be PARTNER_UNIVERSITY or MICROSOFT_LEARNING",
-        }),
+        _ => Err(ApiError::InvalidArgument { field: "kind", why: "must be PARTNER_UNIVERSITY or MICROSOFT_LEARNING" }),
     }
 }
 
@@ -28,36 +25,20 @@ fn kind_to_proto(kind: LinkKind) -> pb::LinkKind {
 /// A bounded, non-empty printable string.
 pub fn text<'a>(field: &'static str, value: &'a str, max: usize) -> Result<&'a str, ApiError> {
     if value.is_empty() {
-        return Err(ApiError::InvalidArgument {
-            field,
-            why: "is required",
-        });
+        return Err(ApiError::InvalidArgument { field, why: "is required" });
     }
     if value.len() > max || value.chars().any(char::is_control) {
-        return Err(ApiError::InvalidArgument {
-            field,
-            why: "is too long or has control characters",
-        });
+        return Err(ApiError::InvalidArgument { field, why: "is too long or has control characters" });
     }
     Ok(value)
 }
 
-pub fn optional_text<'a>(
-    field: &'static str,
-    value: Option<&'a str>,
-    max: usize,
-) -> Result<Option<&'a str>, ApiError> {
-    value
-        .filter(|v| !v.is_empty())
-        .map(|v| text(field, v, max))
-        .transpose()
+pub fn optional_text<'a>(field: &'static str, value: Option<&'a str>, max: usize) -> Result<Option<&'a str>, ApiError> {
+    value.filter(|v| !v.is_empty()).map(|v| text(field, v, max)).transpose()
 }
 
 /// The account a request names, or the caller when it names none.
-pub fn subject_user(
-    requested: Option<&pb::AccountRef>,
-    caller: &AccountKey,
-) -> Result<AccountKey, ApiError> {
+pub fn subject_user(requested: Option<&pb::AccountRef>, caller: &AccountKey) -> Result<AccountKey, ApiError> {
     match requested {
         None => Ok(caller.clone()),
         Some(r) if r.tenant_id.is_empty() && r.object_id.is_empty() => Ok(caller.clone()),
@@ -66,17 +47,11 @@ pub fn subject_user(
 }
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0) }
 }
 
 fn account_ref(key: &AccountKey) -> pb::AccountRef {
-    pb::AccountRef {
-        tenant_id: key.tenant.as_str().to_owned(),
-        object_id: key.object.as_str().to_owned(),
-    }
+    pb::AccountRef { tenant_id: key.tenant.as_str().to_owned(), object_id: key.object.as_str().to_owned() }
 }
 
 /// Renders a link for `viewer`: the personal email and name only when the viewer is the work
@@ -95,23 +70,10 @@ pub fn link(link: &Link, viewer: &AccountKey) -> pb::Link {
             tenant_id: link.personal.tenant.as_str().to_owned(),
             object_id: link.personal.object.as_str().to_owned(),
             subject: link.personal_sub.clone(),
-            email: if owner_views {
-                link.profile.email.clone()
-            } else {
-                String::new()
-            },
-            display_name: if owner_views {
-                link.profile.name.clone()
-            } else {
-                String::new()
-            },
+            email: if owner_views { link.profile.email.clone() } else { String::new() },
+            display_name: if owner_views { link.profile.name.clone() } else { String::new() },
         }),
-        state: if link.is_active() {
-            pb::LinkState::Active
-        } else {
-            pb::LinkState::Removed
-        }
-        .into(),
+        state: if link.is_active() { pb::LinkState::Active } else { pb::LinkState::Removed }.into(),
         created_at: Some(timestamp(link.created_at)),
         removal: link.removal.as_ref().map(|r| pb::Removal {
             removed_by: Some(account_ref(&r.by)),

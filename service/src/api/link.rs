@@ -29,36 +29,25 @@ impl LinkApi {
 
 fn actor<T>(request: &Request<T>) -> Result<Actor, ApiError> {
     match request.extensions().get::<Caller>() {
-        Some(Caller::User { key, upn, .. }) => Ok(Actor {
-            key: key.clone(),
-            upn: upn.clone(),
-        }),
+        Some(Caller::User { key, upn, .. }) => Ok(Actor { key: key.clone(), upn: upn.clone() }),
         Some(Caller::App { .. }) => Err(ApiError::CallerNotAUser),
         None => Err(ApiError::Auth(AuthError::MissingToken)),
     }
 }
 
 /// Runs a handler body and turns its error into a localized Status.
-async fn respond<T, R>(
-    request: Request<T>,
-    body: impl AsyncFnOnce(Actor, T) -> Result<R, ApiError>,
-) -> Result<Response<R>, Status> {
+async fn respond<T, R>(request: Request<T>, body: impl AsyncFnOnce(Actor, T) -> Result<R, ApiError>) -> Result<Response<R>, Status> {
     let locale = Locale::from_metadata(request.metadata());
     let outcome = match actor(&request) {
         Ok(actor) => body(actor, request.into_inner()).await,
         Err(e) => Err(e),
     };
-    outcome
-        .map(Response::new)
-        .map_err(|e| to_status(&e, locale))
+    outcome.map(Response::new).map_err(|e| to_status(&e, locale))
 }
 
 #[tonic::async_trait]
 impl LinkService for LinkApi {
-    async fn begin_link(
-        &self,
-        request: Request<pb::BeginLinkRequest>,
-    ) -> Result<Response<pb::BeginLinkResponse>, Status> {
+    async fn begin_link(&self, request: Request<pb::BeginLinkRequest>) -> Result<Response<pb::BeginLinkResponse>, Status> {
         respond(request, async |actor, r| {
             let begun = self
                 .linker
@@ -67,15 +56,8 @@ impl LinkService for LinkApi {
                     BeginRequest {
                         kind: convert::kind(r.kind)?,
                         redirect_uri: convert::text("redirect_uri", &r.redirect_uri, 2048)?,
-                        login_hint: convert::optional_text(
-                            "login_hint",
-                            r.login_hint.as_deref(),
-                            256,
-                        )?,
-                        mode: LinkMode {
-                            replace_existing: r.replace_existing,
-                            transfer: r.transfer,
-                        },
+                        login_hint: convert::optional_text("login_hint", r.login_hint.as_deref(), 256)?,
+                        mode: LinkMode { replace_existing: r.replace_existing, transfer: r.transfer },
                     },
                     self.clock.now(),
                 )
@@ -89,17 +71,10 @@ impl LinkService for LinkApi {
         .await
     }
 
-    async fn complete_link(
-        &self,
-        request: Request<pb::CompleteLinkRequest>,
-    ) -> Result<Response<pb::Link>, Status> {
+    async fn complete_link(&self, request: Request<pb::CompleteLinkRequest>) -> Result<Response<pb::Link>, Status> {
         respond(request, async |actor, r| {
             let error = convert::optional_text("error", r.error.as_deref(), 256)?;
-            let code = if error.is_some() {
-                ""
-            } else {
-                convert::text("code", &r.code, 4096)?
-            };
+            let code = if error.is_some() { "" } else { convert::text("code", &r.code, 4096)? };
             let link = self
                 .linker
                 .complete(
@@ -109,11 +84,7 @@ impl LinkService for LinkApi {
                         code,
                         iss: convert::optional_text("iss", r.iss.as_deref(), 2048)?,
                         error,
-                        redirect_uri: convert::optional_text(
-                            "redirect_uri",
-                            r.redirect_uri.as_deref(),
-                            2048,
-                        )?,
+                        redirect_uri: convert::optional_text("redirect_uri", r.redirect_uri.as_deref(), 2048)?,
                     },
                     self.clock.now(),
                 )
@@ -123,44 +94,26 @@ impl LinkService for LinkApi {
         .await
     }
 
-    async fn get_links(
-        &self,
-        request: Request<pb::GetLinksRequest>,
-    ) -> Result<Response<pb::GetLinksResponse>, Status> {
+    async fn get_links(&self, request: Request<pb::GetLinksRequest>) -> Result<Response<pb::GetLinksResponse>, Status> {
         respond(request, async |actor, r| {
             let user = convert::subject_user(r.user.as_ref(), &actor.key)?;
             if user != actor.key {
                 return Err(DomainError::NotYourLink.into());
             }
             let links = self.linker.links_of(&user).await?;
-            Ok(pb::GetLinksResponse {
-                links: links.iter().map(|l| convert::link(l, &actor.key)).collect(),
-            })
+            Ok(pb::GetLinksResponse { links: links.iter().map(|l| convert::link(l, &actor.key)).collect() })
         })
         .await
     }
 
-    async fn remove_link(
-        &self,
-        request: Request<pb::RemoveLinkRequest>,
-    ) -> Result<Response<pb::Link>, Status> {
+    async fn remove_link(&self, request: Request<pb::RemoveLinkRequest>) -> Result<Response<pb::Link>, Status> {
         respond(request, async |actor, r| {
             let owner = convert::subject_user(r.user.as_ref(), &actor.key)?;
             if owner != actor.key {
                 return Err(DomainError::NotYourLink.into());
             }
-            let reason = convert::optional_text("reason", Some(r.reason.as_str()), 200)?
-                .unwrap_or("user_request");
-            let tombstone = self
-                .linker
-                .remove(
-                    &actor,
-                    convert::kind(r.kind)?,
-                    &owner,
-                    reason,
-                    self.clock.now(),
-                )
-                .await?;
+            let reason = convert::optional_text("reason", Some(r.reason.as_str()), 200)?.unwrap_or("user_request");
+            let tombstone = self.linker.remove(&actor, convert::kind(r.kind)?, &owner, reason, self.clock.now()).await?;
             Ok(convert::link(&tombstone, &actor.key))
         })
         .await

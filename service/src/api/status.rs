@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status, metadata::MetadataMap};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::{
-    domain::DomainError, linking::LinkingError, oidc::AuthError, oidc::OidcError, store::StoreError,
-};
+use crate::{domain::DomainError, linking::LinkingError, oidc::AuthError, oidc::OidcError, store::StoreError};
 
 pub const ERROR_DOMAIN: &str = "idlink";
 
@@ -22,10 +20,7 @@ pub enum ApiError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("{field}: {why}")]
-    InvalidArgument {
-        field: &'static str,
-        why: &'static str,
-    },
+    InvalidArgument { field: &'static str, why: &'static str },
     #[error("only a work user may call this")]
     CallerNotAUser,
 }
@@ -52,22 +47,13 @@ impl Locale {
             .filter_map(|part| {
                 let mut pieces = part.trim().split(';');
                 let tag = pieces.next()?.trim();
-                let q = pieces
-                    .find_map(|p| p.trim().strip_prefix("q="))
-                    .and_then(|q| q.parse().ok())
-                    .unwrap_or(1.0);
+                let q = pieces.find_map(|p| p.trim().strip_prefix("q=")).and_then(|q| q.parse().ok()).unwrap_or(1.0);
                 Some((q, tag))
             })
             .collect();
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
         for (_, tag) in ranked {
-            match tag
-                .split('-')
-                .next()
-                .unwrap_or_default()
-                .to_ascii_lowercase()
-                .as_str()
-            {
+            match tag.split('-').next().unwrap_or_default().to_ascii_lowercase().as_str() {
                 "en" => return Locale::En,
                 "fr" => return Locale::Fr,
                 "ko" => return Locale::Ko,
@@ -78,11 +64,7 @@ impl Locale {
     }
 
     pub fn from_metadata(metadata: &MetadataMap) -> Self {
-        Self::from_accept_language(
-            metadata
-                .get("accept-language")
-                .and_then(|v| v.to_str().ok()),
-        )
+        Self::from_accept_language(metadata.get("accept-language").and_then(|v| v.to_str().ok()))
     }
 
     fn tag(self) -> &'static str {
@@ -149,12 +131,8 @@ fn describe(err: &ApiError) -> Refusal {
         ),
         ApiError::Auth(e) => match e {
             AuthError::MissingToken => refusal(Unauthenticated, "MISSING_TOKEN", SIGN_IN_AGAIN),
-            AuthError::InvalidToken { .. } => {
-                refusal(Unauthenticated, "INVALID_TOKEN", SIGN_IN_AGAIN)
-            }
-            AuthError::ProviderUnavailable => {
-                refusal(Unavailable, "IDENTITY_PROVIDER_UNAVAILABLE", TRY_AGAIN)
-            }
+            AuthError::InvalidToken { .. } => refusal(Unauthenticated, "INVALID_TOKEN", SIGN_IN_AGAIN),
+            AuthError::ProviderUnavailable => refusal(Unavailable, "IDENTITY_PROVIDER_UNAVAILABLE", TRY_AGAIN),
             AuthError::GuestAccount => refusal(
                 PermissionDenied,
                 "PERSONAL_ACCOUNT_CANNOT_OWN_LINKS",
@@ -182,9 +160,7 @@ fn describe_linking(err: &LinkingError) -> Refusal {
     use Code::*;
     match err {
         LinkingError::Domain(d) | LinkingError::Store(StoreError::Domain(d)) => describe_domain(d),
-        LinkingError::Store(StoreError::Unavailable { .. }) => {
-            refusal(Unavailable, "STORE_UNAVAILABLE", TRY_AGAIN)
-        }
+        LinkingError::Store(StoreError::Unavailable { .. }) => refusal(Unavailable, "STORE_UNAVAILABLE", TRY_AGAIN),
         LinkingError::Store(StoreError::Corrupt { .. }) => refusal(Internal, "INTERNAL", TRY_AGAIN),
         LinkingError::KindNotConfigured { .. } => refusal(
             FailedPrecondition,
@@ -195,9 +171,7 @@ fn describe_linking(err: &LinkingError) -> Refusal {
                 "이 유형의 계정 연결은 현재 사용할 수 없습니다.",
             ],
         ),
-        LinkingError::RedirectUriMismatch => {
-            refusal(InvalidArgument, "REDIRECT_URI_MISMATCH", START_AGAIN)
-        }
+        LinkingError::RedirectUriMismatch => refusal(InvalidArgument, "REDIRECT_URI_MISMATCH", START_AGAIN),
         LinkingError::SignInFailed { cancelled: true } => refusal(
             FailedPrecondition,
             "SIGN_IN_CANCELLED",
@@ -207,9 +181,7 @@ fn describe_linking(err: &LinkingError) -> Refusal {
                 "개인 Microsoft 계정 로그인이 취소되었습니다. 연결된 항목은 없습니다. 준비되면 다시 시작하세요.",
             ],
         ),
-        LinkingError::SignInFailed { cancelled: false } => {
-            refusal(FailedPrecondition, "SIGN_IN_FAILED", SIGN_IN_NOT_VERIFIED)
-        }
+        LinkingError::SignInFailed { cancelled: false } => refusal(FailedPrecondition, "SIGN_IN_FAILED", SIGN_IN_NOT_VERIFIED),
         LinkingError::Oidc(o) => describe_oidc(o),
     }
 }
@@ -218,9 +190,7 @@ fn describe_oidc(err: &OidcError) -> Refusal {
     use Code::*;
     match err {
         OidcError::Config { .. } => refusal(Internal, "INTERNAL", TRY_AGAIN),
-        OidcError::Provider { .. } => {
-            refusal(Unavailable, "IDENTITY_PROVIDER_UNAVAILABLE", TRY_AGAIN)
-        }
+        OidcError::Provider { .. } => refusal(Unavailable, "IDENTITY_PROVIDER_UNAVAILABLE", TRY_AGAIN),
         OidcError::RedirectUriNotAllowed => refusal(
             InvalidArgument,
             "REDIRECT_URI_NOT_ALLOWED",
@@ -230,16 +200,12 @@ fn describe_oidc(err: &OidcError) -> Refusal {
                 "이 페이지에서는 계정을 연결할 수 없습니다. 파트너 센터 프로필에서 링크를 여세요.",
             ],
         ),
-        OidcError::IssuerMismatch => {
-            refusal(PermissionDenied, "ISSUER_MISMATCH", SIGN_IN_NOT_VERIFIED)
-        }
+        OidcError::IssuerMismatch => refusal(PermissionDenied, "ISSUER_MISMATCH", SIGN_IN_NOT_VERIFIED),
         OidcError::CodeRejected => refusal(FailedPrecondition, "CODE_REJECTED", START_AGAIN),
         OidcError::UnknownSigningKey | OidcError::IdTokenInvalid { .. } => {
             refusal(PermissionDenied, "ID_TOKEN_INVALID", SIGN_IN_NOT_VERIFIED)
         }
-        OidcError::NonceMismatch => {
-            refusal(PermissionDenied, "NONCE_MISMATCH", SIGN_IN_NOT_VERIFIED)
-        }
+        OidcError::NonceMismatch => refusal(PermissionDenied, "NONCE_MISMATCH", SIGN_IN_NOT_VERIFIED),
         OidcError::NotAPersonalAccount => refusal(
             FailedPrecondition,
             "NOT_A_PERSONAL_ACCOUNT",
@@ -285,11 +251,7 @@ fn describe_domain(err: &DomainError) -> Refusal {
         DomainError::LinkNotFound { .. } => refusal(
             NotFound,
             "LINK_NOT_FOUND",
-            [
-                "There is no linked account to remove.",
-                "Il n'y a aucun compte lié à supprimer.",
-                "제거할 연결된 계정이 없습니다.",
-            ],
+            ["There is no linked account to remove.", "Il n'y a aucun compte lié à supprimer.", "제거할 연결된 계정이 없습니다."],
         ),
         DomainError::NotAPersonalAccount => describe_oidc(&OidcError::NotAPersonalAccount),
         DomainError::NotAWorkAccount { .. } => describe(&ApiError::Auth(AuthError::GuestAccount)),
@@ -303,9 +265,7 @@ fn describe_domain(err: &DomainError) -> Refusal {
                 "로그인 시간이 너무 오래 걸려 만료되었습니다. 프로필 페이지에서 다시 시작하세요.",
             ],
         ),
-        DomainError::FlowOwnedByAnotherUser => {
-            refusal(PermissionDenied, "FLOW_OWNED_BY_ANOTHER_USER", START_AGAIN)
-        }
+        DomainError::FlowOwnedByAnotherUser => refusal(PermissionDenied, "FLOW_OWNED_BY_ANOTHER_USER", START_AGAIN),
         DomainError::NotYourLink => refusal(
             PermissionDenied,
             "NOT_YOUR_LINK",
@@ -354,18 +314,9 @@ mod tests {
 
     #[test]
     fn accept_language_picks_the_preferred_supported_locale() {
-        assert_eq!(
-            Locale::from_accept_language(Some("fr-CA,fr;q=0.9,en;q=0.8")),
-            Locale::Fr
-        );
-        assert_eq!(
-            Locale::from_accept_language(Some("de-DE, ko;q=0.5, en;q=0.4")),
-            Locale::Ko
-        );
-        assert_eq!(
-            Locale::from_accept_language(Some("en;q=0.1, fr;q=0.9")),
-            Locale::Fr
-        );
+        assert_eq!(Locale::from_accept_language(Some("fr-CA,fr;q=0.9,en;q=0.8")), Locale::Fr);
+        assert_eq!(Locale::from_accept_language(Some("de-DE, ko;q=0.5, en;q=0.4")), Locale::Ko);
+        assert_eq!(Locale::from_accept_language(Some("en;q=0.1, fr;q=0.9")), Locale::Fr);
         assert_eq!(Locale::from_accept_language(Some("de")), Locale::En);
         assert_eq!(Locale::from_accept_language(None), Locale::En);
     }

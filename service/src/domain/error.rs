@@ -5,10 +5,7 @@ use super::LinkKind;
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum DomainError {
     #[error("{field} is invalid: {why}")]
-    InvalidField {
-        field: &'static str,
-        why: &'static str,
-    },
+    InvalidField { field: &'static str, why: &'static str },
     #[error("the caller already has an active {kind} link")]
     AlreadyLinked { kind: LinkKind },
     #[error("the personal account is actively linked to another work user for {kind}")]

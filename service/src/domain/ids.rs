@@ -14,19 +14,9 @@ pub const CONSUMER_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 fn canonical_guid(field: &'static str, raw: &str) -> Result<String, DomainError> {
     let lower = raw.trim().to_ascii_lowercase();
     let groups: Vec<&str> = lower.split('-').collect();
-    let shape_ok = groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
-    if shape_ok {
-        Ok(lower)
-    } else {
-        Err(DomainError::InvalidField {
-            field,
-            why: "must be a GUID",
-        })
-    }
+    let shape_ok =
+        groups.len() == 5 && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
+    if shape_ok { Ok(lower) } else { Err(DomainError::InvalidField { field, why: "must be a GUID" }) }
 }
 
 /// An Entra / Microsoft account tenant id.
@@ -72,10 +62,7 @@ pub struct AccountKey {
 
 impl AccountKey {
     pub fn parse(tenant: &str, object: &str) -> Result<Self, DomainError> {
-        Ok(Self {
-            tenant: TenantId::parse(tenant)?,
-            object: ObjectId::parse(object)?,
-        })
+        Ok(Self { tenant: TenantId::parse(tenant)?, object: ObjectId::parse(object)? })
     }
 }
 
@@ -121,17 +108,10 @@ impl LinkId {
         Self(hex(&rand::random::<[u8; 16]>()))
     }
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        if raw.len() == 32
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
+        if raw.len() == 32 && raw.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(DomainError::InvalidField {
-                field: "link_id",
-                why: "must be 32 lowercase hex digits",
-            })
+            Err(DomainError::InvalidField { field: "link_id", why: "must be 32 lowercase hex digits" })
         }
     }
     pub fn as_str(&self) -> &str {
@@ -151,12 +131,7 @@ mod tests {
     fn guids_are_canonicalised_and_garbage_refused() {
         let t = TenantId::parse(" 9188040D-6C67-4C5B-B112-36A304B66DAD ").unwrap();
         assert!(t.is_consumer());
-        for bad in [
-            "",
-            "not-a-guid",
-            "9188040d6c674c5bb11236a304b66dad",
-            "9188040d-6c67-4c5b-b112-36a304b66dag",
-        ] {
+        for bad in ["", "not-a-guid", "9188040d6c674c5bb11236a304b66dad", "9188040d-6c67-4c5b-b112-36a304b66dag"] {
             assert!(TenantId::parse(bad).is_err(), "{bad}");
         }
     }

@@ -43,14 +43,7 @@ impl Link {
     }
 
     fn retired(&self, by: &AccountKey, reason: &str, now: DateTime<Utc>) -> Link {
-        Link {
-            removal: Some(Removal {
-                by: by.clone(),
-                at: now,
-                reason: reason.to_owned(),
-            }),
-            ..self.clone()
-        }
+        Link { removal: Some(Removal { by: by.clone(), at: now, reason: reason.to_owned() }), ..self.clone() }
     }
 }
 
@@ -86,20 +79,12 @@ pub enum LinkPlan {
 
 /// Decides a link request given the active link of the work user for this kind and the
 /// active link of the personal account for this kind (invariants 1 and 2).
-pub fn plan_link(
-    new: NewLink,
-    mode: LinkMode,
-    of_work: Option<&Link>,
-    of_personal: Option<&Link>,
-    now: DateTime<Utc>,
-) -> Result<LinkPlan> {
+pub fn plan_link(new: NewLink, mode: LinkMode, of_work: Option<&Link>, of_personal: Option<&Link>, now: DateTime<Utc>) -> Result<LinkPlan> {
     if !new.personal.tenant.is_consumer() {
         return Err(DomainError::NotAPersonalAccount);
     }
     if new.work.tenant.is_consumer() {
-        return Err(DomainError::NotAWorkAccount {
-            why: "a consumer-tenant account",
-        });
+        return Err(DomainError::NotAWorkAccount { why: "a consumer-tenant account" });
     }
     let mut retire = Vec::new();
     if let Some(held) = of_personal {
@@ -180,15 +165,7 @@ mod tests {
     }
 
     fn active(work: u8, personal: u8) -> Link {
-        match plan_link(
-            request(work, personal),
-            LinkMode::default(),
-            None,
-            None,
-            Utc::now(),
-        )
-        .unwrap()
-        {
+        match plan_link(request(work, personal), LinkMode::default(), None, None, Utc::now()).unwrap() {
             LinkPlan::Create { create, .. } => create,
             other => unreachable!("{other:?}"),
         }
@@ -197,62 +174,25 @@ mod tests {
     #[test]
     fn a_personal_account_held_elsewhere_is_refused_unless_transferred() {
         let held = active(2, 9);
-        let err = plan_link(
-            request(1, 9),
-            LinkMode::default(),
-            None,
-            Some(&held),
-            Utc::now(),
-        )
-        .unwrap_err();
-        assert_eq!(
-            err,
-            DomainError::LinkedElsewhere {
-                kind: LinkKind::MicrosoftLearning
-            }
-        );
+        let err = plan_link(request(1, 9), LinkMode::default(), None, Some(&held), Utc::now()).unwrap_err();
+        assert_eq!(err, DomainError::LinkedElsewhere { kind: LinkKind::MicrosoftLearning });
 
-        let mode = LinkMode {
-            transfer: true,
-            ..LinkMode::default()
-        };
-        let LinkPlan::Create { create, retire } =
-            plan_link(request(1, 9), mode, None, Some(&held), Utc::now()).unwrap()
-        else {
+        let mode = LinkMode { transfer: true, ..LinkMode::default() };
+        let LinkPlan::Create { create, retire } = plan_link(request(1, 9), mode, None, Some(&held), Utc::now()).unwrap() else {
             unreachable!()
         };
         assert_eq!(create.work, key(WORK_TENANT, 1));
         assert_eq!(retire.len(), 1);
-        assert_eq!(
-            retire[0].removal.as_ref().unwrap().reason,
-            REASON_TRANSFERRED
-        );
+        assert_eq!(retire[0].removal.as_ref().unwrap().reason, REASON_TRANSFERRED);
     }
 
     #[test]
     fn a_second_personal_account_needs_replace_existing() {
         let mine = active(1, 8);
-        let err = plan_link(
-            request(1, 9),
-            LinkMode::default(),
-            Some(&mine),
-            None,
-            Utc::now(),
-        )
-        .unwrap_err();
-        assert_eq!(
-            err,
-            DomainError::AlreadyLinked {
-                kind: LinkKind::MicrosoftLearning
-            }
-        );
-        let mode = LinkMode {
-            replace_existing: true,
-            ..LinkMode::default()
-        };
-        let LinkPlan::Create { retire, .. } =
-            plan_link(request(1, 9), mode, Some(&mine), None, Utc::now()).unwrap()
-        else {
+        let err = plan_link(request(1, 9), LinkMode::default(), Some(&mine), None, Utc::now()).unwrap_err();
+        assert_eq!(err, DomainError::AlreadyLinked { kind: LinkKind::MicrosoftLearning });
+        let mode = LinkMode { replace_existing: true, ..LinkMode::default() };
+        let LinkPlan::Create { retire, .. } = plan_link(request(1, 9), mode, Some(&mine), None, Utc::now()).unwrap() else {
             unreachable!()
         };
         assert_eq!(retire[0].id, mine.id);
@@ -261,14 +201,7 @@ mod tests {
     #[test]
     fn relinking_the_same_pair_changes_nothing() {
         let mine = active(1, 9);
-        let plan = plan_link(
-            request(1, 9),
-            LinkMode::default(),
-            Some(&mine),
-            Some(&mine),
-            Utc::now(),
-        )
-        .unwrap();
+        let plan = plan_link(request(1, 9), LinkMode::default(), Some(&mine), Some(&mine), Utc::now()).unwrap();
         assert_eq!(plan, LinkPlan::Unchanged(mine));
     }
 
@@ -276,46 +209,21 @@ mod tests {
     fn only_consumer_accounts_are_personal_and_only_work_accounts_own_links() {
         let mut not_personal = request(1, 9);
         not_personal.personal = key(WORK_TENANT, 9);
-        assert_eq!(
-            plan_link(not_personal, LinkMode::default(), None, None, Utc::now()),
-            Err(DomainError::NotAPersonalAccount)
-        );
+        assert_eq!(plan_link(not_personal, LinkMode::default(), None, None, Utc::now()), Err(DomainError::NotAPersonalAccount));
         let mut consumer_owner = request(1, 9);
         consumer_owner.work = key(CONSUMER_TENANT, 1);
-        assert!(matches!(
-            plan_link(consumer_owner, LinkMode::default(), None, None, Utc::now()),
-            Err(DomainError::NotAWorkAccount { .. })
-        ));
+        assert!(matches!(plan_link(consumer_owner, LinkMode::default(), None, None, Utc::now()), Err(DomainError::NotAWorkAccount { .. })));
     }
 
     #[test]
     fn remove_is_idempotent_and_never_invents_a_link() {
         let mine = active(1, 9);
         let by = key(WORK_TENANT, 1);
-        let RemovePlan::Retire(tomb) = plan_remove(
-            mine.kind,
-            Some(&mine),
-            None,
-            &by,
-            "user_request",
-            Utc::now(),
-        )
-        .unwrap() else {
+        let RemovePlan::Retire(tomb) = plan_remove(mine.kind, Some(&mine), None, &by, "user_request", Utc::now()).unwrap() else {
             unreachable!()
         };
         assert_eq!(tomb.removal.as_ref().unwrap().by, by);
-        assert_eq!(
-            plan_remove(
-                mine.kind,
-                None,
-                Some(tomb.clone()),
-                &by,
-                "again",
-                Utc::now()
-            )
-            .unwrap(),
-            RemovePlan::AlreadyRemoved(tomb)
-        );
+        assert_eq!(plan_remove(mine.kind, None, Some(tomb.clone()), &by, "again", Utc::now()).unwrap(), RemovePlan::AlreadyRemoved(tomb));
         assert!(plan_remove(mine.kind, None, None, &by, "x", Utc::now()).is_err());
     }
 }

@@ -9,6 +9,5 @@ pub use error::{DomainError, Result};
 pub use flow::{DEFAULT_FLOW_TTL, Flow, StateHash};
 pub use ids::{AccountKey, CONSUMER_TENANT, LinkId, LinkKind, ObjectId, TenantId};
 pub use link::{
-    Link, LinkMode, LinkPlan, NewLink, PersonalProfile, REASON_REPLACED, REASON_TRANSFERRED,
-    Removal, RemovePlan, plan_link, plan_remove,
+    Link, LinkMode, LinkPlan, NewLink, PersonalProfile, REASON_REPLACED, REASON_TRANSFERRED, Removal, RemovePlan, plan_link, plan_remove,
 };

@@ -6,12 +6,11 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use openidconnect::{
-    AdditionalClaims, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
-    IdToken, IdTokenVerifier, IssuerUrl, LoginHint, Nonce, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope, TokenResponse,
+    AdditionalClaims, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IdToken, IdTokenVerifier, IssuerUrl,
+    LoginHint, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
     core::{
-        CoreAuthPrompt, CoreClient, CoreGenderClaim, CoreJweContentEncryptionAlgorithm,
-        CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType,
+        CoreAuthPrompt, CoreClient, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+        CoreResponseType,
     },
     reqwest,
 };
@@ -29,12 +28,7 @@ struct MicrosoftClaims {
 }
 impl AdditionalClaims for MicrosoftClaims {}
 
-type MicrosoftIdToken = IdToken<
-    MicrosoftClaims,
-    CoreGenderClaim,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm,
->;
+type MicrosoftIdToken = IdToken<MicrosoftClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
 
 #[derive(Clone)]
 pub struct KindSettings {
@@ -81,9 +75,7 @@ pub struct AssociationClient {
 /// Refuses authorities that cannot be validated strictly: multi-tenant aliases resolve to an
 /// issuer with a `{tenantid}` placeholder or another tenant's id.
 pub fn check_authority(authority: &str, allow_insecure_http: bool) -> Result<url::Url, OidcError> {
-    let bad = |why: &str| OidcError::Config {
-        detail: format!("authority {authority:?}: {why}"),
-    };
+    let bad = |why: &str| OidcError::Config { detail: format!("authority {authority:?}: {why}") };
     let url = url::Url::parse(authority).map_err(|_| bad("not a URL"))?;
     match url.scheme() {
         "https" => {}
@@ -91,21 +83,10 @@ pub fn check_authority(authority: &str, allow_insecure_http: bool) -> Result<url
         "http" => return Err(bad("http is allowed only with dev.allow_insecure_http")),
         _ => return Err(bad("scheme must be https")),
     }
-    let segments: Vec<String> = url
-        .path_segments()
-        .map(|s| s.map(str::to_ascii_lowercase).collect())
-        .unwrap_or_default();
-    for alias in [
-        "common",
-        "organizations",
-        "consumers",
-        "{tenantid}",
-        "%7btenantid%7d",
-    ] {
+    let segments: Vec<String> = url.path_segments().map(|s| s.map(str::to_ascii_lowercase).collect()).unwrap_or_default();
+    for alias in ["common", "organizations", "consumers", "{tenantid}", "%7btenantid%7d"] {
         if segments.iter().any(|s| s == alias) {
-            return Err(bad(
-                "name the tenant by id, not a multi-tenant alias (common, organizations, consumers, {tenantid})",
-            ));
+            return Err(bad("name the tenant by id, not a multi-tenant alias (common, organizations, consumers, {tenantid})"));
         }
     }
     Ok(url)
@@ -123,24 +104,13 @@ impl AssociationClient {
     ) -> Result<Self, OidcError> {
         check_authority(&settings.authority, allow_insecure_http)?;
         if settings.redirect_uris.is_empty() {
-            return Err(OidcError::Config {
-                detail: format!("kinds.{kind}.redirect_uris is empty"),
-            });
+            return Err(OidcError::Config { detail: format!("kinds.{kind}.redirect_uris is empty") });
         }
-        let issuer = IssuerUrl::new(settings.authority.clone()).map_err(|e| OidcError::Config {
-            detail: e.to_string(),
-        })?;
+        let issuer = IssuerUrl::new(settings.authority.clone()).map_err(|e| OidcError::Config { detail: e.to_string() })?;
         let metadata = CoreProviderMetadata::discover_async(issuer, &http)
             .await
-            .map_err(|e| OidcError::Provider {
-                detail: format!("discovery of {} failed: {e}", settings.authority),
-            })?;
-        let jwks = Arc::new(JwksCache::new(
-            metadata.jwks_uri().clone(),
-            http.clone(),
-            metadata.jwks().clone(),
-            jwks_refetch_interval,
-        ));
+            .map_err(|e| OidcError::Provider { detail: format!("discovery of {} failed: {e}", settings.authority) })?;
+        let jwks = Arc::new(JwksCache::new(metadata.jwks_uri().clone(), http.clone(), metadata.jwks().clone(), jwks_refetch_interval));
         Ok(Self {
             kind,
             settings,
@@ -161,10 +131,7 @@ impl AssociationClient {
     }
 
     pub fn redirect_uri_allowed(&self, redirect_uri: &str) -> bool {
-        self.settings
-            .redirect_uris
-            .iter()
-            .any(|allowed| allowed == redirect_uri)
+        self.settings.redirect_uris.iter().any(|allowed| allowed == redirect_uri)
     }
 
     fn client(
@@ -181,25 +148,18 @@ impl AssociationClient {
         >,
         OidcError,
     > {
-        let redirect = RedirectUrl::new(redirect_uri.to_owned())
-            .map_err(|_| OidcError::RedirectUriNotAllowed)?;
+        let redirect = RedirectUrl::new(redirect_uri.to_owned()).map_err(|_| OidcError::RedirectUriNotAllowed)?;
         Ok(CoreClient::from_provider_metadata(
             self.metadata.clone(),
             ClientId::new(self.settings.client_id.clone()),
-            Some(ClientSecret::new(
-                self.settings.client_secret.expose_secret().to_owned(),
-            )),
+            Some(ClientSecret::new(self.settings.client_secret.expose_secret().to_owned())),
         )
         .set_redirect_uri(redirect))
     }
 
     /// Builds the authorization request: fresh state (256 bits), nonce (256 bits) and PKCE
     /// S256 verifier for every flow; `prompt=select_account` unless a login hint is given.
-    pub fn authorize(
-        &self,
-        redirect_uri: &str,
-        login_hint: Option<&str>,
-    ) -> Result<Authorization, OidcError> {
+    pub fn authorize(&self, redirect_uri: &str, login_hint: Option<&str>) -> Result<Authorization, OidcError> {
         if !self.redirect_uri_allowed(redirect_uri) {
             return Err(OidcError::RedirectUriNotAllowed);
         }
@@ -219,12 +179,7 @@ impl AssociationClient {
             None => request.add_prompt(CoreAuthPrompt::SelectAccount),
         };
         let (url, state, nonce) = request.url();
-        Ok(Authorization {
-            url,
-            state: state.secret().clone(),
-            pkce_verifier: verifier.secret().clone(),
-            nonce: nonce.secret().clone(),
-        })
+        Ok(Authorization { url, state: state.secret().clone(), pkce_verifier: verifier.secret().clone(), nonce: nonce.secret().clone() })
     }
 
     /// Exchanges the code (with the flow's redirect URI and PKCE verifier) and verifies the ID
@@ -256,31 +211,20 @@ impl AssociationClient {
                 // Display only: the Debug form of a parse error carries the response body.
                 other => OidcError::Provider { detail: format!("token request failed: {other}") },
             })?;
-        let raw = response
-            .id_token()
-            .ok_or(OidcError::IdTokenInvalid {
-                why: "no id_token in the token response",
-            })?
-            .to_string();
-        let id_token: MicrosoftIdToken = raw.parse().map_err(|_| OidcError::IdTokenInvalid {
-            why: "malformed id_token",
-        })?;
+        let raw = response.id_token().ok_or(OidcError::IdTokenInvalid { why: "no id_token in the token response" })?.to_string();
+        let id_token: MicrosoftIdToken = raw.parse().map_err(|_| OidcError::IdTokenInvalid { why: "malformed id_token" })?;
         let nonce = Nonce::new(nonce.to_owned());
 
         let (keys, generation) = self.jwks.current();
         let verified = match self.verify(&id_token, keys, &nonce, now) {
-            Err(OidcError::UnknownSigningKey)
-                if self.jwks.refetch_for_unknown_kid(generation).await =>
-            {
+            Err(OidcError::UnknownSigningKey) if self.jwks.refetch_for_unknown_kid(generation).await => {
                 self.verify(&id_token, self.jwks.current().0, &nonce, now)
             }
             other => other,
         };
         let claims = match verified {
             Err(OidcError::UnknownSigningKey) => {
-                return Err(OidcError::IdTokenInvalid {
-                    why: "signed by an unknown key",
-                });
+                return Err(OidcError::IdTokenInvalid { why: "signed by an unknown key" });
             }
             other => other?,
         };
@@ -298,16 +242,8 @@ impl AssociationClient {
             .map(|e| e.as_str().to_owned())
             .or_else(|| claims.preferred_username().map(|u| u.as_str().to_owned()))
             .unwrap_or_default();
-        let name = claims
-            .name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.as_str().to_owned())
-            .unwrap_or_default();
-        Ok(VerifiedPersonal {
-            key,
-            subject: claims.subject().as_str().to_owned(),
-            profile: PersonalProfile { email, name },
-        })
+        let name = claims.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()).unwrap_or_default();
+        Ok(VerifiedPersonal { key, subject: claims.subject().as_str().to_owned(), profile: PersonalProfile { email, name } })
     }
 
     fn verify(
@@ -319,22 +255,19 @@ impl AssociationClient {
     ) -> Result<openidconnect::IdTokenClaims<MicrosoftClaims, CoreGenderClaim>, OidcError> {
         let (leeway, max_age) = (self.leeway, self.max_id_token_age);
         // A public-client verifier: the client secret is never usable as an HMAC key.
-        let verifier = IdTokenVerifier::new_public_client(
-            ClientId::new(self.settings.client_id.clone()),
-            self.metadata.issuer().clone(),
-            keys,
-        )
-        .set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256])
-        .set_time_fn(move || now)
-        .set_issue_time_verifier_fn(move |iat| {
-            if iat > now + leeway {
-                Err("issued in the future".into())
-            } else if iat < now - max_age {
-                Err("issued too long ago".into())
-            } else {
-                Ok(())
-            }
-        });
+        let verifier =
+            IdTokenVerifier::new_public_client(ClientId::new(self.settings.client_id.clone()), self.metadata.issuer().clone(), keys)
+                .set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256])
+                .set_time_fn(move || now)
+                .set_issue_time_verifier_fn(move |iat| {
+                    if iat > now + leeway {
+                        Err("issued in the future".into())
+                    } else if iat < now - max_age {
+                        Err("issued too long ago".into())
+                    } else {
+                        Ok(())
+                    }
+                });
         id_token.clone().into_claims(&verifier, nonce).map_err(|e| {
             use openidconnect::{ClaimsVerificationError as C, SignatureVerificationError as S};
             tracing::info!(kind = %self.kind, error = %e, "ID token refused");
@@ -343,15 +276,9 @@ impl AssociationClient {
                 C::InvalidIssuer(_) => OidcError::NotAPersonalAccount,
                 C::InvalidNonce(_) => OidcError::NonceMismatch,
                 C::Expired(_) => OidcError::IdTokenInvalid { why: "expired" },
-                C::InvalidAudience(_) => OidcError::IdTokenInvalid {
-                    why: "wrong audience",
-                },
-                C::SignatureVerification(_) => OidcError::IdTokenInvalid {
-                    why: "bad signature",
-                },
-                _ => OidcError::IdTokenInvalid {
-                    why: "claims rejected",
-                },
+                C::InvalidAudience(_) => OidcError::IdTokenInvalid { why: "wrong audience" },
+                C::SignatureVerification(_) => OidcError::IdTokenInvalid { why: "bad signature" },
+                _ => OidcError::IdTokenInvalid { why: "claims rejected" },
             }
         })
     }

@@ -12,7 +12,5 @@ pub fn provider_http_client(timeout: Duration) -> Result<reqwest::Client, OidcEr
         .timeout(timeout)
         .connect_timeout(timeout)
         .build()
-        .map_err(|e| OidcError::Provider {
-            detail: format!("cannot build HTTP client: {e}"),
-        })
+        .map_err(|e| OidcError::Provider { detail: format!("cannot build HTTP client: {e}") })
 }

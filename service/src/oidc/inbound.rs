@@ -25,18 +25,9 @@ pub const SCOPE_LINKS_MANAGE: &str = "Links.Manage";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// A work user through the portal (delegated token with `scp`).
-    User {
-        key: AccountKey,
-        upn: String,
-        scopes: Vec<String>,
-        roles: Vec<String>,
-    },
+    User { key: AccountKey, upn: String, scopes: Vec<String>, roles: Vec<String> },
     /// A backend service (client-credentials token with `roles`).
-    App {
-        tenant: TenantId,
-        app_id: String,
-        roles: Vec<String>,
-    },
+    App { tenant: TenantId, app_id: String, roles: Vec<String> },
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -116,35 +107,21 @@ fn refuse<T>(why: &'static str) -> Result<T, AuthError> {
 }
 
 fn decode_part(part: &str) -> Result<Vec<u8>, AuthError> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .or_else(|_| refuse("malformed base64url"))
+    URL_SAFE_NO_PAD.decode(part).or_else(|_| refuse("malformed base64url"))
 }
 
 impl Authenticator {
     pub fn new(config: InboundConfig, http: reqwest::Client) -> Self {
-        let issuers = config
-            .allowed_tenants
-            .iter()
-            .map(|t| (t.clone(), OnceCell::new()))
-            .collect();
-        Self {
-            config,
-            http,
-            issuers,
-        }
+        let issuers = config.allowed_tenants.iter().map(|t| (t.clone(), OnceCell::new())).collect();
+        Self { config, http, issuers }
     }
 
     fn issuer_of(&self, tenant: &TenantId) -> String {
-        self.config
-            .issuer_template
-            .replace("{tid}", tenant.as_str())
+        self.config.issuer_template.replace("{tid}", tenant.as_str())
     }
 
     async fn keys_for(&self, tenant: &TenantId) -> Result<&Arc<JwksCache>, AuthError> {
-        let cell = self.issuers.get(tenant).ok_or(AuthError::InvalidToken {
-            why: "tenant not allowed",
-        })?;
+        let cell = self.issuers.get(tenant).ok_or(AuthError::InvalidToken { why: "tenant not allowed" })?;
         cell.get_or_try_init(|| async {
             let issuer = IssuerUrl::new(self.issuer_of(tenant)).map_err(|_| AuthError::ProviderUnavailable)?;
             let metadata = CoreProviderMetadata::discover_async(issuer, &self.http).await.map_err(|e| {
@@ -167,67 +144,37 @@ impl Authenticator {
     }
 
     /// Validates `authorization: Bearer <jwt>` at `now`.
-    pub async fn authenticate(
-        &self,
-        authorization: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<Caller, AuthError> {
+    pub async fn authenticate(&self, authorization: Option<&str>, now: DateTime<Utc>) -> Result<Caller, AuthError> {
         let token = authorization
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::MissingToken)?;
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return refuse("not a compact JWS");
         };
-        let header: Header =
-            serde_json::from_slice(&decode_part(h)?).or_else(|_| refuse("malformed header"))?;
+        let header: Header = serde_json::from_slice(&decode_part(h)?).or_else(|_| refuse("malformed header"))?;
         if header.alg != "RS256" {
             return refuse("algorithm not RS256");
         }
-        if header.jku.is_some()
-            || header.jwk.is_some()
-            || header.x5u.is_some()
-            || header.x5c.is_some()
-            || header.crit.is_some()
-        {
+        if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() || header.x5c.is_some() || header.crit.is_some() {
             return refuse("header names its own key or critical extensions");
         }
-        let kid = header
-            .kid
-            .ok_or(AuthError::InvalidToken { why: "no kid" })?;
+        let kid = header.kid.ok_or(AuthError::InvalidToken { why: "no kid" })?;
         let payload = decode_part(p)?;
         let signature = decode_part(s)?;
         // Unverified: only picks which allowed issuer's keys to check the signature with.
-        let claims: Claims =
-            serde_json::from_slice(&payload).or_else(|_| refuse("malformed claims"))?;
+        let claims: Claims = serde_json::from_slice(&payload).or_else(|_| refuse("malformed claims"))?;
         let tenant = TenantId::parse(&claims.tid).or_else(|_| refuse("tid is not a GUID"))?;
         if tenant.as_str() == CONSUMER_TENANT || !self.issuers.contains_key(&tenant) {
             return refuse("tenant not allowed");
         }
-        self.verify_signature(
-            &tenant,
-            &kid,
-            &token.as_bytes()[..h.len() + 1 + p.len()],
-            &signature,
-        )
-        .await?;
+        self.verify_signature(&tenant, &kid, &token.as_bytes()[..h.len() + 1 + p.len()], &signature).await?;
         self.check_claims(claims, tenant, now)
     }
 
-    async fn verify_signature(
-        &self,
-        tenant: &TenantId,
-        kid: &str,
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), AuthError> {
+    async fn verify_signature(&self, tenant: &TenantId, kid: &str, message: &[u8], signature: &[u8]) -> Result<(), AuthError> {
         let cache = self.keys_for(tenant).await?;
         let kid = JsonWebKeyId::new(kid.to_owned());
         let (mut keys, generation) = cache.current();
@@ -235,20 +182,10 @@ impl Authenticator {
             keys = cache.current().0;
         }
         let key = find_key(&keys, &kid).ok_or(AuthError::InvalidToken { why: "unknown kid" })?;
-        key.verify_signature(
-            &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-            message,
-            signature,
-        )
-        .or_else(|_| refuse("bad signature"))
+        key.verify_signature(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, message, signature).or_else(|_| refuse("bad signature"))
     }
 
-    fn check_claims(
-        &self,
-        claims: Claims,
-        tenant: TenantId,
-        now: DateTime<Utc>,
-    ) -> Result<Caller, AuthError> {
+    fn check_claims(&self, claims: Claims, tenant: TenantId, now: DateTime<Utc>) -> Result<Caller, AuthError> {
         let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(300);
         let now = now.timestamp();
         if claims.iss != self.issuer_of(&tenant) {
@@ -274,58 +211,29 @@ impl Authenticator {
             // ID tokens carry a nonce; access tokens from Entra do not.
             return refuse("an ID token is not an access token");
         }
-        let oid = claims
-            .oid
-            .as_deref()
-            .ok_or(AuthError::InvalidToken { why: "no oid" })?;
-        let is_app = claims.idtyp.as_deref() == Some("app")
-            || (claims.scp.is_none() && claims.sub.as_deref() == Some(oid));
+        let oid = claims.oid.as_deref().ok_or(AuthError::InvalidToken { why: "no oid" })?;
+        let is_app = claims.idtyp.as_deref() == Some("app") || (claims.scp.is_none() && claims.sub.as_deref() == Some(oid));
         if is_app {
             if claims.scp.is_some() {
                 return refuse("an app token with delegated scopes");
             }
-            let app_id = claims.azp.or(claims.appid).ok_or(AuthError::InvalidToken {
-                why: "app token without azp",
-            })?;
-            return Ok(Caller::App {
-                tenant,
-                app_id,
-                roles: claims.roles,
-            });
+            let app_id = claims.azp.or(claims.appid).ok_or(AuthError::InvalidToken { why: "app token without azp" })?;
+            return Ok(Caller::App { tenant, app_id, roles: claims.roles });
         }
-        if claims
-            .idp
-            .as_deref()
-            .is_some_and(|idp| idp == "live.com" || idp.contains(CONSUMER_TENANT))
-        {
+        if claims.idp.as_deref().is_some_and(|idp| idp == "live.com" || idp.contains(CONSUMER_TENANT)) {
             return Err(AuthError::GuestAccount);
         }
-        let scopes: Vec<String> = claims
-            .scp
-            .as_deref()
-            .unwrap_or_default()
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let scopes: Vec<String> =
+            claims.scp.as_deref().unwrap_or_default().split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
         if !scopes.iter().any(|s| s == SCOPE_LINKS_MANAGE) {
             return Err(AuthError::MissingScope);
         }
-        let key =
-            AccountKey::parse(tenant.as_str(), oid).or_else(|_| refuse("oid is not a GUID"))?;
+        let key = AccountKey::parse(tenant.as_str(), oid).or_else(|_| refuse("oid is not a GUID"))?;
         let upn = claims.upn.or(claims.preferred_username).unwrap_or_default();
-        Ok(Caller::User {
-            key,
-            upn,
-            scopes,
-            roles: claims.roles,
-        })
+        Ok(Caller::User { key, upn, scopes, roles: claims.roles })
     }
 }
 
-fn find_key<'k>(
-    keys: &'k CoreJsonWebKeySet,
-    kid: &JsonWebKeyId,
-) -> Option<&'k openidconnect::core::CoreJsonWebKey> {
+fn find_key<'k>(keys: &'k CoreJsonWebKeySet, kid: &JsonWebKeyId) -> Option<&'k openidconnect::core::CoreJsonWebKey> {
     keys.keys().iter().find(|k| k.key_id() == Some(kid))
 }

@@ -25,12 +25,7 @@ pub struct JwksCache {
 }
 
 impl JwksCache {
-    pub fn new(
-        uri: JsonWebKeySetUrl,
-        http: reqwest::Client,
-        keys: CoreJsonWebKeySet,
-        min_refetch_interval: Duration,
-    ) -> Self {
+    pub fn new(uri: JsonWebKeySetUrl, http: reqwest::Client, keys: CoreJsonWebKeySet, min_refetch_interval: Duration) -> Self {
         Self {
             uri,
             http,
@@ -41,32 +36,20 @@ impl JwksCache {
         }
     }
 
-    pub async fn fetch(
-        uri: &JsonWebKeySetUrl,
-        http: &reqwest::Client,
-    ) -> Result<CoreJsonWebKeySet, OidcError> {
+    pub async fn fetch(uri: &JsonWebKeySetUrl, http: &reqwest::Client) -> Result<CoreJsonWebKeySet, OidcError> {
         CoreJsonWebKeySet::fetch_async(uri, http)
             .await
-            .map_err(|e| OidcError::Provider {
-                detail: format!("JWKS fetch from {} failed: {e}", uri.as_str()),
-            })
+            .map_err(|e| OidcError::Provider { detail: format!("JWKS fetch from {} failed: {e}", uri.as_str()) })
     }
 
     /// The current keys and their generation (pass it to [`Self::refetch_for_unknown_kid`]).
     pub fn current(&self) -> (CoreJsonWebKeySet, u64) {
-        let keys = self
-            .keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         (keys, self.generation.load(Ordering::SeqCst))
     }
 
     fn replace(&self, keys: CoreJsonWebKeySet) {
-        *self
-            .keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 

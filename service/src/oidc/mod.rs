@@ -7,9 +7,7 @@ mod http;
 pub mod inbound;
 pub mod jwks;
 
-pub use association::{
-    AssociationClient, Authorization, Callback, KindSettings, VerifiedPersonal, check_authority,
-};
+pub use association::{AssociationClient, Authorization, Callback, KindSettings, VerifiedPersonal, check_authority};
 pub use http::provider_http_client;
 pub use inbound::{AuthError, Authenticator, Caller, InboundConfig};
 

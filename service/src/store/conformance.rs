@@ -8,8 +8,7 @@ use chrono::{Duration, Utc};
 
 use super::{Store, StoreError};
 use crate::domain::{
-    AccountKey, CONSUMER_TENANT, DomainError, Flow, LinkKind, LinkMode, NewLink, PersonalProfile,
-    REASON_TRANSFERRED, StateHash,
+    AccountKey, CONSUMER_TENANT, DomainError, Flow, LinkKind, LinkMode, NewLink, PersonalProfile, REASON_TRANSFERRED, StateHash,
 };
 
 const WORK_TENANT: &str = "11111111-1111-1111-1111-111111111111";
@@ -20,11 +19,7 @@ fn work(n: u32) -> AccountKey {
 }
 
 fn personal(n: u32) -> AccountKey {
-    AccountKey::parse(
-        CONSUMER_TENANT,
-        &format!("00000000-0000-0000-0001-{n:012x}"),
-    )
-    .unwrap()
+    AccountKey::parse(CONSUMER_TENANT, &format!("00000000-0000-0000-0001-{n:012x}")).unwrap()
 }
 
 fn request(kind: LinkKind, w: u32, p: u32) -> NewLink {
@@ -34,10 +29,7 @@ fn request(kind: LinkKind, w: u32, p: u32) -> NewLink {
         work_upn: format!("user{w}@contoso.example"),
         personal: personal(p),
         personal_sub: format!("sub-{p}"),
-        profile: PersonalProfile {
-            email: format!("p{p}@outlook.example"),
-            name: format!("P {p}"),
-        },
+        profile: PersonalProfile { email: format!("p{p}@outlook.example"), name: format!("P {p}") },
     }
 }
 
@@ -49,153 +41,62 @@ async fn assert_consistent<S: Store + ?Sized>(store: &S, active: usize) {
 
 pub async fn link_list_remove_roundtrip<S: Store + ?Sized>(store: &S) {
     let now = Utc::now();
-    let link = store
-        .link(request(KIND, 1, 1), LinkMode::default(), now)
-        .await
-        .unwrap();
+    let link = store.link(request(KIND, 1, 1), LinkMode::default(), now).await.unwrap();
     assert!(link.is_active());
-    assert_eq!(
-        store.active_links(&work(1)).await.unwrap(),
-        vec![link.clone()]
-    );
-    assert_eq!(
-        store
-            .active_link_of_personal(KIND, &personal(1))
-            .await
-            .unwrap(),
-        Some(link.clone())
-    );
+    assert_eq!(store.active_links(&work(1)).await.unwrap(), vec![link.clone()]);
+    assert_eq!(store.active_link_of_personal(KIND, &personal(1)).await.unwrap(), Some(link.clone()));
 
-    let tomb = store
-        .remove(KIND, &work(1), &work(1), "user_request", now)
-        .await
-        .unwrap();
+    let tomb = store.remove(KIND, &work(1), &work(1), "user_request", now).await.unwrap();
     assert_eq!(tomb.id, link.id);
     let removal = tomb.removal.clone().unwrap();
-    assert_eq!(
-        (removal.by, removal.reason.as_str()),
-        (work(1), "user_request")
-    );
+    assert_eq!((removal.by, removal.reason.as_str()), (work(1), "user_request"));
     assert!(store.active_links(&work(1)).await.unwrap().is_empty());
-    assert_eq!(
-        store
-            .active_link_of_personal(KIND, &personal(1))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.active_link_of_personal(KIND, &personal(1)).await.unwrap(), None);
 
     // Idempotent: the same tombstone, not a second one, and the first reason kept.
-    let again = store
-        .remove(
-            KIND,
-            &work(1),
-            &work(1),
-            "again",
-            now + Duration::seconds(5),
-        )
-        .await
-        .unwrap();
+    let again = store.remove(KIND, &work(1), &work(1), "again", now + Duration::seconds(5)).await.unwrap();
     assert_eq!(again, tomb);
     assert_consistent(store, 0).await;
     let report = store.check_integrity().await.unwrap();
     assert_eq!(report.tombstones, 1);
 
     // Never linked: nothing to remove.
-    let err = store
-        .remove(KIND, &work(2), &work(2), "x", now)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::Domain(DomainError::LinkNotFound { .. })),
-        "{err:?}"
-    );
+    let err = store.remove(KIND, &work(2), &work(2), "x", now).await.unwrap_err();
+    assert!(matches!(err, StoreError::Domain(DomainError::LinkNotFound { .. })), "{err:?}");
 }
 
 pub async fn one_active_link_per_work_user_and_kind<S: Store + ?Sized>(store: &S) {
     let now = Utc::now();
-    let first = store
-        .link(request(KIND, 1, 1), LinkMode::default(), now)
-        .await
-        .unwrap();
-    let err = store
-        .link(request(KIND, 1, 2), LinkMode::default(), now)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::Domain(DomainError::AlreadyLinked { .. })),
-        "{err:?}"
-    );
+    let first = store.link(request(KIND, 1, 1), LinkMode::default(), now).await.unwrap();
+    let err = store.link(request(KIND, 1, 2), LinkMode::default(), now).await.unwrap_err();
+    assert!(matches!(err, StoreError::Domain(DomainError::AlreadyLinked { .. })), "{err:?}");
     // Relinking the same pair answers the same link.
-    assert_eq!(
-        store
-            .link(request(KIND, 1, 1), LinkMode::default(), now)
-            .await
-            .unwrap(),
-        first
-    );
+    assert_eq!(store.link(request(KIND, 1, 1), LinkMode::default(), now).await.unwrap(), first);
     // The other kind is independent, even with the same personal account.
-    store
-        .link(
-            request(LinkKind::PartnerUniversity, 1, 1),
-            LinkMode::default(),
-            now,
-        )
-        .await
-        .unwrap();
+    store.link(request(LinkKind::PartnerUniversity, 1, 1), LinkMode::default(), now).await.unwrap();
     assert_consistent(store, 2).await;
 
     // Replacing retires the old link and frees its personal account.
-    let replace = LinkMode {
-        replace_existing: true,
-        ..LinkMode::default()
-    };
+    let replace = LinkMode { replace_existing: true, ..LinkMode::default() };
     let second = store.link(request(KIND, 1, 2), replace, now).await.unwrap();
     assert_ne!(second.id, first.id);
-    assert_eq!(
-        store
-            .active_link_of_personal(KIND, &personal(1))
-            .await
-            .unwrap(),
-        None
-    );
-    store
-        .link(request(KIND, 3, 1), LinkMode::default(), now)
-        .await
-        .unwrap();
+    assert_eq!(store.active_link_of_personal(KIND, &personal(1)).await.unwrap(), None);
+    store.link(request(KIND, 3, 1), LinkMode::default(), now).await.unwrap();
     assert_consistent(store, 3).await;
 }
 
 pub async fn a_personal_account_moves_only_by_transfer<S: Store + ?Sized>(store: &S) {
     let now = Utc::now();
-    let old = store
-        .link(request(KIND, 1, 7), LinkMode::default(), now)
-        .await
-        .unwrap();
-    let err = store
-        .link(request(KIND, 2, 7), LinkMode::default(), now)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::Domain(DomainError::LinkedElsewhere { .. })),
-        "{err:?}"
-    );
+    let old = store.link(request(KIND, 1, 7), LinkMode::default(), now).await.unwrap();
+    let err = store.link(request(KIND, 2, 7), LinkMode::default(), now).await.unwrap_err();
+    assert!(matches!(err, StoreError::Domain(DomainError::LinkedElsewhere { .. })), "{err:?}");
 
-    let transfer = LinkMode {
-        transfer: true,
-        ..LinkMode::default()
-    };
-    let moved = store
-        .link(request(KIND, 2, 7), transfer, now)
-        .await
-        .unwrap();
+    let transfer = LinkMode { transfer: true, ..LinkMode::default() };
+    let moved = store.link(request(KIND, 2, 7), transfer, now).await.unwrap();
     assert_eq!(moved.work, work(2));
     assert!(store.active_links(&work(1)).await.unwrap().is_empty());
     // The old owner's removal is idempotent and answers the transfer tombstone.
-    let tomb = store
-        .remove(KIND, &work(1), &work(1), "x", now)
-        .await
-        .unwrap();
+    let tomb = store.remove(KIND, &work(1), &work(1), "x", now).await.unwrap();
     assert_eq!(tomb.id, old.id);
     assert_eq!(tomb.removal.unwrap().reason, REASON_TRANSFERRED);
     assert_consistent(store, 1).await;
@@ -205,11 +106,7 @@ pub async fn racing_links_of_one_personal_account_have_one_winner<S: Store>(stor
     let now = Utc::now();
     let attempts = (0..32u32).map(|w| {
         let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .link(request(KIND, 100 + w, 42), LinkMode::default(), now)
-                .await
-        })
+        tokio::spawn(async move { store.link(request(KIND, 100 + w, 42), LinkMode::default(), now).await })
     });
     let mut won = 0;
     for attempt in attempts {
@@ -227,11 +124,7 @@ pub async fn racing_links_of_one_work_user_have_one_winner<S: Store>(store: Arc<
     let now = Utc::now();
     let attempts = (0..16u32).map(|p| {
         let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .link(request(KIND, 9, 200 + p), LinkMode::default(), now)
-                .await
-        })
+        tokio::spawn(async move { store.link(request(KIND, 9, 200 + p), LinkMode::default(), now).await })
     });
     let mut won = 0;
     for attempt in attempts {
@@ -262,20 +155,10 @@ pub async fn flows_are_single_use_and_purged_when_expired<S: Store + ?Sized>(sto
     store.put_flow(&live, &flow(600)).await.unwrap();
     store.put_flow(&stale, &flow(1)).await.unwrap();
 
-    assert_eq!(
-        store
-            .purge_expired_flows(now + Duration::seconds(2))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(store.purge_expired_flows(now + Duration::seconds(2)).await.unwrap(), 1);
     assert_eq!(store.take_flow(&stale).await.unwrap(), None);
     assert_eq!(store.take_flow(&live).await.unwrap(), Some(flow(600)));
-    assert_eq!(
-        store.take_flow(&live).await.unwrap(),
-        None,
-        "a flow is single use"
-    );
+    assert_eq!(store.take_flow(&live).await.unwrap(), None, "a flow is single use");
 }
 
 pub async fn racing_takes_of_one_flow_have_one_winner<S: Store>(store: Arc<S>) {

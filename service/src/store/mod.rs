@@ -51,24 +51,13 @@ pub trait Store: Send + Sync + 'static {
     async fn link(&self, new: NewLink, mode: LinkMode, now: DateTime<Utc>) -> Result<Link>;
 
     /// "Remove access" per [`crate::domain::plan_remove`]; durable when it returns.
-    async fn remove(
-        &self,
-        kind: LinkKind,
-        work: &AccountKey,
-        by: &AccountKey,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Link>;
+    async fn remove(&self, kind: LinkKind, work: &AccountKey, by: &AccountKey, reason: &str, now: DateTime<Utc>) -> Result<Link>;
 
     /// The work user's active links, at most one per kind.
     async fn active_links(&self, work: &AccountKey) -> Result<Vec<Link>>;
 
     /// The active link holding this personal account for this kind.
-    async fn active_link_of_personal(
-        &self,
-        kind: LinkKind,
-        personal: &AccountKey,
-    ) -> Result<Option<Link>>;
+    async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>>;
 
     /// Cross-checks links and indexes (tests, and the start-up self check).
     async fn check_integrity(&self) -> Result<IntegrityReport>;

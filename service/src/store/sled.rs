@@ -16,10 +16,7 @@ use sled::{
 };
 
 use super::{IntegrityReport, Result, Store, StoreError};
-use crate::domain::{
-    AccountKey, Flow, Link, LinkKind, LinkMode, LinkPlan, NewLink, RemovePlan, StateHash,
-    plan_link, plan_remove,
-};
+use crate::domain::{AccountKey, Flow, Link, LinkKind, LinkMode, LinkPlan, NewLink, RemovePlan, StateHash, plan_link, plan_remove};
 
 pub struct SledStore {
     db: sled::Db,
@@ -64,11 +61,7 @@ struct GroupCommit {
 
 impl GroupCommit {
     fn new(db: sled::Db) -> Self {
-        Self {
-            db,
-            written: AtomicU64::new(0),
-            flushed: tokio::sync::Mutex::new(0),
-        }
+        Self { db, written: AtomicU64::new(0), flushed: tokio::sync::Mutex::new(0) }
     }
 
     /// Call after a write has been applied; returns once it is on disk.
@@ -83,9 +76,7 @@ impl GroupCommit {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
-            .map_err(|e| StoreError::Unavailable {
-                detail: format!("flush task failed: {e}"),
-            })?
+            .map_err(|e| StoreError::Unavailable { detail: format!("flush task failed: {e}") })?
             .map_err(unavailable)?;
         *flushed = upto;
         Ok(())
@@ -93,31 +84,19 @@ impl GroupCommit {
 }
 
 fn unavailable(e: sled::Error) -> StoreError {
-    StoreError::Unavailable {
-        detail: e.to_string(),
-    }
+    StoreError::Unavailable { detail: e.to_string() }
 }
 
 fn index_key(kind: LinkKind, account: &AccountKey) -> Vec<u8> {
-    format!(
-        "{}\0{}\0{}",
-        kind.key(),
-        account.tenant.as_str(),
-        account.object.as_str()
-    )
-    .into_bytes()
+    format!("{}\0{}\0{}", kind.key(), account.tenant.as_str(), account.object.as_str()).into_bytes()
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
-        detail: e.to_string(),
-    })
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt { detail: e.to_string() })
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        detail: e.to_string(),
-    })
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { detail: e.to_string() })
 }
 
 type TxResult<T> = std::result::Result<T, ConflictableTransactionError<StoreError>>;
@@ -126,19 +105,13 @@ fn tx_abort<T>(e: impl Into<StoreError>) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e.into()))
 }
 
-fn tx_load(
-    links: &TransactionalTree,
-    index: &TransactionalTree,
-    key: &[u8],
-) -> TxResult<Option<Link>> {
+fn tx_load(links: &TransactionalTree, index: &TransactionalTree, key: &[u8]) -> TxResult<Option<Link>> {
     let Some(id) = index.get(key)? else {
         return Ok(None);
     };
     match links.get(&id)? {
         Some(bytes) => decode(&bytes).map(Some).or_else(tx_abort),
-        None => tx_abort(StoreError::Corrupt {
-            detail: "an index points at a missing link".into(),
-        }),
+        None => tx_abort(StoreError::Corrupt { detail: "an index points at a missing link".into() }),
     }
 }
 
@@ -159,79 +132,49 @@ impl SledStore {
     fn apply_link(&self, new: &NewLink, mode: LinkMode, now: DateTime<Utc>) -> Result<Link> {
         let work_key = index_key(new.kind, &new.work);
         let personal_key = index_key(new.kind, &new.personal);
-        tx_finish(
-            (
-                &self.links,
-                &self.by_work,
-                &self.by_personal,
-                &self.last_removed,
-            )
-                .transaction(|(links, by_work, by_personal, last_removed)| {
-                    let of_work = tx_load(links, by_work, &work_key)?;
-                    let of_personal = tx_load(links, by_personal, &personal_key)?;
-                    let plan = plan_link(
-                        new.clone(),
-                        mode,
-                        of_work.as_ref(),
-                        of_personal.as_ref(),
-                        now,
-                    )
-                    .or_else(tx_abort)?;
-                    match plan {
-                        LinkPlan::Unchanged(link) => Ok(link),
-                        LinkPlan::Create { create, retire } => {
-                            for old in &retire {
-                                tx_put(links, old)?;
-                                let old_work = index_key(old.kind, &old.work);
-                                by_work.remove(old_work.as_slice())?;
-                                by_personal.remove(index_key(old.kind, &old.personal))?;
-                                last_removed.insert(old_work, old.id.as_str().as_bytes())?;
-                            }
-                            tx_put(links, &create)?;
-                            by_work.insert(work_key.as_slice(), create.id.as_str().as_bytes())?;
-                            by_personal
-                                .insert(personal_key.as_slice(), create.id.as_str().as_bytes())?;
-                            Ok(create)
+        tx_finish((&self.links, &self.by_work, &self.by_personal, &self.last_removed).transaction(
+            |(links, by_work, by_personal, last_removed)| {
+                let of_work = tx_load(links, by_work, &work_key)?;
+                let of_personal = tx_load(links, by_personal, &personal_key)?;
+                let plan = plan_link(new.clone(), mode, of_work.as_ref(), of_personal.as_ref(), now).or_else(tx_abort)?;
+                match plan {
+                    LinkPlan::Unchanged(link) => Ok(link),
+                    LinkPlan::Create { create, retire } => {
+                        for old in &retire {
+                            tx_put(links, old)?;
+                            let old_work = index_key(old.kind, &old.work);
+                            by_work.remove(old_work.as_slice())?;
+                            by_personal.remove(index_key(old.kind, &old.personal))?;
+                            last_removed.insert(old_work, old.id.as_str().as_bytes())?;
                         }
+                        tx_put(links, &create)?;
+                        by_work.insert(work_key.as_slice(), create.id.as_str().as_bytes())?;
+                        by_personal.insert(personal_key.as_slice(), create.id.as_str().as_bytes())?;
+                        Ok(create)
                     }
-                }),
-        )
+                }
+            },
+        ))
     }
 
-    fn apply_remove(
-        &self,
-        kind: LinkKind,
-        work: &AccountKey,
-        by: &AccountKey,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Link> {
+    fn apply_remove(&self, kind: LinkKind, work: &AccountKey, by: &AccountKey, reason: &str, now: DateTime<Utc>) -> Result<Link> {
         let work_key = index_key(kind, work);
-        tx_finish(
-            (
-                &self.links,
-                &self.by_work,
-                &self.by_personal,
-                &self.last_removed,
-            )
-                .transaction(|(links, by_work, by_personal, last_removed)| {
-                    let active = tx_load(links, by_work, &work_key)?;
-                    let tombstone = tx_load(links, last_removed, &work_key)?;
-                    match plan_remove(kind, active.as_ref(), tombstone, by, reason, now)
-                        .or_else(tx_abort)?
-                    {
-                        RemovePlan::AlreadyRemoved(tombstone) => Ok(tombstone),
-                        RemovePlan::Retire(tombstone) => {
-                            tx_put(links, &tombstone)?;
-                            by_work.remove(work_key.as_slice())?;
-                            by_personal.remove(index_key(kind, &tombstone.personal))?;
-                            last_removed
-                                .insert(work_key.as_slice(), tombstone.id.as_str().as_bytes())?;
-                            Ok(tombstone)
-                        }
+        tx_finish((&self.links, &self.by_work, &self.by_personal, &self.last_removed).transaction(
+            |(links, by_work, by_personal, last_removed)| {
+                let active = tx_load(links, by_work, &work_key)?;
+                let tombstone = tx_load(links, last_removed, &work_key)?;
+                match plan_remove(kind, active.as_ref(), tombstone, by, reason, now).or_else(tx_abort)? {
+                    RemovePlan::AlreadyRemoved(tombstone) => Ok(tombstone),
+                    RemovePlan::Retire(tombstone) => {
+                        tx_put(links, &tombstone)?;
+                        by_work.remove(work_key.as_slice())?;
+                        by_personal.remove(index_key(kind, &tombstone.personal))?;
+                        last_removed.insert(work_key.as_slice(), tombstone.id.as_str().as_bytes())?;
+                        Ok(tombstone)
                     }
-                }),
-        )
+                }
+            },
+        ))
     }
 
     fn load_indexed(&self, index: &sled::Tree, key: &[u8]) -> Result<Option<Link>> {
@@ -240,40 +183,23 @@ impl SledStore {
         };
         match self.links.get(&id).map_err(unavailable)? {
             Some(bytes) => decode(&bytes).map(Some),
-            None => Err(StoreError::Corrupt {
-                detail: "an index points at a missing link".into(),
-            }),
+            None => Err(StoreError::Corrupt { detail: "an index points at a missing link".into() }),
         }
     }
 
-    fn check_index(
-        &self,
-        index: &sled::Tree,
-        name: &str,
-        side: fn(&Link) -> &AccountKey,
-        report: &mut IntegrityReport,
-    ) -> Result<()> {
+    fn check_index(&self, index: &sled::Tree, name: &str, side: fn(&Link) -> &AccountKey, report: &mut IntegrityReport) -> Result<()> {
         for entry in index.iter() {
             let (key, id) = entry.map_err(unavailable)?;
             let Some(bytes) = self.links.get(&id).map_err(unavailable)? else {
-                report.problems.push(format!(
-                    "{name}: entry points at missing link {}",
-                    String::from_utf8_lossy(&id)
-                ));
+                report.problems.push(format!("{name}: entry points at missing link {}", String::from_utf8_lossy(&id)));
                 continue;
             };
             let link: Link = decode(&bytes)?;
             if !link.is_active() {
-                report.problems.push(format!(
-                    "{name}: entry points at tombstone {}",
-                    link.id.as_str()
-                ));
+                report.problems.push(format!("{name}: entry points at tombstone {}", link.id.as_str()));
             }
             if index_key(link.kind, side(&link)) != key.as_ref() {
-                report.problems.push(format!(
-                    "{name}: entry key does not match link {}",
-                    link.id.as_str()
-                ));
+                report.problems.push(format!("{name}: entry key does not match link {}", link.id.as_str()));
             }
         }
         Ok(())
@@ -283,9 +209,7 @@ impl SledStore {
 #[async_trait]
 impl Store for SledStore {
     async fn put_flow(&self, state: &StateHash, flow: &Flow) -> Result<()> {
-        self.flows
-            .insert(state.as_str(), encode(flow)?)
-            .map_err(unavailable)?;
+        self.flows.insert(state.as_str(), encode(flow)?).map_err(unavailable)?;
         Ok(())
     }
 
@@ -301,17 +225,9 @@ impl Store for SledStore {
         for entry in self.flows.iter() {
             let (key, bytes) = entry.map_err(unavailable)?;
             // An unreadable flow can never complete: purge it too.
-            let expired = decode::<Flow>(&bytes)
-                .map(|f| f.is_expired(now))
-                .unwrap_or(true);
+            let expired = decode::<Flow>(&bytes).map(|f| f.is_expired(now)).unwrap_or(true);
             // Compare-and-swap: a flow taken meanwhile is not counted twice.
-            if expired
-                && self
-                    .flows
-                    .compare_and_swap(&key, Some(bytes), None::<&[u8]>)
-                    .map_err(unavailable)?
-                    .is_ok()
-            {
+            if expired && self.flows.compare_and_swap(&key, Some(bytes), None::<&[u8]>).map_err(unavailable)?.is_ok() {
                 purged += 1;
             }
         }
@@ -325,14 +241,7 @@ impl Store for SledStore {
         Ok(link)
     }
 
-    async fn remove(
-        &self,
-        kind: LinkKind,
-        work: &AccountKey,
-        by: &AccountKey,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Link> {
+    async fn remove(&self, kind: LinkKind, work: &AccountKey, by: &AccountKey, reason: &str, now: DateTime<Utc>) -> Result<Link> {
         let tombstone = self.apply_remove(kind, work, by, reason, now)?;
         self.commit.durable().await?;
         Ok(tombstone)
@@ -346,23 +255,14 @@ impl Store for SledStore {
         Ok(links)
     }
 
-    async fn active_link_of_personal(
-        &self,
-        kind: LinkKind,
-        personal: &AccountKey,
-    ) -> Result<Option<Link>> {
+    async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>> {
         self.load_indexed(&self.by_personal, &index_key(kind, personal))
     }
 
     async fn check_integrity(&self) -> Result<IntegrityReport> {
         let mut report = IntegrityReport::default();
         self.check_index(&self.by_work, "by_work", |l| &l.work, &mut report)?;
-        self.check_index(
-            &self.by_personal,
-            "by_personal",
-            |l| &l.personal,
-            &mut report,
-        )?;
+        self.check_index(&self.by_personal, "by_personal", |l| &l.personal, &mut report)?;
         for entry in self.links.iter() {
             let (id, bytes) = entry.map_err(unavailable)?;
             let link: Link = decode(&bytes)?;
@@ -371,20 +271,9 @@ impl Store for SledStore {
                 continue;
             }
             report.active_links += 1;
-            for (index, side, name) in [
-                (&self.by_work, &link.work, "by_work"),
-                (&self.by_personal, &link.personal, "by_personal"),
-            ] {
-                if index
-                    .get(index_key(link.kind, side))
-                    .map_err(unavailable)?
-                    .as_deref()
-                    != Some(id.as_ref())
-                {
-                    report.problems.push(format!(
-                        "active link {} is missing from {name}",
-                        link.id.as_str()
-                    ));
+            for (index, side, name) in [(&self.by_work, &link.work, "by_work"), (&self.by_personal, &link.personal, "by_personal")] {
+                if index.get(index_key(link.kind, side)).map_err(unavailable)?.as_deref() != Some(id.as_ref()) {
+                    report.problems.push(format!("active link {} is missing from {name}", link.id.as_str()));
                 }
             }
         }

@@ -1,1 +1,12 @@
+//! idlink end to end: the real idlinkd, the development identity provider, the real client.
+//! One test binary; each module reads as a sentence about the product.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
+mod a_crash_loses_no_acknowledged_link;
+mod a_flow_cannot_be_hijacked_or_replayed;
+mod callers_are_authenticated;
+mod links_have_a_lifecycle;
+mod races_have_exactly_one_winner;
+mod secrets_never_reach_the_logs;
+mod signing_keys_rotate_and_forged_tokens_fail;

@@ -31,37 +31,17 @@ pub struct DevUser {
 fn derived_guid(seed: &str) -> String {
     let d = Sha256::digest(seed.as_bytes());
     let h: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
+    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
 }
 
 impl DevUser {
     pub fn new(tenant: &str, login: &str, account_type: AccountType) -> Self {
-        let tenant = if account_type == AccountType::Personal {
-            CONSUMER_TENANT
-        } else {
-            tenant
-        };
+        let tenant = if account_type == AccountType::Personal { CONSUMER_TENANT } else { tenant };
         let login = login.to_ascii_lowercase();
         let key = AccountKey::parse(tenant, &derived_guid(&format!("{tenant}/{login}")))
             .unwrap_or_else(|_| unreachable!("derived ids are GUIDs"));
-        let name = login
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .replace('.', " ");
-        Self {
-            key,
-            login,
-            name,
-            account_type,
-        }
+        let name = login.split('@').next().unwrap_or_default().replace('.', " ");
+        Self { key, login, name, account_type }
     }
 }
 
@@ -71,21 +51,9 @@ pub fn default_users() -> Vec<DevUser> {
         DevUser::new(CONTOSO_TENANT, "alex@contoso.example", AccountType::Work),
         DevUser::new(CONTOSO_TENANT, "blair@contoso.example", AccountType::Work),
         DevUser::new(FABRIKAM_TENANT, "casey@fabrikam.example", AccountType::Work),
-        DevUser::new(
-            CONSUMER_TENANT,
-            "jordan@outlook.example",
-            AccountType::Personal,
-        ),
-        DevUser::new(
-            CONSUMER_TENANT,
-            "sam@outlook.example",
-            AccountType::Personal,
-        ),
-        DevUser::new(
-            CONTOSO_TENANT,
-            "river@outlook.example",
-            AccountType::GuestMsa,
-        ),
+        DevUser::new(CONSUMER_TENANT, "jordan@outlook.example", AccountType::Personal),
+        DevUser::new(CONSUMER_TENANT, "sam@outlook.example", AccountType::Personal),
+        DevUser::new(CONTOSO_TENANT, "river@outlook.example", AccountType::GuestMsa),
     ]
 }
 
@@ -98,11 +66,6 @@ mod tests {
         let a = DevUser::new(CONTOSO_TENANT, "Alex@Contoso.example", AccountType::Work);
         let b = DevUser::new(CONTOSO_TENANT, "alex@contoso.example", AccountType::Work);
         assert_eq!(a.key, b.key);
-        assert!(
-            DevUser::new("x", "jordan@outlook.example", AccountType::Personal)
-                .key
-                .tenant
-                .is_consumer()
-        );
+        assert!(DevUser::new("x", "jordan@outlook.example", AccountType::Personal).key.tenant.is_consumer());
     }
 }

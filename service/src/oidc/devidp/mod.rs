@@ -16,10 +16,7 @@ use std::{
     },
 };
 
-pub use fixtures::{
-    AccountType, CONTOSO_TENANT, DEV_AUDIENCE, DEV_REDIRECT_URI, DevUser, FABRIKAM_TENANT,
-    default_users,
-};
+pub use fixtures::{AccountType, CONTOSO_TENANT, DEV_AUDIENCE, DEV_REDIRECT_URI, DevUser, FABRIKAM_TENANT, default_users};
 use keys::SigningKey;
 use openidconnect::core::CoreJsonWebKey;
 use serde_json::json;
@@ -102,34 +99,17 @@ impl Drop for DevIdp {
 
 impl DevIdp {
     /// Binds `listen` (port 0 for any) and serves until dropped.
-    pub async fn start(
-        listen: SocketAddr,
-        clients: Vec<DevClient>,
-        clock: DynClock,
-    ) -> Result<Self, OidcError> {
-        let listener =
-            tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|e| OidcError::Config {
-                    detail: format!("development provider cannot bind {listen}: {e}"),
-                })?;
-        let addr = listener.local_addr().map_err(|e| OidcError::Config {
-            detail: e.to_string(),
-        })?;
-        let active = tokio::task::spawn_blocking(SigningKey::generate)
+    pub async fn start(listen: SocketAddr, clients: Vec<DevClient>, clock: DynClock) -> Result<Self, OidcError> {
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|e| OidcError::Config {
-                detail: e.to_string(),
-            })??;
+            .map_err(|e| OidcError::Config { detail: format!("development provider cannot bind {listen}: {e}") })?;
+        let addr = listener.local_addr().map_err(|e| OidcError::Config { detail: e.to_string() })?;
+        let active = tokio::task::spawn_blocking(SigningKey::generate).await.map_err(|e| OidcError::Config { detail: e.to_string() })??;
         let published = vec![active.public_jwk()];
         let inner = Arc::new(Inner {
             base: format!("http://{addr}"),
             clock,
-            keys: Mutex::new(Keys {
-                active,
-                published,
-                foreign: None,
-            }),
+            keys: Mutex::new(Keys { active, published, foreign: None }),
             users: Mutex::new(default_users()),
             clients,
             codes: Mutex::new(HashMap::new()),
@@ -147,11 +127,7 @@ impl DevIdp {
                 tracing::error!(error = %e, "development provider stopped");
             }
         });
-        Ok(Self {
-            inner,
-            addr,
-            server,
-        })
+        Ok(Self { inner, addr, server })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -179,10 +155,7 @@ impl DevIdp {
         let user = DevUser::new(tenant, login, account_type);
         let key = user.key.clone();
         let mut users = lock(&self.inner.users);
-        if !users
-            .iter()
-            .any(|u| u.login == user.login && u.key == user.key)
-        {
+        if !users.iter().any(|u| u.login == user.login && u.key == user.key) {
             users.push(user);
         }
         key
@@ -194,20 +167,13 @@ impl DevIdp {
 
     /// A delegated v2 access token for calling idlink as `login` (scope `Links.Manage`).
     pub fn access_token(&self, login: &str) -> Result<String, OidcError> {
-        let user = self
-            .inner
-            .find_user(login)
-            .ok_or_else(|| OidcError::Config {
-                detail: format!("no fixture user {login}"),
-            })?;
+        let user = self.inner.find_user(login).ok_or_else(|| OidcError::Config { detail: format!("no fixture user {login}") })?;
         Ok(self.inner.access_token(&user, "Links.Manage"))
     }
 
     /// The standard access-token claims of `login`, for tests that tamper with them.
     pub fn access_token_claims(&self, login: &str) -> Option<serde_json::Value> {
-        self.inner
-            .find_user(login)
-            .map(|u| self.inner.access_token_claims(&u, "Links.Manage"))
+        self.inner.find_user(login).map(|u| self.inner.access_token_claims(&u, "Links.Manage"))
     }
 
     /// Signs any claims with the active key and a header of the caller's choosing.
@@ -221,11 +187,7 @@ impl DevIdp {
 
     /// Starts signing with a new key, publishing it beside the old ones.
     pub async fn rotate_signing_key(&self) -> Result<(), OidcError> {
-        let fresh = tokio::task::spawn_blocking(SigningKey::generate)
-            .await
-            .map_err(|e| OidcError::Config {
-                detail: e.to_string(),
-            })??;
+        let fresh = tokio::task::spawn_blocking(SigningKey::generate).await.map_err(|e| OidcError::Config { detail: e.to_string() })??;
         let mut keys = lock(&self.inner.keys);
         keys.published.push(fresh.public_jwk());
         keys.active = fresh;
@@ -234,11 +196,8 @@ impl DevIdp {
 
     pub async fn misbehave(&self, how: Misbehaviour) -> Result<(), OidcError> {
         if how == Misbehaviour::ForeignKey && lock(&self.inner.keys).foreign.is_none() {
-            let foreign = tokio::task::spawn_blocking(SigningKey::generate)
-                .await
-                .map_err(|e| OidcError::Config {
-                    detail: e.to_string(),
-                })??;
+            let foreign =
+                tokio::task::spawn_blocking(SigningKey::generate).await.map_err(|e| OidcError::Config { detail: e.to_string() })??;
             lock(&self.inner.keys).foreign = Some(foreign);
         }
         *lock(&self.inner.misbehaviour) = how;
@@ -273,10 +232,7 @@ impl Inner {
     }
 
     fn known_tenant(&self, tenant: &str) -> bool {
-        tenant == CONSUMER_TENANT
-            || lock(&self.users)
-                .iter()
-                .any(|u| u.key.tenant.as_str() == tenant)
+        tenant == CONSUMER_TENANT || lock(&self.users).iter().any(|u| u.key.tenant.as_str() == tenant)
     }
 
     fn issuer(&self, tenant: &str) -> String {
@@ -300,9 +256,7 @@ impl Inner {
     }
 
     fn access_token(&self, user: &DevUser, scope: &str) -> String {
-        let token = lock(&self.keys)
-            .active
-            .sign(&self.access_token_claims(user, scope));
+        let token = lock(&self.keys).active.sign(&self.access_token_claims(user, scope));
         self.remember_secret(&token);
         token
     }

@@ -22,10 +22,7 @@ type Shared = State<Arc<Inner>>;
 
 pub fn router(inner: Arc<Inner>) -> Router {
     Router::new()
-        .route(
-            "/{tenant}/v2.0/.well-known/openid-configuration",
-            get(discovery),
-        )
+        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery))
         .route("/{tenant}/discovery/v2.0/keys", get(jwks))
         .route("/{tenant}/oauth2/v2.0/authorize", get(authorize))
         .route("/{tenant}/oauth2/v2.0/token", axum::routing::post(token))
@@ -78,11 +75,7 @@ fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
     }
 }
 
-async fn authorize(
-    State(idp): Shared,
-    Path(tenant): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+async fn authorize(State(idp): Shared, Path(tenant): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
     if !idp.known_tenant(&tenant) {
         return not_found();
     }
@@ -93,22 +86,9 @@ async fn authorize(
         return (StatusCode::BAD_REQUEST, "unknown client_id").into_response();
     };
     if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
-        return (
-            StatusCode::BAD_REQUEST,
-            "redirect_uri is not registered for this client",
-        )
-            .into_response();
+        return (StatusCode::BAD_REQUEST, "redirect_uri is not registered for this client").into_response();
     }
-    let invalid = |why: &str| {
-        redirect_with(
-            redirect_uri,
-            &[
-                ("error", "invalid_request"),
-                ("error_description", why),
-                ("state", state),
-            ],
-        )
-    };
+    let invalid = |why: &str| redirect_with(redirect_uri, &[("error", "invalid_request"), ("error_description", why), ("state", state)]);
     if get("response_type") != "code" {
         return invalid("response_type must be code");
     }
@@ -143,34 +123,19 @@ async fn authorize(
             issued_at: idp.clock.now().timestamp(),
         },
     );
-    let iss = if *lock(&idp.misbehaviour) == Misbehaviour::WrongCallbackIss {
-        idp.issuer("attacker")
-    } else {
-        issuer
-    };
-    redirect_with(
-        redirect_uri,
-        &[("code", &code), ("state", state), ("iss", &iss)],
-    )
+    let iss = if *lock(&idp.misbehaviour) == Misbehaviour::WrongCallbackIss { idp.issuer("attacker") } else { issuer };
+    redirect_with(redirect_uri, &[("code", &code), ("state", state), ("iss", &iss)])
 }
 
 /// Without a known `login_hint`: a small page to pick a fixture account (browser use).
 fn account_picker(idp: &Inner, q: &HashMap<String, String>) -> Response {
     let mut items = String::new();
     for user in lock(&idp.users).iter() {
-        let mut params: Vec<(&str, &str)> = q
-            .iter()
-            .filter(|(k, _)| *k != "prompt" && *k != "login_hint")
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let mut params: Vec<(&str, &str)> =
+            q.iter().filter(|(k, _)| *k != "prompt" && *k != "login_hint").map(|(k, v)| (k.as_str(), v.as_str())).collect();
         params.push(("login_hint", &user.login));
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params)
-            .finish();
-        items.push_str(&format!(
-            "<li><a href=\"?{query}\">{}</a> ({:?})</li>",
-            user.login, user.account_type
-        ));
+        let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        items.push_str(&format!("<li><a href=\"?{query}\">{}</a> ({:?})</li>", user.login, user.account_type));
     }
     Html(format!(
         "<!doctype html><title>Development sign-in</title><h1>Pick an account</h1>\
@@ -180,101 +145,51 @@ fn account_picker(idp: &Inner, q: &HashMap<String, String>) -> Response {
 }
 
 fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        Json(json!({ "error": error, "error_description": description })),
-    )
-        .into_response()
+    (status, Json(json!({ "error": error, "error_description": description }))).into_response()
 }
 
 /// `client_secret_basic` (form-urlencoded id and secret, RFC 6749 §2.3.1) or `client_secret_post`.
-fn client_credentials(
-    headers: &HeaderMap,
-    form: &HashMap<String, String>,
-) -> Option<(String, String)> {
-    if let Some(basic) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-    {
+fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> Option<(String, String)> {
+    if let Some(basic) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic ")) {
         let decoded = String::from_utf8(STANDARD.decode(basic.trim()).ok()?).ok()?;
         let (id, secret) = decoded.split_once(':')?;
-        let unescape = |s: &str| {
-            url::form_urlencoded::parse(format!("v={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-        };
+        let unescape = |s: &str| url::form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
         return Some((unescape(id)?, unescape(secret)?));
     }
-    Some((
-        form.get("client_id")?.clone(),
-        form.get("client_secret")?.clone(),
-    ))
+    Some((form.get("client_id")?.clone(), form.get("client_secret")?.clone()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn token(
-    State(idp): Shared,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
+async fn token(State(idp): Shared, Path(tenant): Path<String>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
     idp.token_requests.fetch_add(1, Ordering::SeqCst);
     if !idp.known_tenant(&tenant) {
         return not_found();
     }
     let Some((client_id, secret)) = client_credentials(&headers, &form) else {
-        return token_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication required",
-        );
+        return token_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication required");
     };
     let client = idp.clients.iter().find(|c| c.client_id == client_id);
     if !client.is_some_and(|c| constant_time_eq(c.client_secret.as_bytes(), secret.as_bytes())) {
-        return token_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        );
+        return token_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
     }
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
-        return token_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "only authorization_code",
-        );
+        return token_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code");
     }
     let verifier = form.get("code_verifier").cloned().unwrap_or_default();
     idp.remember_secret(&verifier);
     // Single use: the code is gone whatever happens next.
     let Some(grant) = form.get("code").and_then(|c| lock(&idp.codes).remove(c)) else {
-        return token_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "unknown or used code",
-        );
+        return token_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown or used code");
     };
     let now = idp.clock.now().timestamp();
-    if now - grant.issued_at > 300
-        || grant.client_id != client_id
-        || form.get("redirect_uri") != Some(&grant.redirect_uri)
-    {
-        return token_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "code expired or issued to another client or redirect",
-        );
+    if now - grant.issued_at > 300 || grant.client_id != client_id || form.get("redirect_uri") != Some(&grant.redirect_uri) {
+        return token_error(StatusCode::BAD_REQUEST, "invalid_grant", "code expired or issued to another client or redirect");
     }
     if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != grant.code_challenge {
-        return token_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "PKCE verification failed",
-        );
+        return token_error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE verification failed");
     }
     let id_token = id_token(&idp, &grant, now);
     let access_token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
@@ -292,11 +207,7 @@ fn id_token(idp: &Inner, grant: &Grant, now: i64) -> String {
     let user = &grant.user;
     let tenant = user.key.tenant.as_str();
     // Pairwise subject: differs per client, like Microsoft's.
-    let sub = URL_SAFE_NO_PAD.encode(Sha256::digest(format!(
-        "{}|{tenant}|{}",
-        grant.client_id,
-        user.key.object.as_str()
-    )));
+    let sub = URL_SAFE_NO_PAD.encode(Sha256::digest(format!("{}|{tenant}|{}", grant.client_id, user.key.object.as_str())));
     let mut claims = json!({
         "iss": if how == Misbehaviour::WrongIssuer { idp.issuer("attacker") } else { grant.issuer.clone() },
         "aud": if how == Misbehaviour::WrongAudience { "someone-else".to_owned() } else { grant.client_id.clone() },

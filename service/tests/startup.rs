@@ -1,0 +1,48 @@
+//! idlinkd refuses to start on configurations that would make strict validation impossible,
+//! naming the key and why. (Also makes `cargo test` build the binary the e2e crash test runs.)
+
+use std::process::Command;
+
+fn start_with(kind_block: &str, extra: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+    let config = dir.path().join("idlink.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\n[store]\npath = {:?}\n[auth]\naudience = \"api://idlink\"\nallowed_tenants = [\"3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01\"]\n{kind_block}\n{extra}",
+        dir.path().join("data")
+    );
+    std::fs::write(&config, text).unwrap_or_else(|e| unreachable!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_idlinkd")).arg("--config").arg(&config).output().unwrap_or_else(|e| unreachable!("{e}"));
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn kind(authority: &str) -> String {
+    format!(
+        "[kinds.partner_university]\nauthority = \"{authority}\"\nclient_id = \"c\"\nclient_secret = \"s\"\nredirect_uris = [\"https://partner.example/cb\"]\n"
+    )
+}
+
+#[test]
+fn multi_tenant_authorities_are_refused() {
+    for alias in ["common", "organizations", "consumers", "{tenantid}"] {
+        let (ok, stderr) = start_with(&kind(&format!("https://login.microsoftonline.com/{alias}/v2.0")), "");
+        assert!(!ok, "{alias} accepted");
+        assert!(stderr.contains("kinds.partner_university") && stderr.contains("multi-tenant alias"), "{alias}: {stderr}");
+    }
+}
+
+#[test]
+fn http_authorities_need_the_development_switch() {
+    let (ok, stderr) = start_with(&kind("http://127.0.0.1:9/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0"), "");
+    assert!(!ok);
+    assert!(stderr.contains("dev.allow_insecure_http"), "{stderr}");
+}
+
+#[test]
+fn unknown_keys_and_missing_secrets_are_named() {
+    let (ok, stderr) = start_with("", "[auth2]\nx = 1\n");
+    assert!(!ok && stderr.contains("auth2"), "{stderr}");
+    let no_secret =
+        kind("https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0").replace("client_secret = \"s\"\n", "");
+    let (ok, stderr) = start_with(&no_secret, "");
+    assert!(!ok && stderr.contains("client_secret"), "{stderr}");
+}

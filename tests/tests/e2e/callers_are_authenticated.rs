@@ -1,0 +1,186 @@
+//! Every RPC but health and reflection needs a valid work-user access token; forged,
+//! misdirected and lookalike tokens are refused with `UNAUTHENTICATED` and no detail.
+
+use futures_util::StreamExt;
+use idlink_client::{ClientError, IdlinkClient, pb};
+use idlink_service::oidc::devidp::{AccountType, CONTOSO_TENANT};
+use idlink_tests::*;
+use serde_json::{Value, json};
+use tonic::Code;
+
+/// Calls every LinkService RPC and returns each outcome.
+async fn every_rpc(client: &IdlinkClient) -> Vec<(&'static str, Result<(), ClientError>)> {
+    vec![
+        ("BeginLink", client.begin_link(begin_request(ML, "jordan@outlook.example")).await.map(drop)),
+        (
+            "CompleteLink",
+            client.complete_link(pb::CompleteLinkRequest { state: "s".repeat(43), code: "c".into(), ..Default::default() }).await.map(drop),
+        ),
+        ("GetLinks", client.get_links().await.map(drop)),
+        ("RemoveLink", client.remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: None, reason: String::new() }).await.map(drop)),
+    ]
+}
+
+async fn assert_every_rpc_refused(app: &TestApp, token: Option<String>, code: Code, reason: &str, case: &str) {
+    let client = app.client_with_token(token).await;
+    for (rpc, outcome) in every_rpc(&client).await {
+        match outcome {
+            Err(ClientError::Rpc { code: c, reason: r, message }) => {
+                assert_eq!((c, r.as_str()), (code, reason), "{case}: {rpc}");
+                assert!(!message.to_lowercase().contains("signature") && !message.contains("kid"), "{case}: no detail leaks: {message}");
+            }
+            other => panic!("{case}: {rpc} was not refused: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_need_no_token_and_say_serving() {
+    let app = TestApp::spawn().await;
+    let channel = tonic::transport::Endpoint::from_shared(app.endpoint()).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let status =
+        health.check(tonic_health::pb::HealthCheckRequest { service: "idlink.v1.LinkService".into() }).await.unwrap().into_inner().status;
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse,
+    };
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut stream = reflection.server_reflection_info(tokio_stream_once(request)).await.unwrap().into_inner();
+    let Some(Ok(response)) = stream.next().await else { panic!("no reflection answer") };
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("unexpected answer") };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"idlink.v1.LinkService".to_owned()), "{names:?}");
+}
+
+fn tokio_stream_once<T: Send + 'static>(item: T) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::iter([item])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_is_unauthenticated_on_every_rpc() {
+    let app = TestApp::spawn().await;
+    assert_every_rpc_refused(&app, None, Code::Unauthenticated, "MISSING_TOKEN", "no token").await;
+    assert_every_rpc_refused(&app, Some("not-a-jwt".into()), Code::Unauthenticated, "INVALID_TOKEN", "garbage").await;
+}
+
+fn b64(v: &Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_misdirected_access_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let other_idp = TestApp::spawn().await; // a second provider: a key idlink never trusted
+    let kid = app.idp.active_kid();
+    let rs256 = json!({"alg": "RS256", "typ": "JWT", "kid": kid});
+    let good = app.idp.access_token_claims("alex@contoso.example").unwrap();
+    let with = |patch: Value| {
+        let mut claims = good.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        app.idp.sign_raw(&rs256, &claims)
+    };
+    let now = app.now().timestamp();
+    let valid = app.idp.sign_raw(&rs256, &good);
+    let mut parts: Vec<String> = valid.split('.').map(str::to_owned).collect();
+    let tampered = {
+        let mut c = good.clone();
+        c["oid"] = json!(app.idp.user("blair@contoso.example").unwrap().key.object.as_str());
+        format!("{}.{}.{}", parts[0], b64(&c), parts[2])
+    };
+    parts[2] = String::new();
+    let unsigned_with_kid = parts.join(".");
+    let consumer = app.idp.user("jordan@outlook.example").unwrap().key;
+    let cases: Vec<(&str, String)> = vec![
+        ("alg none", format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&good))),
+        ("HS256 header (algorithm confusion)", app.idp.sign_raw(&json!({"alg": "HS256", "typ": "JWT", "kid": kid}), &good)),
+        ("jku header", app.idp.sign_raw(&json!({"alg": "RS256", "kid": kid, "jku": "https://evil.example/keys"}), &good)),
+        ("embedded jwk", app.idp.sign_raw(&json!({"alg": "RS256", "kid": kid, "jwk": {"kty": "RSA", "n": "AQAB", "e": "AQAB"}}), &good)),
+        ("x5u header", app.idp.sign_raw(&json!({"alg": "RS256", "kid": kid, "x5u": "https://evil.example/cert"}), &good)),
+        ("empty signature", unsigned_with_kid),
+        ("tampered payload", tampered),
+        ("signed by an unknown key", other_idp.idp.sign_raw(&json!({"alg": "RS256", "kid": other_idp.idp.active_kid()}), &good)),
+        ("signed by another key under our kid", other_idp.idp.sign_raw(&rs256, &good)),
+        ("expired", with(json!({"exp": now - 600, "iat": now - 4000, "nbf": now - 4000}))),
+        ("not yet valid", with(json!({"nbf": now + 3600}))),
+        ("wrong audience", with(json!({"aud": "api://someone-else"}))),
+        ("audience list with a stranger", with(json!({"aud": ["api://idlink", "api://someone-else"]}))),
+        ("wrong issuer", with(json!({"iss": "https://login.microsoftonline.com/3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01/v2.0"}))),
+        (
+            "tenant not allowed",
+            with(json!({"tid": "0b0b0b0b-0000-4000-8000-000000000000", "iss": app.idp.authority("0b0b0b0b-0000-4000-8000-000000000000")})),
+        ),
+        (
+            "consumer-tenant token",
+            with(json!({"tid": consumer.tenant.as_str(), "oid": consumer.object.as_str(), "iss": app.idp.consumer_authority()})),
+        ),
+        ("v1.0 token", with(json!({"ver": "1.0"}))),
+        ("an ID token as bearer", with(json!({"aud": "idlink-microsoft-learning", "nonce": "n", "scp": null}))),
+        ("an ID token with our audience", with(json!({"nonce": "n"}))),
+    ];
+    for (case, token) in cases {
+        assert_every_rpc_refused(&app, Some(token), Code::Unauthenticated, "INVALID_TOKEN", case).await;
+    }
+    assert_eq!(app.integrity().await.active_links, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_tokens_of_callers_who_cannot_own_links_are_denied() {
+    let app = TestApp::spawn().await;
+    // A guest MSA in the work tenant: "personal email IDs aren't supported".
+    let guest = app.idp.access_token("river@outlook.example").unwrap();
+    assert_every_rpc_refused(&app, Some(guest), Code::PermissionDenied, "PERSONAL_ACCOUNT_CANNOT_OWN_LINKS", "guest MSA").await;
+    let rs256 = json!({"alg": "RS256", "typ": "JWT", "kid": app.idp.active_kid()});
+    let mut claims = app.idp.access_token_claims("alex@contoso.example").unwrap();
+    claims["idp"] = json!("https://sts.windows.net/9188040d-6c67-4c5b-b112-36a304b66dad/");
+    assert_every_rpc_refused(
+        &app,
+        Some(app.idp.sign_raw(&rs256, &claims)),
+        Code::PermissionDenied,
+        "PERSONAL_ACCOUNT_CANNOT_OWN_LINKS",
+        "guest by idp",
+    )
+    .await;
+
+    let mut claims = app.idp.access_token_claims("alex@contoso.example").unwrap();
+    claims["scp"] = json!("User.Read");
+    assert_every_rpc_refused(
+        &app,
+        Some(app.idp.sign_raw(&rs256, &claims)),
+        Code::PermissionDenied,
+        "INSUFFICIENT_SCOPE",
+        "no Links.Manage",
+    )
+    .await;
+
+    let mut claims = app.idp.access_token_claims("alex@contoso.example").unwrap();
+    let obj = claims.as_object_mut().unwrap();
+    obj.remove("scp");
+    obj.insert("idtyp".into(), json!("app"));
+    obj.insert("roles".into(), json!(["Links.Read"]));
+    assert_every_rpc_refused(&app, Some(app.idp.sign_raw(&rs256, &claims)), Code::PermissionDenied, "CALLER_NOT_A_USER", "app token").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_cannot_see_or_remove_another_users_links() {
+    let app = TestApp::spawn().await;
+    let alex = app.client_for("alex@contoso.example").await;
+    let blair_key = app.idp.add_user(CONTOSO_TENANT, "blair@contoso.example", AccountType::Work);
+    let blair = app.client_for("blair@contoso.example").await;
+    link(&blair, ML, "sam@outlook.example").await.unwrap();
+    let blair_ref = pb::AccountRef { tenant_id: blair_key.tenant.as_str().into(), object_id: blair_key.object.as_str().into() };
+    assert_refused(alex.get_links_of(blair_ref.clone()).await, Code::PermissionDenied, "NOT_YOUR_LINK");
+    let removal = alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: Some(blair_ref), reason: "x".into() }).await;
+    assert_refused(removal, Code::PermissionDenied, "NOT_YOUR_LINK");
+    assert_eq!(blair.get_links().await.unwrap().len(), 1, "blair's link is untouched");
+}
