@@ -1,6 +1,7 @@
-//! Authentication as a tower layer, so no RPC can forget it: every `/idlink.*` call must carry
-//! a valid bearer token; the validated [`Caller`] goes into the request extensions. Health
-//! and reflection pass untouched.
+//! Authentication as a tower layer, so no RPC can forget it: every call must carry a valid
+//! bearer token, except health and reflection (so generic tools work); the validated
+//! [`crate::oidc::Caller`] goes into the request extensions. A service added later is
+//! authenticated by default.
 
 use std::{
     future::Future,
@@ -38,6 +39,14 @@ pub struct AuthService<S> {
     clock: DynClock,
 }
 
+/// The only paths served without a token.
+const PUBLIC_SERVICES: &[&str] =
+    &["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
+
+fn is_public(path: &str) -> bool {
+    PUBLIC_SERVICES.iter().any(|prefix| path.starts_with(prefix))
+}
+
 fn header<'r, B>(req: &'r http::Request<B>, name: &str) -> Option<&'r str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
@@ -62,7 +71,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (auth, clock) = (self.auth.clone(), self.clock.clone());
         Box::pin(async move {
-            if req.uri().path().starts_with("/idlink.") {
+            if !is_public(req.uri().path()) {
                 match auth.authenticate(header(&req, "authorization"), clock.now()).await {
                     Ok(caller) => {
                         req.extensions_mut().insert(caller);

@@ -87,6 +87,11 @@ const fn refusal(code: Code, reason: &'static str, text: [&'static str; 3]) -> R
     Refusal { code, reason, text }
 }
 
+const MALFORMED: [&str; 3] = [
+    "The request is incomplete or malformed. Refresh the page and try again.",
+    "La demande est incomplète ou mal formée. Actualisez la page et réessayez.",
+    "요청이 불완전하거나 형식이 잘못되었습니다. 페이지를 새로 고친 후 다시 시도하세요.",
+];
 const TRY_AGAIN: [&str; 3] = [
     "The service is temporarily unavailable. Please try again in a few minutes.",
     "Le service est temporairement indisponible. Réessayez dans quelques minutes.",
@@ -111,15 +116,7 @@ const SIGN_IN_NOT_VERIFIED: [&str; 3] = [
 fn describe(err: &ApiError) -> Refusal {
     use Code::*;
     match err {
-        ApiError::InvalidArgument { .. } => refusal(
-            InvalidArgument,
-            "INVALID_ARGUMENT",
-            [
-                "The request is incomplete or malformed. Refresh the page and try again.",
-                "La demande est incomplète ou mal formée. Actualisez la page et réessayez.",
-                "요청이 불완전하거나 형식이 잘못되었습니다. 페이지를 새로 고친 후 다시 시도하세요.",
-            ],
-        ),
+        ApiError::InvalidArgument { .. } => refusal(InvalidArgument, "INVALID_ARGUMENT", MALFORMED),
         ApiError::CallerNotAUser => refusal(
             PermissionDenied,
             "CALLER_NOT_A_USER",
@@ -221,15 +218,7 @@ fn describe_oidc(err: &OidcError) -> Refusal {
 fn describe_domain(err: &DomainError) -> Refusal {
     use Code::*;
     match err {
-        DomainError::InvalidField { .. } => refusal(
-            InvalidArgument,
-            "INVALID_ARGUMENT",
-            [
-                "The request is incomplete or malformed. Refresh the page and try again.",
-                "La demande est incomplète ou mal formée. Actualisez la page et réessayez.",
-                "요청이 불완전하거나 형식이 잘못되었습니다. 페이지를 새로 고친 후 다시 시도하세요.",
-            ],
-        ),
+        DomainError::InvalidField { .. } => refusal(InvalidArgument, "INVALID_ARGUMENT", MALFORMED),
         DomainError::AlreadyLinked { .. } => refusal(
             AlreadyExists,
             "ALREADY_LINKED",

@@ -87,3 +87,27 @@ async fn refusals_are_localized_from_accept_language() {
         assert!(message.starts_with(expected), "{lang}: {message}");
     }
 }
+
+/// Invariant 4: accounts are (tid, oid); an email is display data that may change or be
+/// reused by someone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_are_keyed_by_object_id_not_by_email() {
+    let app = TestApp::spawn().await;
+    let alex = app.client_for("alex@contoso.example").await;
+    let blair = app.client_for("blair@contoso.example").await;
+    let first = link(&alex, ML, "jordan@outlook.example").await.unwrap();
+
+    // Jordan changes their alias: same oid, new email. Still linked to Alex, and nobody else
+    // can take it under the new name.
+    assert!(app.idp.rename_user("jordan@outlook.example", "jordan.new@outlook.example"));
+    assert_refused(link(&blair, ML, "jordan.new@outlook.example").await, Code::AlreadyExists, "ACCOUNT_LINKED_ELSEWHERE");
+    let again = link(&alex, ML, "jordan.new@outlook.example").await.unwrap();
+    assert_eq!(again.id, first.id, "the same account, whatever its email");
+
+    // A different account that now uses Jordan's old email is a different personal account.
+    app.new_personal("morgan@outlook.example");
+    assert!(app.idp.rename_user("morgan@outlook.example", "jordan@outlook.example"));
+    let other = link(&blair, ML, "jordan@outlook.example").await.unwrap();
+    assert_ne!(other.personal_account.unwrap().object_id, first.personal_account.unwrap().object_id);
+    assert_eq!(app.integrity().await.active_links, 2);
+}

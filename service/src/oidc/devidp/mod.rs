@@ -161,6 +161,19 @@ impl DevIdp {
         key
     }
 
+    /// Changes an account's sign-in name and email, keeping its object id (an alias change).
+    pub fn rename_user(&self, login: &str, new_login: &str) -> bool {
+        let login = login.trim().to_ascii_lowercase();
+        let mut users = lock(&self.inner.users);
+        match users.iter_mut().find(|u| u.login == login) {
+            Some(user) => {
+                user.login = new_login.trim().to_ascii_lowercase();
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn user(&self, login: &str) -> Option<DevUser> {
         self.inner.find_user(login)
     }
