@@ -1,7 +1,7 @@
 //! Typed async client for idlink: endpoint, bearer token, deadlines, and errors that carry
 //! the service's stable reason and localized message.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 pub use idlink_proto::v1 as pb;
 use pb::link_service_client::LinkServiceClient;
@@ -53,17 +53,36 @@ impl From<tonic::Status> for ClientError {
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
+/// Where the client gets its bearer token, asked before every call: a fixed string, or
+/// anything that refreshes tokens out of band (a closure reading a cache, say).
+pub trait TokenProvider: Send + Sync + 'static {
+    fn bearer_token(&self) -> Option<String>;
+}
+
+impl TokenProvider for String {
+    fn bearer_token(&self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl<F: Fn() -> Option<String> + Send + Sync + 'static> TokenProvider for F {
+    fn bearer_token(&self) -> Option<String> {
+        self()
+    }
+}
+
 /// Adds the bearer token and preferred language to every call.
 #[derive(Clone)]
 pub struct Credentials {
-    authorization: Option<MetadataValue<Ascii>>,
+    token: Option<Arc<dyn TokenProvider>>,
     language: Option<MetadataValue<Ascii>>,
 }
 
 impl Interceptor for Credentials {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
-        if let Some(value) = &self.authorization {
-            request.metadata_mut().insert("authorization", value.clone());
+        if let Some(token) = self.token.as_ref().and_then(|p| p.bearer_token()) {
+            let value = format!("Bearer {token}").parse().map_err(|_| tonic::Status::unauthenticated("the token is not valid ASCII"))?;
+            request.metadata_mut().insert("authorization", value);
         }
         if let Some(value) = &self.language {
             request.metadata_mut().insert("accept-language", value.clone());
@@ -78,10 +97,10 @@ pub struct IdlinkClient {
     deadline: Duration,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientOptions {
     pub endpoint: String,
-    pub token: Option<String>,
+    pub token: Option<Arc<dyn TokenProvider>>,
     pub accept_language: Option<String>,
     /// Per-call deadline (sent as `grpc-timeout`).
     pub deadline: Duration,
@@ -91,8 +110,14 @@ impl ClientOptions {
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self { endpoint: endpoint.into(), token: None, accept_language: None, deadline: Duration::from_secs(15) }
     }
+    /// A fixed bearer token.
     pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+        self.token = Some(Arc::new(token.into()));
+        self
+    }
+    /// A bearer token asked for before every call.
+    pub fn token_provider(mut self, provider: impl TokenProvider) -> Self {
+        self.token = Some(Arc::new(provider));
         self
     }
     pub fn accept_language(mut self, language: impl Into<String>) -> Self {
@@ -114,7 +139,7 @@ impl IdlinkClient {
             .await
             .map_err(|e| ClientError::Transport(format!("{}: {e}", options.endpoint)))?;
         let credentials = Credentials {
-            authorization: options.token.as_deref().map(|t| ascii("token", &format!("Bearer {t}"))).transpose()?,
+            token: options.token.clone(),
             language: options.accept_language.as_deref().map(|l| ascii("language", l)).transpose()?,
         };
         Ok(Self { links: LinkServiceClient::with_interceptor(channel, credentials), deadline: options.deadline })

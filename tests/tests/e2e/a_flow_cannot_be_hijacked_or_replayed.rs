@@ -203,3 +203,14 @@ async fn the_authorization_page_lists_accounts_when_no_hint_is_given() {
     // Without a hint there is no redirect: a person picks an account on a page.
     assert!(browser::follow_authorization(&begun.authorization_url).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirected_token_request_is_not_followed() {
+    let app = TestApp::spawn().await;
+    let client = app.client_for("alex@contoso.example").await;
+    app.idp.misbehave(Misbehaviour::RedirectTokenRequest).await.unwrap();
+    let result = link(&client, ML, "jordan@outlook.example").await;
+    assert_refused(result, Code::Unavailable, "IDENTITY_PROVIDER_UNAVAILABLE");
+    assert_eq!(app.idp.trap_visits(), 0, "the code and client secret were not resent elsewhere");
+    assert_nothing_linked(&app, &client).await;
+}

@@ -111,3 +111,19 @@ async fn accounts_are_keyed_by_object_id_not_by_email() {
     assert_ne!(other.personal_account.unwrap().object_id, first.personal_account.unwrap().object_id);
     assert_eq!(app.integrity().await.active_links, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_asks_its_token_provider_before_every_call() {
+    use std::sync::{Arc, Mutex};
+    let app = TestApp::spawn().await;
+    let current = Arc::new(Mutex::new(None::<String>));
+    let provider = {
+        let current = current.clone();
+        move || current.lock().unwrap().clone()
+    };
+    let client =
+        idlink_client::IdlinkClient::connect(idlink_client::ClientOptions::new(app.endpoint()).token_provider(provider)).await.unwrap();
+    assert_refused(client.get_links().await, Code::Unauthenticated, "MISSING_TOKEN");
+    *current.lock().unwrap() = Some(app.idp.access_token("alex@contoso.example").unwrap());
+    assert!(client.get_links().await.unwrap().is_empty());
+}

@@ -48,6 +48,9 @@ pub enum Misbehaviour {
     ForeignKey,
     /// Put another issuer in the redirect's `iss` parameter (RFC 9207 mix-up).
     WrongCallbackIss,
+    /// Answer the token request with a redirect to `/dev/trap` (which counts visitors): a
+    /// client that follows it would resend the code and client secret.
+    RedirectTokenRequest,
 }
 
 struct Grant {
@@ -77,6 +80,7 @@ struct Inner {
     misbehaviour: Mutex<Misbehaviour>,
     jwks_fetches: AtomicUsize,
     token_requests: AtomicUsize,
+    trap_visits: AtomicUsize,
     /// Every secret this provider handed out or received, for log-leak tests.
     secrets: Mutex<Vec<String>>,
 }
@@ -116,6 +120,7 @@ impl DevIdp {
             misbehaviour: Mutex::new(Misbehaviour::None),
             jwks_fetches: AtomicUsize::new(0),
             token_requests: AtomicUsize::new(0),
+            trap_visits: AtomicUsize::new(0),
             secrets: Mutex::new(Vec::new()),
         });
         for client in &inner.clients {
@@ -223,6 +228,11 @@ impl DevIdp {
 
     pub fn token_requests(&self) -> usize {
         self.inner.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// How often anyone followed [`Misbehaviour::RedirectTokenRequest`]'s redirect.
+    pub fn trap_visits(&self) -> usize {
+        self.inner.trap_visits.load(Ordering::SeqCst)
     }
 
     /// Secrets this provider handed out or received so far: codes, tokens, PKCE verifiers,

@@ -27,6 +27,7 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/{tenant}/oauth2/v2.0/authorize", get(authorize))
         .route("/{tenant}/oauth2/v2.0/token", axum::routing::post(token))
         .route("/dev/token", get(dev_token))
+        .route("/dev/trap", get(trap).post(trap))
         .with_state(inner)
 }
 
@@ -168,6 +169,9 @@ async fn token(State(idp): Shared, Path(tenant): Path<String>, headers: HeaderMa
     if !idp.known_tenant(&tenant) {
         return not_found();
     }
+    if *lock(&idp.misbehaviour) == Misbehaviour::RedirectTokenRequest {
+        return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("{}/dev/trap", idp.base))]).into_response();
+    }
     let Some((client_id, secret)) = client_credentials(&headers, &form) else {
         return token_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication required");
     };
@@ -225,6 +229,11 @@ fn id_token(idp: &Inner, grant: &Grant, now: i64) -> String {
         (Some(foreign), Misbehaviour::ForeignKey) => foreign.sign(&claims),
         _ => keys.active.sign(&claims),
     }
+}
+
+async fn trap(State(idp): Shared) -> Response {
+    idp.trap_visits.fetch_add(1, Ordering::SeqCst);
+    token_error(StatusCode::BAD_REQUEST, "invalid_request", "trapped")
 }
 
 /// Development only: an access token for calling idlink as a fixture user.
