@@ -17,9 +17,10 @@ pub mod browser;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The service refused: `reason` is stable, `message` is for a person.
+    /// The service refused: `reason` is stable, `message` is for a person, `retry_after`
+    /// says when trying again makes sense (rate limits, outages).
     #[error("{code:?} {reason}: {message}")]
-    Rpc { code: tonic::Code, reason: String, message: String },
+    Rpc { code: tonic::Code, reason: String, message: String, retry_after: Option<Duration> },
     #[error("cannot reach idlink: {0}")]
     Transport(String),
     #[error("{0}")]
@@ -47,7 +48,8 @@ impl From<tonic::Status> for ClientError {
         let details = status.get_error_details();
         let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
         let message = details.localized_message().map(|m| m.message.clone()).unwrap_or_else(|| status.message().to_owned());
-        ClientError::Rpc { code: status.code(), reason, message }
+        let retry_after = details.retry_info().and_then(|r| r.retry_delay);
+        ClientError::Rpc { code: status.code(), reason, message, retry_after }
     }
 }
 
@@ -170,6 +172,29 @@ impl IdlinkClient {
 
     pub async fn remove_link(&self, request: pb::RemoveLinkRequest) -> Result<pb::Link> {
         Ok(self.links.clone().remove_link(self.request(request)).await?.into_inner())
+    }
+
+    /// One page of an organisation's links (admins, services with Links.Read).
+    pub async fn list_links(&self, request: pb::ListLinksRequest) -> Result<pb::ListLinksResponse> {
+        Ok(self.links.clone().list_links(self.request(request)).await?.into_inner())
+    }
+
+    /// Every page of an organisation's links.
+    pub async fn list_all_links(&self, mut request: pb::ListLinksRequest) -> Result<Vec<pb::Link>> {
+        let mut links = Vec::new();
+        loop {
+            let page = self.list_links(request.clone()).await?;
+            links.extend(page.links);
+            if page.next_page_token.is_empty() {
+                return Ok(links);
+            }
+            request.page_token = page.next_page_token;
+        }
+    }
+
+    /// The work user a personal account is linked to (services with Links.Read).
+    pub async fn resolve_personal_account(&self, request: pb::ResolvePersonalAccountRequest) -> Result<pb::ResolvePersonalAccountResponse> {
+        Ok(self.links.clone().resolve_personal_account(self.request(request)).await?.into_inner())
     }
 }
 

@@ -103,7 +103,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             match e.downcast_ref::<ClientError>() {
-                Some(ClientError::Rpc { code, reason, message }) if cli.json => {
+                Some(ClientError::Rpc { code, reason, message, .. }) if cli.json => {
                     println!("{}", json!({"error": {"code": format!("{code:?}"), "reason": reason, "message": message}}));
                 }
                 Some(ClientError::Rpc { reason, message, .. }) => eprintln!("idlink: {reason}: {message}"),

@@ -7,9 +7,10 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{
-    api::{auth::AuthLayer, link::LinkApi},
+    api::{auth::AuthLayer, link::LinkApi, page_token::PageTokens},
     clock::DynClock,
     config::{ConfigError, Settings},
+    limits::BeginLimiter,
     linking::Linker,
     oidc::{AssociationClient, Authenticator, OidcError, provider_http_client},
     store::{DynStore, StoreError, sled::SledStore},
@@ -39,6 +40,7 @@ pub struct Application {
     linker: Arc<Linker>,
     auth: Arc<Authenticator>,
     clock: DynClock,
+    page_tokens: PageTokens,
 }
 
 impl Application {
@@ -73,11 +75,13 @@ impl Application {
             tracing::warn!("no [kinds.*] configured: BeginLink will refuse every kind");
         }
         let flow_ttl = chrono::Duration::seconds(i64::try_from(settings.flows.ttl_seconds).unwrap_or(600));
-        let linker = Arc::new(Linker::new(store, kinds, flow_ttl));
+        let page_tokens = PageTokens::new(store.secret("page-token").await?);
+        let limiter = BeginLimiter::new(settings.limits.clone());
+        let linker = Arc::new(Linker::new(store, kinds, flow_ttl, limiter));
         let auth = Arc::new(Authenticator::new(inbound, http));
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
-        Ok(Self { listener, addr, linker, auth, clock })
+        Ok(Self { listener, addr, linker, auth, clock, page_tokens })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -104,7 +108,7 @@ impl Application {
             .layer(AuthLayer::new(self.auth.clone(), self.clock.clone()))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(LinkServiceServer::new(LinkApi::new(self.linker.clone(), self.clock.clone())))
+            .add_service(LinkServiceServer::new(LinkApi::new(self.linker.clone(), self.clock.clone(), self.page_tokens)))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
             .await
             .map_err(|e| StartupError::Serve(e.to_string()));

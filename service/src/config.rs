@@ -32,6 +32,8 @@ pub struct Settings {
     #[serde(default)]
     pub flows: FlowSettings,
     #[serde(default)]
+    pub limits: crate::limits::LimitSettings,
+    #[serde(default)]
     pub dev: DevSettings,
 }
 
@@ -127,7 +129,7 @@ pub struct DevSettings {
     pub allow_insecure_http: bool,
 }
 
-const SECTIONS: &[&str] = &["listen", "store", "auth", "kinds", "flows", "dev"];
+const SECTIONS: &[&str] = &["listen", "store", "auth", "kinds", "flows", "limits", "dev"];
 
 impl Settings {
     /// Reads the TOML file (if any), then applies `IDLINK_SECTION__KEY` variables from `env`.

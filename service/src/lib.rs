@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod dev;
 pub mod domain;
+pub mod limits;
 pub mod linking;
 pub mod oidc;
 pub mod store;

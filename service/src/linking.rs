@@ -1,16 +1,17 @@
-//! The link lifecycle as the callers see it: begin a flow, complete it, list, remove. Ties
-//! the association client (oidc), the rules (domain) and the store together; knows nothing
-//! of gRPC. Every outcome that changes or refuses to change a link is logged to the `audit`
-//! target with ids only — never a personal email, code or token.
+//! The link lifecycle as callers see it: begin a flow, complete it, list, remove, resolve.
+//! Ties the association client (oidc), the rules (domain: links, flows, who may do what) and
+//! the store together; knows nothing of gRPC. Every mutation, and every refusal of one, is
+//! logged to the `audit` target with ids only — never a personal email, code or token.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, fmt, net::SocketAddr};
 
 use chrono::{DateTime, Duration, Utc};
 
 use crate::{
-    domain::{AccountKey, DomainError, Flow, Link, LinkKind, LinkMode, NewLink, StateHash},
+    domain::{AccountKey, DomainError, Flow, Link, LinkKind, LinkMode, NewLink, Operation, Principal, StateHash, TenantId},
+    limits::BeginLimiter,
     oidc::{AssociationClient, Callback, OidcError},
-    store::{DynStore, StoreError},
+    store::{DynStore, LinkPage, ListQuery, StoreError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -27,15 +28,55 @@ pub enum LinkingError {
     RedirectUriMismatch,
     #[error("the sign-in ended with an error (cancelled: {cancelled})")]
     SignInFailed { cancelled: bool },
+    #[error("too many sign-ins begun; retry in {retry_after_seconds}s")]
+    RateLimited { retry_after_seconds: u64 },
 }
 
 pub type Result<T, E = LinkingError> = std::result::Result<T, E>;
 
-/// The work user acting, as authenticated.
+/// Who is acting, and the request's audit context.
 #[derive(Debug, Clone)]
 pub struct Actor {
-    pub key: AccountKey,
-    pub upn: String,
+    pub principal: Principal,
+    pub request_id: String,
+    pub peer: Option<SocketAddr>,
+}
+
+impl Actor {
+    fn user(&self) -> Result<(&AccountKey, &str)> {
+        match &self.principal {
+            Principal::User { key, upn, .. } => Ok((key, upn)),
+            Principal::App { .. } => Err(DomainError::CallerNotAUser.into()),
+        }
+    }
+
+    fn authorize(&self, operation: Operation<'_>) -> Result<()> {
+        Ok(self.principal.authorize(operation)?)
+    }
+}
+
+/// `user:<tid>/<oid>` or `app:<app id>@<tid>`: who, in an audit line.
+struct Who<'a>(&'a Principal);
+
+impl fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Principal::User { key, .. } => write!(f, "user:{key}"),
+            Principal::App { tenant, app_id, .. } => write!(f, "app:{app_id}@{}", tenant.as_str()),
+        }
+    }
+}
+
+fn audit<T>(actor: &Actor, action: &str, subject: Option<&AccountKey>, outcome: &Result<T>, link_id: impl Fn(&T) -> Option<String>) {
+    let who = Who(&actor.principal);
+    let peer = actor.peer.map(|p| p.to_string()).unwrap_or_default();
+    let subject = subject.map(ToString::to_string).unwrap_or_default();
+    match outcome {
+        Ok(value) => tracing::info!(target: "audit", action, outcome = "ok", %who, subject, link_id = link_id(value).unwrap_or_default(),
+            request_id = actor.request_id, peer, "mutation"),
+        Err(e) => tracing::info!(target: "audit", action, outcome = "refused", %who, subject, reason = %e,
+            request_id = actor.request_id, peer, "mutation refused"),
+    }
 }
 
 pub struct BeginRequest<'a> {
@@ -63,11 +104,12 @@ pub struct Linker {
     store: DynStore,
     kinds: HashMap<LinkKind, AssociationClient>,
     flow_ttl: Duration,
+    limiter: BeginLimiter,
 }
 
 impl Linker {
-    pub fn new(store: DynStore, kinds: HashMap<LinkKind, AssociationClient>, flow_ttl: Duration) -> Self {
-        Self { store, kinds, flow_ttl }
+    pub fn new(store: DynStore, kinds: HashMap<LinkKind, AssociationClient>, flow_ttl: Duration, limiter: BeginLimiter) -> Self {
+        Self { store, kinds, flow_ttl, limiter }
     }
 
     pub fn store(&self) -> &DynStore {
@@ -83,12 +125,23 @@ impl Linker {
     }
 
     pub async fn begin(&self, actor: &Actor, request: BeginRequest<'_>, now: DateTime<Utc>) -> Result<Begun> {
+        let outcome = self.begin_inner(actor, request, now).await;
+        audit(actor, "flow.begin", actor.principal.user(), &outcome, |_| None);
+        outcome
+    }
+
+    async fn begin_inner(&self, actor: &Actor, request: BeginRequest<'_>, now: DateTime<Utc>) -> Result<Begun> {
+        actor.authorize(Operation::BeginLink)?;
+        let (key, upn) = actor.user()?;
+        if let Err(retry_after_seconds) = self.limiter.check(key, now) {
+            return Err(LinkingError::RateLimited { retry_after_seconds });
+        }
         let client = self.client(request.kind)?;
         let authorization = client.authorize(request.redirect_uri, request.login_hint)?;
         let flow = Flow {
             kind: request.kind,
-            owner: actor.key.clone(),
-            owner_upn: actor.upn.clone(),
+            owner: key.clone(),
+            owner_upn: upn.to_owned(),
             redirect_uri: request.redirect_uri.to_owned(),
             pkce_verifier: authorization.pkce_verifier,
             nonce: authorization.nonce,
@@ -96,37 +149,22 @@ impl Linker {
             created_at: now,
             expires_at: now + self.flow_ttl,
         };
-        let state_hash = StateHash::of(&authorization.state);
-        self.store.put_flow(&state_hash, &flow).await?;
-        tracing::info!(kind = %request.kind, user = %actor.key, flow = &state_hash.as_str()[..12], "association flow begun");
+        self.store.put_flow(&StateHash::of(&authorization.state), &flow).await?;
         Ok(Begun { authorization_url: authorization.url.to_string(), state: authorization.state, expires_at: flow.expires_at })
     }
 
     pub async fn complete(&self, actor: &Actor, request: CompleteRequest<'_>, now: DateTime<Utc>) -> Result<Link> {
-        let state_hash = StateHash::of(request.state);
-        let outcome = self.complete_inner(actor, &state_hash, request, now).await;
-        let flow = &state_hash.as_str()[..12];
-        match &outcome {
-            Ok(link) => {
-                tracing::info!(target: "audit", action = "link.create", outcome = "ok", user = %actor.key, kind = %link.kind, link_id = link.id.as_str(), personal = %link.personal, flow, "link recorded")
-            }
-            Err(e) => {
-                tracing::info!(target: "audit", action = "link.create", outcome = "refused", user = %actor.key, flow, reason = %e, "link refused")
-            }
-        }
+        let outcome = self.complete_inner(actor, request, now).await;
+        audit(actor, "link.create", actor.principal.user(), &outcome, |l: &Link| Some(l.id.as_str().to_owned()));
         outcome
     }
 
-    async fn complete_inner(
-        &self,
-        actor: &Actor,
-        state_hash: &StateHash,
-        request: CompleteRequest<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Link> {
+    async fn complete_inner(&self, actor: &Actor, request: CompleteRequest<'_>, now: DateTime<Utc>) -> Result<Link> {
+        actor.authorize(Operation::CompleteLink)?;
+        let (key, upn) = actor.user()?;
         // Consumed on the first attempt, whatever its outcome (invariant 5).
-        let flow = self.store.take_flow(state_hash).await?.ok_or(DomainError::FlowNotFound)?;
-        flow.check_completion(&actor.key, now)?;
+        let flow = self.store.take_flow(&StateHash::of(request.state)).await?.ok_or(DomainError::FlowNotFound)?;
+        flow.check_completion(key, now)?;
         if request.redirect_uri.is_some_and(|r| r != flow.redirect_uri) {
             return Err(LinkingError::RedirectUriMismatch);
         }
@@ -140,8 +178,8 @@ impl Linker {
             .await?;
         let new = NewLink {
             kind: flow.kind,
-            work: actor.key.clone(),
-            work_upn: actor.upn.clone(),
+            work: key.clone(),
+            work_upn: upn.to_owned(),
             personal: personal.key,
             personal_sub: personal.subject,
             profile: personal.profile,
@@ -149,21 +187,30 @@ impl Linker {
         Ok(self.store.link(new, flow.mode, now).await?)
     }
 
-    pub async fn links_of(&self, user: &AccountKey) -> Result<Vec<Link>> {
+    pub async fn links_of(&self, actor: &Actor, user: &AccountKey) -> Result<Vec<Link>> {
+        actor.authorize(Operation::GetLinks { of: user })?;
         Ok(self.store.active_links(user).await?)
     }
 
     pub async fn remove(&self, actor: &Actor, kind: LinkKind, owner: &AccountKey, reason: &str, now: DateTime<Utc>) -> Result<Link> {
-        let outcome = self.store.remove(kind, owner, &actor.key, reason, now).await;
-        match &outcome {
-            Ok(t) => {
-                tracing::info!(target: "audit", action = "link.remove", outcome = "ok", user = %actor.key, owner = %owner, kind = %kind, link_id = t.id.as_str(), "link removed")
-            }
-            Err(e) => {
-                tracing::info!(target: "audit", action = "link.remove", outcome = "refused", user = %actor.key, owner = %owner, kind = %kind, reason = %e, "removal refused")
-            }
+        let outcome = async {
+            actor.authorize(Operation::RemoveLink { of: owner })?;
+            let (by, _) = actor.user()?;
+            Ok(self.store.remove(kind, owner, by, reason, now).await?)
         }
-        Ok(outcome?)
+        .await;
+        audit(actor, "link.remove", Some(owner), &outcome, |l: &Link| Some(l.id.as_str().to_owned()));
+        outcome
+    }
+
+    pub async fn list(&self, actor: &Actor, organization: &TenantId, query: &ListQuery) -> Result<LinkPage> {
+        actor.authorize(Operation::ListLinks { organization })?;
+        Ok(self.store.links_of_tenant(organization, query).await?)
+    }
+
+    pub async fn resolve(&self, actor: &Actor, kind: LinkKind, personal: &AccountKey) -> Result<Link> {
+        actor.authorize(Operation::ResolvePersonalAccount)?;
+        Ok(self.store.active_link_of_personal(kind, personal).await?.ok_or(DomainError::PersonalAccountNotLinked)?)
     }
 
     /// Deletes expired flows (run periodically).

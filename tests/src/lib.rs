@@ -87,12 +87,20 @@ impl Drop for TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts with the development settings changed by `adjust`. The global BeginLink limit
+    /// is lifted first: the manual clock never refills it, and the races begin 1,280 flows.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut idlink_service::config::Settings)) -> Self {
         capture_logs();
         let clock = Arc::new(ManualClock::default());
         let clients = dev_clients();
         let idp = DevIdp::start("127.0.0.1:0".parse().unwrap(), clients.clone(), clock.clone()).await.unwrap();
         let data = tempfile::tempdir().unwrap();
-        let settings = dev_settings(&idp, &clients, "127.0.0.1:0".parse().unwrap(), data.path().join("data"));
+        let mut settings = dev_settings(&idp, &clients, "127.0.0.1:0".parse().unwrap(), data.path().join("data"));
+        settings.limits.begin_global_burst = 1_000_000;
+        adjust(&mut settings);
         let app = Application::build(&settings, clock.clone()).await.unwrap();
         let (addr, store) = (app.addr(), app.store());
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -174,7 +182,7 @@ pub async fn link(client: &IdlinkClient, kind: pb::LinkKind, personal: &str) -> 
 #[track_caller]
 pub fn assert_refused<T: std::fmt::Debug>(result: Result<T, ClientError>, code: tonic::Code, reason: &str) -> String {
     match result {
-        Err(ClientError::Rpc { code: c, reason: r, message }) => {
+        Err(ClientError::Rpc { code: c, reason: r, message, .. }) => {
             assert_eq!((c, r.as_str()), (code, reason), "message: {message}");
             assert!(!message.is_empty(), "a refusal carries a message for the person");
             message

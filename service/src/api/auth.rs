@@ -1,6 +1,6 @@
 //! Authentication as a tower layer, so no RPC can forget it: every call must carry a valid
 //! bearer token, except health and reflection (so generic tools work); the validated
-//! [`crate::oidc::Caller`] goes into the request extensions. A service added later is
+//! [`crate::domain::Principal`] goes into the request extensions. A service added later is
 //! authenticated by default.
 
 use std::{

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use idlink_proto::v1 as pb;
 
 use super::status::ApiError;
-use crate::domain::{AccountKey, Link, LinkKind};
+use crate::domain::{AccountKey, Link, LinkKind, Principal, TenantId};
 
 pub fn kind(raw: i32) -> Result<LinkKind, ApiError> {
     match pb::LinkKind::try_from(raw) {
@@ -37,13 +37,20 @@ pub fn optional_text<'a>(field: &'static str, value: Option<&'a str>, max: usize
     value.filter(|v| !v.is_empty()).map(|v| text(field, v, max)).transpose()
 }
 
-/// The account a request names, or the caller when it names none.
-pub fn subject_user(requested: Option<&pb::AccountRef>, caller: &AccountKey) -> Result<AccountKey, ApiError> {
-    match requested {
-        None => Ok(caller.clone()),
-        Some(r) if r.tenant_id.is_empty() && r.object_id.is_empty() => Ok(caller.clone()),
-        Some(r) => AccountKey::parse(&r.tenant_id, &r.object_id).map_err(ApiError::from),
+/// The work user a request names, or the calling user when it names none.
+pub fn subject_user(requested: Option<&pb::AccountRef>, caller: &Principal) -> Result<AccountKey, ApiError> {
+    match (requested, caller.user()) {
+        (Some(r), _) if !(r.tenant_id.is_empty() && r.object_id.is_empty()) => {
+            AccountKey::parse(&r.tenant_id, &r.object_id).map_err(ApiError::from)
+        }
+        (_, Some(own)) => Ok(own.clone()),
+        // A service has no links of its own, and may not read a user's (it lists or resolves).
+        (_, None) => Err(crate::domain::DomainError::NotPermitted.into()),
     }
+}
+
+pub fn tenant(field: &'static str, raw: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(raw).map_err(|_| ApiError::InvalidArgument { field, why: "must be a tenant id (GUID)" })
 }
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -54,10 +61,10 @@ fn account_ref(key: &AccountKey) -> pb::AccountRef {
     pb::AccountRef { tenant_id: key.tenant.as_str().to_owned(), object_id: key.object.as_str().to_owned() }
 }
 
-/// Renders a link for `viewer`: the personal email and name only when the viewer is the work
-/// user the link belongs to, whatever else the viewer may be.
-pub fn link(link: &Link, viewer: &AccountKey) -> pb::Link {
-    let owner_views = &link.work == viewer;
+/// Renders a link for `viewer`: the personal email and name only when the domain says the
+/// viewer may see them (the work user the link belongs to). Every RPC renders links here.
+pub fn link(link: &Link, viewer: &Principal) -> pb::Link {
+    let owner_views = viewer.sees_personal_details_of(link);
     pb::Link {
         id: link.id.as_str().to_owned(),
         kind: kind_to_proto(link.kind).into(),

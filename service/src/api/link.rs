@@ -7,32 +7,43 @@ use tonic::{Request, Response, Status};
 
 use super::{
     convert,
+    page_token::PageTokens,
     status::{ApiError, Locale, to_status},
 };
 use crate::{
     clock::DynClock,
-    domain::{DomainError, LinkMode},
+    domain::{LinkMode, Principal},
     linking::{Actor, BeginRequest, CompleteRequest, Linker},
-    oidc::{AuthError, Caller},
+    oidc::AuthError,
+    store::ListQuery,
 };
+
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 200;
 
 pub struct LinkApi {
     linker: Arc<Linker>,
     clock: DynClock,
+    page_tokens: PageTokens,
 }
 
 impl LinkApi {
-    pub fn new(linker: Arc<Linker>, clock: DynClock) -> Self {
-        Self { linker, clock }
+    pub fn new(linker: Arc<Linker>, clock: DynClock, page_tokens: PageTokens) -> Self {
+        Self { linker, clock, page_tokens }
     }
 }
 
 fn actor<T>(request: &Request<T>) -> Result<Actor, ApiError> {
-    match request.extensions().get::<Caller>() {
-        Some(Caller::User { key, upn, .. }) => Ok(Actor { key: key.clone(), upn: upn.clone() }),
-        Some(Caller::App { .. }) => Err(ApiError::CallerNotAUser),
-        None => Err(ApiError::Auth(AuthError::MissingToken)),
-    }
+    let principal = request.extensions().get::<Principal>().cloned().ok_or(ApiError::Auth(AuthError::MissingToken))?;
+    // The caller's request id when it sends a sane one, else ours: audit lines correlate.
+    let request_id = request
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| crate::domain::LinkId::random().as_str().to_owned());
+    Ok(Actor { principal, request_id, peer: request.remote_addr() })
 }
 
 /// Runs a handler body and turns its error into a localized Status.
@@ -49,19 +60,13 @@ async fn respond<T, R>(request: Request<T>, body: impl AsyncFnOnce(Actor, T) -> 
 impl LinkService for LinkApi {
     async fn begin_link(&self, request: Request<pb::BeginLinkRequest>) -> Result<Response<pb::BeginLinkResponse>, Status> {
         respond(request, async |actor, r| {
-            let begun = self
-                .linker
-                .begin(
-                    &actor,
-                    BeginRequest {
-                        kind: convert::kind(r.kind)?,
-                        redirect_uri: convert::text("redirect_uri", &r.redirect_uri, 2048)?,
-                        login_hint: convert::optional_text("login_hint", r.login_hint.as_deref(), 256)?,
-                        mode: LinkMode { replace_existing: r.replace_existing, transfer: r.transfer },
-                    },
-                    self.clock.now(),
-                )
-                .await?;
+            let request = BeginRequest {
+                kind: convert::kind(r.kind)?,
+                redirect_uri: convert::text("redirect_uri", &r.redirect_uri, 2048)?,
+                login_hint: convert::optional_text("login_hint", r.login_hint.as_deref(), 256)?,
+                mode: LinkMode { replace_existing: r.replace_existing, transfer: r.transfer },
+            };
+            let begun = self.linker.begin(&actor, request, self.clock.now()).await?;
             Ok(pb::BeginLinkResponse {
                 authorization_url: begun.authorization_url,
                 state: begun.state,
@@ -74,47 +79,76 @@ impl LinkService for LinkApi {
     async fn complete_link(&self, request: Request<pb::CompleteLinkRequest>) -> Result<Response<pb::Link>, Status> {
         respond(request, async |actor, r| {
             let error = convert::optional_text("error", r.error.as_deref(), 256)?;
-            let code = if error.is_some() { "" } else { convert::text("code", &r.code, 4096)? };
-            let link = self
-                .linker
-                .complete(
-                    &actor,
-                    CompleteRequest {
-                        state: convert::text("state", &r.state, 512)?,
-                        code,
-                        iss: convert::optional_text("iss", r.iss.as_deref(), 2048)?,
-                        error,
-                        redirect_uri: convert::optional_text("redirect_uri", r.redirect_uri.as_deref(), 2048)?,
-                    },
-                    self.clock.now(),
-                )
-                .await?;
-            Ok(convert::link(&link, &actor.key))
+            let request = CompleteRequest {
+                state: convert::text("state", &r.state, 512)?,
+                code: if error.is_some() { "" } else { convert::text("code", &r.code, 4096)? },
+                iss: convert::optional_text("iss", r.iss.as_deref(), 2048)?,
+                error,
+                redirect_uri: convert::optional_text("redirect_uri", r.redirect_uri.as_deref(), 2048)?,
+            };
+            let link = self.linker.complete(&actor, request, self.clock.now()).await?;
+            Ok(convert::link(&link, &actor.principal))
         })
         .await
     }
 
     async fn get_links(&self, request: Request<pb::GetLinksRequest>) -> Result<Response<pb::GetLinksResponse>, Status> {
         respond(request, async |actor, r| {
-            let user = convert::subject_user(r.user.as_ref(), &actor.key)?;
-            if user != actor.key {
-                return Err(DomainError::NotYourLink.into());
-            }
-            let links = self.linker.links_of(&user).await?;
-            Ok(pb::GetLinksResponse { links: links.iter().map(|l| convert::link(l, &actor.key)).collect() })
+            let user = convert::subject_user(r.user.as_ref(), &actor.principal)?;
+            let links = self.linker.links_of(&actor, &user).await?;
+            Ok(pb::GetLinksResponse { links: links.iter().map(|l| convert::link(l, &actor.principal)).collect() })
         })
         .await
     }
 
     async fn remove_link(&self, request: Request<pb::RemoveLinkRequest>) -> Result<Response<pb::Link>, Status> {
         respond(request, async |actor, r| {
-            let owner = convert::subject_user(r.user.as_ref(), &actor.key)?;
-            if owner != actor.key {
-                return Err(DomainError::NotYourLink.into());
-            }
+            let owner = convert::subject_user(r.user.as_ref(), &actor.principal)?;
             let reason = convert::optional_text("reason", Some(r.reason.as_str()), 200)?.unwrap_or("user_request");
             let tombstone = self.linker.remove(&actor, convert::kind(r.kind)?, &owner, reason, self.clock.now()).await?;
-            Ok(convert::link(&tombstone, &actor.key))
+            Ok(convert::link(&tombstone, &actor.principal))
+        })
+        .await
+    }
+
+    async fn list_links(&self, request: Request<pb::ListLinksRequest>) -> Result<Response<pb::ListLinksResponse>, Status> {
+        respond(request, async |actor, r| {
+            let organization = convert::tenant("organization_id", &r.organization_id)?;
+            let kind = if r.kind == pb::LinkKind::Unspecified as i32 { None } else { Some(convert::kind(r.kind)?) };
+            let limit = match r.page_size {
+                0 => DEFAULT_PAGE_SIZE,
+                n if n < 0 => return Err(ApiError::InvalidArgument { field: "page_size", why: "must not be negative" }),
+                n => usize::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
+            };
+            let after = match r.page_token.as_str() {
+                "" => None,
+                token => Some(self.page_tokens.open(token, &organization, kind, r.include_removed)?),
+            };
+            let query = ListQuery { kind, include_removed: r.include_removed, after, limit };
+            let page = self.linker.list(&actor, &organization, &query).await?;
+            Ok(pb::ListLinksResponse {
+                links: page.links.iter().map(|l| convert::link(l, &actor.principal)).collect(),
+                next_page_token: page.next.map(|n| self.page_tokens.seal(&organization, kind, r.include_removed, &n)).unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    async fn resolve_personal_account(
+        &self,
+        request: Request<pb::ResolvePersonalAccountRequest>,
+    ) -> Result<Response<pb::ResolvePersonalAccountResponse>, Status> {
+        respond(request, async |actor, r| {
+            let personal =
+                r.personal_account.as_ref().ok_or(ApiError::InvalidArgument { field: "personal_account", why: "is required" })?;
+            let personal = crate::domain::AccountKey::parse(&personal.tenant_id, &personal.object_id)?;
+            let link = self.linker.resolve(&actor, convert::kind(r.kind)?, &personal).await?;
+            let rendered = convert::link(&link, &actor.principal);
+            Ok(pb::ResolvePersonalAccountResponse {
+                work_user: rendered.work_user,
+                organization_id: link.work.tenant.as_str().to_owned(),
+                link_id: link.id.as_str().to_owned(),
+            })
         })
         .await
     }

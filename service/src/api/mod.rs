@@ -3,4 +3,5 @@
 pub mod auth;
 mod convert;
 pub mod link;
+pub mod page_token;
 pub mod status;

@@ -21,8 +21,6 @@ pub enum ApiError {
     Auth(#[from] AuthError),
     #[error("{field}: {why}")]
     InvalidArgument { field: &'static str, why: &'static str },
-    #[error("only a work user may call this")]
-    CallerNotAUser,
 }
 
 impl From<DomainError> for ApiError {
@@ -117,15 +115,6 @@ fn describe(err: &ApiError) -> Refusal {
     use Code::*;
     match err {
         ApiError::InvalidArgument { .. } => refusal(InvalidArgument, "INVALID_ARGUMENT", MALFORMED),
-        ApiError::CallerNotAUser => refusal(
-            PermissionDenied,
-            "CALLER_NOT_A_USER",
-            [
-                "Only a signed-in Partner Center user can manage linked accounts.",
-                "Seul un utilisateur connecté à l'Espace partenaires peut gérer les comptes liés.",
-                "로그인한 파트너 센터 사용자만 연결된 계정을 관리할 수 있습니다.",
-            ],
-        ),
         ApiError::Auth(e) => match e {
             AuthError::MissingToken => refusal(Unauthenticated, "MISSING_TOKEN", SIGN_IN_AGAIN),
             AuthError::InvalidToken { .. } => refusal(Unauthenticated, "INVALID_TOKEN", SIGN_IN_AGAIN),
@@ -176,6 +165,15 @@ fn describe_linking(err: &LinkingError) -> Refusal {
                 "The sign-in with your personal Microsoft account was cancelled. Nothing was linked; start again when you're ready.",
                 "La connexion avec votre compte Microsoft personnel a été annulée. Aucun compte n'a été lié ; recommencez quand vous serez prêt.",
                 "개인 Microsoft 계정 로그인이 취소되었습니다. 연결된 항목은 없습니다. 준비되면 다시 시작하세요.",
+            ],
+        ),
+        LinkingError::RateLimited { .. } => refusal(
+            ResourceExhausted,
+            "RATE_LIMITED",
+            [
+                "Too many sign-in attempts. Wait a minute, then try again.",
+                "Trop de tentatives de connexion. Patientez une minute, puis réessayez.",
+                "로그인 시도가 너무 많습니다. 1분 후에 다시 시도하세요.",
             ],
         ),
         LinkingError::SignInFailed { cancelled: false } => refusal(FailedPrecondition, "SIGN_IN_FAILED", SIGN_IN_NOT_VERIFIED),
@@ -255,13 +253,31 @@ fn describe_domain(err: &DomainError) -> Refusal {
             ],
         ),
         DomainError::FlowOwnedByAnotherUser => refusal(PermissionDenied, "FLOW_OWNED_BY_ANOTHER_USER", START_AGAIN),
-        DomainError::NotYourLink => refusal(
+        DomainError::NotPermitted => refusal(
             PermissionDenied,
-            "NOT_YOUR_LINK",
+            "NOT_PERMITTED",
             [
-                "You can only see and change your own linked accounts.",
-                "Vous ne pouvez voir et modifier que vos propres comptes liés.",
-                "본인의 연결된 계정만 보고 변경할 수 있습니다.",
+                "You don't have permission to do this. Unless you administer your organization, you can see and change only your own linked accounts.",
+                "Vous n'avez pas l'autorisation de faire cela. Sauf si vous administrez votre organisation, vous ne pouvez voir et modifier que vos propres comptes liés.",
+                "이 작업을 수행할 권한이 없습니다. 조직 관리자가 아니면 본인의 연결된 계정만 보고 변경할 수 있습니다.",
+            ],
+        ),
+        DomainError::CallerNotAUser => refusal(
+            PermissionDenied,
+            "CALLER_NOT_A_USER",
+            [
+                "Only a signed-in Partner Center user can manage linked accounts.",
+                "Seul un utilisateur connecté à l'Espace partenaires peut gérer les comptes liés.",
+                "로그인한 파트너 센터 사용자만 연결된 계정을 관리할 수 있습니다.",
+            ],
+        ),
+        DomainError::PersonalAccountNotLinked => refusal(
+            NotFound,
+            "PERSONAL_ACCOUNT_NOT_LINKED",
+            [
+                "This personal account is not linked to any Partner Center account.",
+                "Ce compte personnel n'est lié à aucun compte de l'Espace partenaires.",
+                "이 개인 계정은 어떤 파트너 센터 계정에도 연결되어 있지 않습니다.",
             ],
         ),
     }
@@ -286,8 +302,14 @@ pub fn to_status(err: &ApiError, locale: Locale) -> Status {
     }];
     let mut details = ErrorDetails::with_error_info(refusal.reason, ERROR_DOMAIN, metadata);
     details.set_localized_message(locale.tag(), text);
-    if refusal.code == Code::Unavailable {
-        details.set_retry_info(Some(std::time::Duration::from_secs(5)));
+    match err {
+        ApiError::Linking(LinkingError::RateLimited { retry_after_seconds }) => {
+            details.set_retry_info(Some(std::time::Duration::from_secs(*retry_after_seconds)));
+        }
+        _ if refusal.code == Code::Unavailable => {
+            details.set_retry_info(Some(std::time::Duration::from_secs(5)));
+        }
+        _ => {}
     }
     // The developer-facing message is the English text plus the field, never internals.
     let message = match err {

@@ -22,8 +22,12 @@ pub enum DomainError {
     FlowExpired,
     #[error("the flow was begun by another work user")]
     FlowOwnedByAnotherUser,
-    #[error("the caller may not act on another user's links")]
-    NotYourLink,
+    #[error("the caller may not do this")]
+    NotPermitted,
+    #[error("only a work user may do this")]
+    CallerNotAUser,
+    #[error("the personal account is not linked for this kind")]
+    PersonalAccountNotLinked,
 }
 
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;

@@ -17,18 +17,13 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 use super::jwks::JwksCache;
-use crate::domain::{AccountKey, CONSUMER_TENANT, TenantId};
+use crate::domain::{ADMIN_ROLES, AccountKey, AppRole, CONSUMER_TENANT, Principal, TenantId};
 
 /// The delegated scope a work user's token must carry.
 pub const SCOPE_LINKS_MANAGE: &str = "Links.Manage";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// A work user through the portal (delegated token with `scp`).
-    User { key: AccountKey, upn: String, scopes: Vec<String>, roles: Vec<String> },
-    /// A backend service (client-credentials token with `roles`).
-    App { tenant: TenantId, app_id: String, roles: Vec<String> },
-}
+/// Tokens larger than this are refused before any parsing (Entra tokens are 1–3 KiB).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum AuthError {
@@ -144,12 +139,15 @@ impl Authenticator {
     }
 
     /// Validates `authorization: Bearer <jwt>` at `now`.
-    pub async fn authenticate(&self, authorization: Option<&str>, now: DateTime<Utc>) -> Result<Caller, AuthError> {
+    pub async fn authenticate(&self, authorization: Option<&str>, now: DateTime<Utc>) -> Result<Principal, AuthError> {
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::MissingToken)?;
+        if token.len() > MAX_TOKEN_BYTES {
+            return refuse("oversized token");
+        }
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return refuse("not a compact JWS");
@@ -185,7 +183,7 @@ impl Authenticator {
         key.verify_signature(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, message, signature).or_else(|_| refuse("bad signature"))
     }
 
-    fn check_claims(&self, claims: Claims, tenant: TenantId, now: DateTime<Utc>) -> Result<Caller, AuthError> {
+    fn check_claims(&self, claims: Claims, tenant: TenantId, now: DateTime<Utc>) -> Result<Principal, AuthError> {
         let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(300);
         let now = now.timestamp();
         if claims.iss != self.issuer_of(&tenant) {
@@ -218,7 +216,9 @@ impl Authenticator {
                 return refuse("an app token with delegated scopes");
             }
             let app_id = claims.azp.or(claims.appid).ok_or(AuthError::InvalidToken { why: "app token without azp" })?;
-            return Ok(Caller::App { tenant, app_id, roles: claims.roles });
+            // Unknown roles are ignored: they grant nothing here.
+            let roles = claims.roles.iter().filter_map(|r| AppRole::from_claim(r)).collect();
+            return Ok(Principal::App { tenant, app_id, roles });
         }
         if claims.idp.as_deref().is_some_and(|idp| idp == "live.com" || idp.contains(CONSUMER_TENANT)) {
             return Err(AuthError::GuestAccount);
@@ -230,7 +230,8 @@ impl Authenticator {
         }
         let key = AccountKey::parse(tenant.as_str(), oid).or_else(|_| refuse("oid is not a GUID"))?;
         let upn = claims.upn.or(claims.preferred_username).unwrap_or_default();
-        Ok(Caller::User { key, upn, scopes, roles: claims.roles })
+        let admin = claims.roles.iter().any(|r| ADMIN_ROLES.contains(&r.as_str()));
+        Ok(Principal::User { key, upn, admin })
     }
 }
 

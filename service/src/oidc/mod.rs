@@ -9,7 +9,7 @@ pub mod jwks;
 
 pub use association::{AssociationClient, Authorization, Callback, KindSettings, VerifiedPersonal, check_authority};
 pub use http::provider_http_client;
-pub use inbound::{AuthError, Authenticator, Caller, InboundConfig};
+pub use inbound::{AuthError, Authenticator, InboundConfig};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum OidcError {

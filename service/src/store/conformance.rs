@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 
-use super::{Store, StoreError};
+use super::{ListQuery, Store, StoreError};
 use crate::domain::{
     AccountKey, CONSUMER_TENANT, DomainError, Flow, LinkKind, LinkMode, NewLink, PersonalProfile, REASON_TRANSFERRED, StateHash,
 };
@@ -187,6 +187,43 @@ pub async fn racing_takes_of_one_flow_have_one_winner<S: Store>(store: Arc<S>) {
     assert_eq!(winners, 1);
 }
 
+pub async fn an_organisations_links_page_without_gaps_or_repeats<S: Store + ?Sized>(store: &S) {
+    let now = Utc::now();
+    for n in 0..7 {
+        store.link(request(KIND, n, n), LinkMode::default(), now).await.unwrap();
+        store.link(request(LinkKind::PartnerUniversity, n, n), LinkMode::default(), now).await.unwrap();
+    }
+    store.remove(KIND, &work(3), &work(3), "x", now).await.unwrap();
+    let tenant = work(0).tenant;
+    let mut seen = Vec::new();
+    let mut query = ListQuery { kind: Some(KIND), include_removed: false, after: None, limit: 2 };
+    loop {
+        let page = store.links_of_tenant(&tenant, &query).await.unwrap();
+        assert!(page.links.len() <= 2);
+        assert!(page.links.iter().all(|l| l.kind == KIND && l.is_active()));
+        seen.extend(page.links.iter().map(|l| l.id.clone()));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    let unique: std::collections::BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!((seen.len(), unique.len()), (6, 6), "six active links, each once");
+
+    let all = ListQuery { kind: None, include_removed: true, after: None, limit: 100 };
+    let page = store.links_of_tenant(&tenant, &all).await.unwrap();
+    assert_eq!((page.links.len(), page.next), (14, None));
+    let other = crate::domain::TenantId::parse("22222222-2222-2222-2222-222222222222").unwrap();
+    assert!(store.links_of_tenant(&other, &all).await.unwrap().links.is_empty());
+}
+
+pub async fn secrets_are_created_once_and_kept<S: Store + ?Sized>(store: &S) {
+    let first = store.secret("page-token").await.unwrap();
+    assert_eq!(first.len(), 32);
+    assert_eq!(store.secret("page-token").await.unwrap(), first);
+    assert_ne!(store.secret("other").await.unwrap(), first);
+}
+
 /// Expands to one `#[tokio::test]` per check, each on a fresh store from `$open`, which
 /// returns `(guard, Arc<Store>)`; the guard lives as long as the test.
 macro_rules! suite {
@@ -195,7 +232,9 @@ macro_rules! suite {
             link_list_remove_roundtrip,
             one_active_link_per_work_user_and_kind,
             a_personal_account_moves_only_by_transfer,
-            flows_are_single_use_and_purged_when_expired);
+            flows_are_single_use_and_purged_when_expired,
+            an_organisations_links_page_without_gaps_or_repeats,
+            secrets_are_created_once_and_kept);
         $crate::store::conformance::suite!(@by_arc $open,
             racing_links_of_one_personal_account_have_one_winner,
             racing_links_of_one_work_user_have_one_winner,

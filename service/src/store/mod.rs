@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{AccountKey, DomainError, Flow, Link, LinkKind, LinkMode, NewLink, StateHash};
+use crate::domain::{AccountKey, DomainError, Flow, Link, LinkId, LinkKind, LinkMode, NewLink, StateHash, TenantId};
 
 #[cfg(test)]
 pub mod conformance;
@@ -34,6 +34,23 @@ pub struct IntegrityReport {
     pub problems: Vec<String>,
 }
 
+/// Which of an organisation's links to list, and where to resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub kind: Option<LinkKind>,
+    pub include_removed: bool,
+    /// Resume after this link (links are listed in a stable order of their ids).
+    pub after: Option<LinkId>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkPage {
+    pub links: Vec<Link>,
+    /// Set when more links may follow: pass it back as `after`.
+    pub next: Option<LinkId>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Remembers a pending flow under the hash of its state. Not flushed: a flow lost in a
@@ -58,6 +75,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The active link holding this personal account for this kind.
     async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>>;
+
+    /// The links whose work user belongs to `tenant` (the organisation), active and — when
+    /// asked — removed ones.
+    async fn links_of_tenant(&self, tenant: &TenantId, query: &ListQuery) -> Result<LinkPage>;
+
+    /// A random 32-byte secret named `name`, created on first use and kept with the data, so
+    /// every replica and restart agrees on it (it signs page tokens).
+    async fn secret(&self, name: &str) -> Result<Vec<u8>>;
 
     /// Cross-checks links and indexes (tests, and the start-up self check).
     async fn check_integrity(&self) -> Result<IntegrityReport>;

@@ -15,8 +15,10 @@ use sled::{
     transaction::{ConflictableTransactionError, TransactionError, TransactionalTree},
 };
 
-use super::{IntegrityReport, Result, Store, StoreError};
-use crate::domain::{AccountKey, Flow, Link, LinkKind, LinkMode, LinkPlan, NewLink, RemovePlan, StateHash, plan_link, plan_remove};
+use super::{IntegrityReport, LinkPage, ListQuery, Result, Store, StoreError};
+use crate::domain::{
+    AccountKey, Flow, Link, LinkId, LinkKind, LinkMode, LinkPlan, NewLink, RemovePlan, StateHash, TenantId, plan_link, plan_remove,
+};
 
 pub struct SledStore {
     db: sled::Db,
@@ -27,7 +29,10 @@ pub struct SledStore {
     by_personal: sled::Tree,
     /// (kind, work account) → id of its latest tombstone, for idempotent removal.
     last_removed: sled::Tree,
+    /// (work tenant, link id) → (): every link and tombstone of an organisation.
+    by_tenant: sled::Tree,
     flows: sled::Tree,
+    meta: sled::Tree,
     commit: GroupCommit,
 }
 
@@ -40,7 +45,9 @@ impl SledStore {
             by_work: tree("links_by_work")?,
             by_personal: tree("links_by_personal")?,
             last_removed: tree("links_last_removed")?,
+            by_tenant: tree("links_by_tenant")?,
             flows: tree("flows")?,
+            meta: tree("meta")?,
             commit: GroupCommit::new(db.clone()),
             db,
         })
@@ -91,6 +98,10 @@ fn index_key(kind: LinkKind, account: &AccountKey) -> Vec<u8> {
     format!("{}\0{}\0{}", kind.key(), account.tenant.as_str(), account.object.as_str()).into_bytes()
 }
 
+fn tenant_key(tenant: &TenantId, id: Option<&LinkId>) -> Vec<u8> {
+    format!("{}\0{}", tenant.as_str(), id.map(LinkId::as_str).unwrap_or_default()).into_bytes()
+}
+
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| StoreError::Corrupt { detail: e.to_string() })
 }
@@ -132,8 +143,8 @@ impl SledStore {
     fn apply_link(&self, new: &NewLink, mode: LinkMode, now: DateTime<Utc>) -> Result<Link> {
         let work_key = index_key(new.kind, &new.work);
         let personal_key = index_key(new.kind, &new.personal);
-        tx_finish((&self.links, &self.by_work, &self.by_personal, &self.last_removed).transaction(
-            |(links, by_work, by_personal, last_removed)| {
+        tx_finish((&self.links, &self.by_work, &self.by_personal, &self.last_removed, &self.by_tenant).transaction(
+            |(links, by_work, by_personal, last_removed, by_tenant)| {
                 let of_work = tx_load(links, by_work, &work_key)?;
                 let of_personal = tx_load(links, by_personal, &personal_key)?;
                 let plan = plan_link(new.clone(), mode, of_work.as_ref(), of_personal.as_ref(), now).or_else(tx_abort)?;
@@ -148,6 +159,7 @@ impl SledStore {
                             last_removed.insert(old_work, old.id.as_str().as_bytes())?;
                         }
                         tx_put(links, &create)?;
+                        by_tenant.insert(tenant_key(&create.work.tenant, Some(&create.id)), &[])?;
                         by_work.insert(work_key.as_slice(), create.id.as_str().as_bytes())?;
                         by_personal.insert(personal_key.as_slice(), create.id.as_str().as_bytes())?;
                         Ok(create)
@@ -259,6 +271,52 @@ impl Store for SledStore {
         self.load_indexed(&self.by_personal, &index_key(kind, personal))
     }
 
+    async fn links_of_tenant(&self, tenant: &TenantId, query: &ListQuery) -> Result<LinkPage> {
+        let prefix = tenant_key(tenant, None);
+        // Link ids have a fixed length, so `id\0` sorts right after `id` and before any later id.
+        let start = match &query.after {
+            Some(after) => [tenant_key(tenant, Some(after)), vec![0]].concat(),
+            None => prefix.clone(),
+        };
+        let mut links = Vec::new();
+        for entry in self.by_tenant.range(start..) {
+            let (key, _) = entry.map_err(unavailable)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let Some(bytes) = self.links.get(&key[prefix.len()..]).map_err(unavailable)? else {
+                return Err(StoreError::Corrupt { detail: "the tenant index points at a missing link".into() });
+            };
+            let link: Link = decode(&bytes)?;
+            if query.kind.is_some_and(|k| k != link.kind) || (!query.include_removed && !link.is_active()) {
+                continue;
+            }
+            if links.len() == query.limit {
+                // One more matches: the page is full and there is a next one.
+                let next = links.last().map(|l: &Link| l.id.clone());
+                return Ok(LinkPage { links, next });
+            }
+            links.push(link);
+        }
+        Ok(LinkPage { links, next: None })
+    }
+
+    async fn secret(&self, name: &str) -> Result<Vec<u8>> {
+        let key = format!("secret/{name}");
+        if let Some(existing) = self.meta.get(&key).map_err(unavailable)? {
+            return Ok(existing.to_vec());
+        }
+        let fresh = rand::random::<[u8; 32]>().to_vec();
+        // Two first users race: the first write wins and both use it.
+        match self.meta.compare_and_swap(&key, None::<&[u8]>, Some(fresh.as_slice())).map_err(unavailable)? {
+            Ok(()) => {
+                self.commit.durable().await?;
+                Ok(fresh)
+            }
+            Err(conflict) => conflict.current.map(|c| c.to_vec()).ok_or_else(|| StoreError::Corrupt { detail: "secret vanished".into() }),
+        }
+    }
+
     async fn check_integrity(&self) -> Result<IntegrityReport> {
         let mut report = IntegrityReport::default();
         self.check_index(&self.by_work, "by_work", |l| &l.work, &mut report)?;
@@ -266,6 +324,9 @@ impl Store for SledStore {
         for entry in self.links.iter() {
             let (id, bytes) = entry.map_err(unavailable)?;
             let link: Link = decode(&bytes)?;
+            if !self.by_tenant.contains_key(tenant_key(&link.work.tenant, Some(&link.id))).map_err(unavailable)? {
+                report.problems.push(format!("link {} is missing from by_tenant", link.id.as_str()));
+            }
             if !link.is_active() {
                 report.tombstones += 1;
                 continue;

@@ -75,16 +75,35 @@ async fn an_unspecified_kind_or_missing_field_is_invalid_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_localized_from_accept_language() {
     let app = TestApp::spawn().await;
-    for (lang, expected) in
-        [("fr-FR,fr;q=0.9", "Il n'y a aucun compte lié"), ("ko", "제거할 연결된 계정이 없습니다"), ("de", "There is no linked account")]
-    {
-        let options = idlink_client::ClientOptions::new(app.endpoint())
-            .token(app.idp.access_token("alex@contoso.example").unwrap())
-            .accept_language(lang);
-        let client = idlink_client::IdlinkClient::connect(options).await.unwrap();
-        let refused = client.remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: None, reason: String::new() }).await;
-        let message = assert_refused(refused, Code::NotFound, "LINK_NOT_FOUND");
-        assert!(message.starts_with(expected), "{lang}: {message}");
+    let blair = app.idp.user("blair@contoso.example").unwrap().key;
+    let blair = pb::AccountRef { tenant_id: blair.tenant.as_str().into(), object_id: blair.object.as_str().into() };
+    // (language, [no link to remove, someone else's links, no token])
+    let cases = [
+        ("fr-FR,fr;q=0.9", ["Il n'y a aucun compte lié", "Vous n'avez pas l'autorisation", "Votre session n'est pas valide"]),
+        ("ko", ["제거할 연결된 계정이 없습니다", "이 작업을 수행할 권한이 없습니다", "세션이 유효하지 않습니다"]),
+        ("de-DE", ["There is no linked account", "You don't have permission", "Your session is not valid"]),
+    ];
+    for (lang, expected) in cases {
+        let connect = |token: Option<String>| {
+            let mut options = idlink_client::ClientOptions::new(app.endpoint()).accept_language(lang);
+            if let Some(token) = token {
+                options = options.token(token);
+            }
+            idlink_client::IdlinkClient::connect(options)
+        };
+        let alex = connect(Some(app.idp.access_token("alex@contoso.example").unwrap())).await.unwrap();
+        let refusals = [
+            assert_refused(
+                alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: None, reason: String::new() }).await,
+                Code::NotFound,
+                "LINK_NOT_FOUND",
+            ),
+            assert_refused(alex.get_links_of(blair.clone()).await, Code::PermissionDenied, "NOT_PERMITTED"),
+            assert_refused(connect(None).await.unwrap().get_links().await, Code::Unauthenticated, "MISSING_TOKEN"),
+        ];
+        for (message, start) in refusals.iter().zip(expected) {
+            assert!(message.starts_with(start), "{lang}: {message}");
+        }
     }
 }
 

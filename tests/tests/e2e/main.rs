@@ -6,7 +6,11 @@
 mod a_crash_loses_no_acknowledged_link;
 mod a_flow_cannot_be_hijacked_or_replayed;
 mod callers_are_authenticated;
+mod keys_survive_a_provider_outage;
 mod links_have_a_lifecycle;
+mod organisations_list_their_links_in_sealed_pages;
 mod races_have_exactly_one_winner;
 mod secrets_never_reach_the_logs;
+mod sign_in_floods_are_limited;
 mod signing_keys_rotate_and_forged_tokens_fail;
+mod who_may_do_what;

@@ -28,7 +28,7 @@ async fn sixty_four_work_users_racing_for_one_personal_account() {
         for ((key, _, _), outcome) in racers.iter().zip(outcomes) {
             match outcome {
                 Ok(link) => winners.push((key.clone(), link)),
-                Err(ClientError::Rpc { code: Code::AlreadyExists, reason, message }) => {
+                Err(ClientError::Rpc { code: Code::AlreadyExists, reason, message, .. }) => {
                     assert_eq!(reason, "ACCOUNT_LINKED_ELSEWHERE");
                     assert!(!message.contains("racer") && !message.contains(&personal.object.as_str()[..8]), "no holder leaks: {message}");
                 }

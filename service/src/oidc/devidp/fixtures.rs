@@ -26,6 +26,32 @@ pub struct DevUser {
     pub login: String,
     pub name: String,
     pub account_type: AccountType,
+    /// App roles assigned to the user (Partner Center admin roles).
+    pub roles: Vec<String>,
+}
+
+/// A backend service's app registration: client-credentials tokens carry its roles.
+#[derive(Clone, Debug)]
+pub struct DevApp {
+    pub client_id: String,
+    pub tenant: String,
+    pub roles: Vec<String>,
+}
+
+/// One app per role, and one without any (README lists them).
+pub fn default_apps() -> Vec<DevApp> {
+    let app = |client_id: &str, roles: &[&str]| DevApp {
+        client_id: client_id.to_owned(),
+        tenant: CONTOSO_TENANT.to_owned(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+    };
+    vec![
+        app("partner-university", &["Links.Read"]),
+        app("learning-feed", &["Certifications.Write"]),
+        app("credit-recalculation", &["Credits.Recalculate"]),
+        app("enrolment", &["Organizations.Write"]),
+        app("no-roles", &[]),
+    ]
 }
 
 fn derived_guid(seed: &str) -> String {
@@ -41,7 +67,12 @@ impl DevUser {
         let key = AccountKey::parse(tenant, &derived_guid(&format!("{tenant}/{login}")))
             .unwrap_or_else(|_| unreachable!("derived ids are GUIDs"));
         let name = login.split('@').next().unwrap_or_default().replace('.', " ");
-        Self { key, login, name, account_type }
+        Self { key, login, name, account_type, roles: Vec::new() }
+    }
+
+    pub fn with_roles(mut self, roles: &[&str]) -> Self {
+        self.roles = roles.iter().map(|r| (*r).to_owned()).collect();
+        self
     }
 }
 
@@ -54,6 +85,8 @@ pub fn default_users() -> Vec<DevUser> {
         DevUser::new(CONSUMER_TENANT, "jordan@outlook.example", AccountType::Personal),
         DevUser::new(CONSUMER_TENANT, "sam@outlook.example", AccountType::Personal),
         DevUser::new(CONTOSO_TENANT, "river@outlook.example", AccountType::GuestMsa),
+        DevUser::new(CONTOSO_TENANT, "admin@contoso.example", AccountType::Work).with_roles(&["Partner.GlobalAdmin"]),
+        DevUser::new(FABRIKAM_TENANT, "admin@fabrikam.example", AccountType::Work).with_roles(&["Partner.MpnAdmin"]),
     ]
 }
 

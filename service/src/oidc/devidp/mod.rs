@@ -16,7 +16,9 @@ use std::{
     },
 };
 
-pub use fixtures::{AccountType, CONTOSO_TENANT, DEV_AUDIENCE, DEV_REDIRECT_URI, DevUser, FABRIKAM_TENANT, default_users};
+pub use fixtures::{
+    AccountType, CONTOSO_TENANT, DEV_AUDIENCE, DEV_REDIRECT_URI, DevApp, DevUser, FABRIKAM_TENANT, default_apps, default_users,
+};
 use keys::SigningKey;
 use openidconnect::core::CoreJsonWebKey;
 use serde_json::json;
@@ -76,6 +78,9 @@ struct Inner {
     keys: Mutex<Keys>,
     users: Mutex<Vec<DevUser>>,
     clients: Vec<DevClient>,
+    apps: Vec<DevApp>,
+    /// While set, every endpoint answers 503 (an outage).
+    down: std::sync::atomic::AtomicBool,
     codes: Mutex<HashMap<String, Grant>>,
     misbehaviour: Mutex<Misbehaviour>,
     jwks_fetches: AtomicUsize,
@@ -116,6 +121,8 @@ impl DevIdp {
             keys: Mutex::new(Keys { active, published, foreign: None }),
             users: Mutex::new(default_users()),
             clients,
+            apps: default_apps(),
+            down: std::sync::atomic::AtomicBool::new(false),
             codes: Mutex::new(HashMap::new()),
             misbehaviour: Mutex::new(Misbehaviour::None),
             jwks_fetches: AtomicUsize::new(0),
@@ -187,6 +194,22 @@ impl DevIdp {
     pub fn access_token(&self, login: &str) -> Result<String, OidcError> {
         let user = self.inner.find_user(login).ok_or_else(|| OidcError::Config { detail: format!("no fixture user {login}") })?;
         Ok(self.inner.access_token(&user, "Links.Manage"))
+    }
+
+    /// A client-credentials access token of a fixture app (`partner-university`, …).
+    pub fn app_token(&self, client_id: &str) -> Result<String, OidcError> {
+        let app = self
+            .inner
+            .apps
+            .iter()
+            .find(|a| a.client_id == client_id)
+            .ok_or_else(|| OidcError::Config { detail: format!("no fixture app {client_id}") })?;
+        Ok(self.inner.app_token(app))
+    }
+
+    /// Simulates an outage: every endpoint answers 503 until brought back.
+    pub fn set_down(&self, down: bool) {
+        self.inner.down.store(down, Ordering::SeqCst);
     }
 
     /// The standard access-token claims of `login`, for tests that tamper with them.
@@ -275,7 +298,24 @@ impl Inner {
         if user.account_type == AccountType::GuestMsa {
             claims["idp"] = json!("live.com");
         }
+        if !user.roles.is_empty() {
+            claims["roles"] = json!(user.roles);
+        }
         claims
+    }
+
+    fn app_token(&self, app: &DevApp) -> String {
+        let now = self.clock.now().timestamp();
+        let service_principal = DevUser::new(&app.tenant, &format!("{}@apps", app.client_id), AccountType::Work).key;
+        let claims = json!({
+            "iss": self.issuer(&app.tenant), "aud": DEV_AUDIENCE, "tid": app.tenant,
+            "oid": service_principal.object.as_str(), "sub": service_principal.object.as_str(),
+            "azp": app.client_id, "roles": app.roles, "idtyp": "app", "ver": "2.0",
+            "iat": now, "nbf": now, "exp": now + 3600,
+        });
+        let token = lock(&self.keys).active.sign(&claims);
+        self.remember_secret(&token);
+        token
     }
 
     fn access_token(&self, user: &DevUser, scope: &str) -> String {

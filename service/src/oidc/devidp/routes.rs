@@ -28,7 +28,16 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/{tenant}/oauth2/v2.0/token", axum::routing::post(token))
         .route("/dev/token", get(dev_token))
         .route("/dev/trap", get(trap).post(trap))
+        .layer(axum::middleware::from_fn_with_state(inner.clone(), outage))
         .with_state(inner)
+}
+
+/// While the provider is "down", everything answers 503.
+async fn outage(State(idp): Shared, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if idp.down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down for a test").into_response();
+    }
+    next.run(request).await
 }
 
 fn not_found() -> Response {
@@ -172,6 +181,9 @@ async fn token(State(idp): Shared, Path(tenant): Path<String>, headers: HeaderMa
     if *lock(&idp.misbehaviour) == Misbehaviour::RedirectTokenRequest {
         return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("{}/dev/trap", idp.base))]).into_response();
     }
+    if form.get("grant_type").map(String::as_str) == Some("client_credentials") {
+        return client_credentials_grant(&idp, &headers, &form);
+    }
     let Some((client_id, secret)) = client_credentials(&headers, &form) else {
         return token_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication required");
     };
@@ -206,6 +218,21 @@ async fn token(State(idp): Shared, Path(tenant): Path<String>, headers: HeaderMa
     .into_response()
 }
 
+/// Service tokens. The development apps authenticate with their client id and the secret
+/// `dev-secret-<client id>` (development only; printed nowhere else).
+fn client_credentials_grant(idp: &Inner, headers: &HeaderMap, form: &HashMap<String, String>) -> Response {
+    let Some((client_id, secret)) = client_credentials(headers, form) else {
+        return token_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication required");
+    };
+    let Some(app) = idp.apps.iter().find(|a| a.client_id == client_id) else {
+        return token_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client");
+    };
+    if !constant_time_eq(secret.as_bytes(), format!("dev-secret-{client_id}").as_bytes()) {
+        return token_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+    }
+    Json(json!({ "token_type": "Bearer", "expires_in": 3600, "access_token": idp.app_token(app) })).into_response()
+}
+
 fn id_token(idp: &Inner, grant: &Grant, now: i64) -> String {
     let how = *lock(&idp.misbehaviour);
     let user = &grant.user;
@@ -238,6 +265,12 @@ async fn trap(State(idp): Shared) -> Response {
 
 /// Development only: an access token for calling idlink as a fixture user.
 async fn dev_token(State(idp): Shared, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Some(client_id) = q.get("app") {
+        return match idp.apps.iter().find(|a| &a.client_id == client_id) {
+            Some(app) => Json(json!({ "access_token": idp.app_token(app), "token_type": "Bearer", "expires_in": 3600 })).into_response(),
+            None => (StatusCode::NOT_FOUND, "no such fixture app").into_response(),
+        };
+    }
     let login = q.get("user").map(String::as_str).unwrap_or_default();
     match idp.find_user(login) {
         Some(user) => {
