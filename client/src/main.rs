@@ -34,14 +34,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Development: print an access token of a fixture work user.
+    /// Development: print an access token of a fixture work user (--user) or app (--app).
     Token {
-        #[arg(long = "for", default_value = "alex@contoso.example")]
-        login: String,
+        /// A fixture app: partner-university, learning-feed, credit-recalculation, enrolment, no-roles.
+        #[arg(long, conflicts_with = "user")]
+        app: Option<String>,
     },
-    /// Manage your links.
-    #[command(subcommand)]
+    /// Manage links (yours, or as an admin or service, an organisation's).
+    #[command(subcommand, alias = "links")]
     Link(LinkCommand),
+    /// Services: the work user a personal account is linked to.
+    Resolve {
+        #[arg(long)]
+        kind: String,
+        /// The personal account's object id (consumer tenant).
+        #[arg(long)]
+        object_id: String,
+        #[arg(long, default_value = "9188040d-6c67-4c5b-b112-36a304b66dad")]
+        tenant_id: String,
+    },
     /// Runs a whole flow against `idlinkd --dev`: begin, sign in, complete, list, remove.
     Demo {
         #[arg(long, default_value = "alex@contoso.example")]
@@ -71,12 +82,26 @@ enum LinkCommand {
         #[arg(long)]
         callback_url: Option<String>,
     },
-    /// Your active links.
-    List,
-    /// Remove access (idempotent).
+    /// Your active links; with --org, an organisation's (admins, services).
+    List {
+        /// The organisation (its tenant id).
+        #[arg(long)]
+        org: Option<String>,
+        /// Another user's links (admins): TENANT_ID/OBJECT_ID.
+        #[arg(long, conflicts_with = "org")]
+        of: Option<String>,
+        #[arg(long, requires = "org")]
+        kind: Option<String>,
+        #[arg(long, requires = "org")]
+        include_removed: bool,
+    },
+    /// Remove access (idempotent); admins may name a user of their organisation.
     Remove {
         #[arg(long)]
         kind: String,
+        /// TENANT_ID/OBJECT_ID of the user whose access to remove (admins).
+        #[arg(long)]
+        of: Option<String>,
         #[arg(long, default_value = "user_request")]
         reason: String,
     },
@@ -114,8 +139,14 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn dev_token(idp: &str, login: &str) -> anyhow::Result<String> {
-    let url = url::Url::parse_with_params(&format!("{idp}/dev/token"), [("user", login)])?;
+fn account(raw: &str) -> anyhow::Result<pb::AccountRef> {
+    let (tenant_id, object_id) = raw.split_once('/').ok_or_else(|| anyhow!("expected TENANT_ID/OBJECT_ID, got {raw:?}"))?;
+    Ok(pb::AccountRef { tenant_id: tenant_id.to_owned(), object_id: object_id.to_owned() })
+}
+
+/// `who` is `user` (a fixture login) or `app` (a fixture app's client id).
+async fn dev_token(idp: &str, who: &str, name: &str) -> anyhow::Result<String> {
+    let url = url::Url::parse_with_params(&format!("{idp}/dev/token"), [(who, name)])?;
     let response = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?
@@ -124,7 +155,7 @@ async fn dev_token(idp: &str, login: &str) -> anyhow::Result<String> {
         .await
         .with_context(|| format!("cannot reach the development identity provider at {idp} (is `idlinkd --dev` running?)"))?;
     if !response.status().is_success() {
-        return Err(anyhow!("the development provider has no user {login:?} ({})", response.status()));
+        return Err(anyhow!("the development provider has no {who} {name:?} ({})", response.status()));
     }
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
     body["access_token"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no access_token in the answer"))
@@ -133,7 +164,7 @@ async fn dev_token(idp: &str, login: &str) -> anyhow::Result<String> {
 async fn connect(cli: &Cli, default_user: Option<&str>) -> anyhow::Result<IdlinkClient> {
     let token = match (&cli.token, cli.user.as_deref().or(default_user)) {
         (Some(token), _) => token.clone(),
-        (None, Some(user)) => dev_token(&cli.idp, user).await?,
+        (None, Some(user)) => dev_token(&cli.idp, "user", user).await?,
         (None, None) => {
             return Err(anyhow!("no credentials: pass --token (or IDLINK_TOKEN), or --user with `idlinkd --dev`"));
         }
@@ -173,13 +204,14 @@ fn link_json(link: &pb::Link) -> serde_json::Value {
 }
 
 fn link_line(link: &pb::Link) -> String {
+    let work = link.work_user.clone().unwrap_or_default();
     let personal = link.personal_account.clone().unwrap_or_default();
     let who = if personal.email.is_empty() { personal.object_id.clone() } else { format!("{} ({})", personal.email, personal.object_id) };
     let state = match &link.removal {
         Some(r) => format!("removed: {}", r.reason),
         None => "active".to_owned(),
     };
-    format!("{:<20} {who}  [{state}]  link {}", kind_name(link.kind), link.id)
+    format!("{:<20} {} -> {who}  [{state}]  link {}", kind_name(link.kind), work.user_principal_name, link.id)
 }
 
 fn print_link(cli: &Cli, link: &pb::Link) {
@@ -188,12 +220,37 @@ fn print_link(cli: &Cli, link: &pb::Link) {
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Token { login } => {
-            let token = dev_token(&cli.idp, cli.user.as_deref().unwrap_or(login)).await?;
+        Command::Token { app } => {
+            let token = match app {
+                Some(app) => dev_token(&cli.idp, "app", app).await?,
+                None => dev_token(&cli.idp, "user", cli.user.as_deref().unwrap_or("alex@contoso.example")).await?,
+            };
             if cli.json { println!("{}", json!({"access_token": token})) } else { println!("{token}") }
         }
         Command::Link(command) => run_link(cli, command).await?,
         Command::Demo { work_user, personal, kind, redirect_uri } => demo(cli, work_user, personal, kind, redirect_uri).await?,
+        Command::Resolve { kind, object_id, tenant_id } => {
+            let client = connect(cli, None).await?;
+            let account = pb::AccountRef { tenant_id: tenant_id.clone(), object_id: object_id.clone() };
+            let r = client
+                .resolve_personal_account(pb::ResolvePersonalAccountRequest {
+                    kind: parse_kind(kind)? as i32,
+                    personal_account: Some(account),
+                })
+                .await?;
+            let work = r.work_user.unwrap_or_default();
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"organization_id": r.organization_id, "link_id": r.link_id, "work_user": {"tenant_id": work.tenant_id, "object_id": work.object_id, "upn": work.user_principal_name}})
+                );
+            } else {
+                println!(
+                    "{} ({}/{}) in organisation {}, link {}",
+                    work.user_principal_name, work.tenant_id, work.object_id, r.organization_id, r.link_id
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -233,8 +290,22 @@ async fn run_link(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> {
             };
             print_link(cli, &client.complete_link(request).await?);
         }
-        LinkCommand::List => {
-            let links = client.get_links().await?;
+        LinkCommand::List { org, of, kind, include_removed } => {
+            let links = match (org, of) {
+                (Some(org), _) => {
+                    let kind = kind.as_deref().map(parse_kind).transpose()?.map_or(0, |k| k as i32);
+                    client
+                        .list_all_links(pb::ListLinksRequest {
+                            organization_id: org.clone(),
+                            kind,
+                            include_removed: *include_removed,
+                            ..Default::default()
+                        })
+                        .await?
+                }
+                (None, Some(of)) => client.get_links_of(account(of)?).await?,
+                (None, None) => client.get_links().await?,
+            };
             if cli.json {
                 println!("{}", json!({"links": links.iter().map(link_json).collect::<Vec<_>>()}));
             } else if links.is_empty() {
@@ -243,9 +314,10 @@ async fn run_link(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> {
                 links.iter().for_each(|l| println!("{}", link_line(l)));
             }
         }
-        LinkCommand::Remove { kind, reason } => {
+        LinkCommand::Remove { kind, of, reason } => {
+            let user = of.as_deref().map(account).transpose()?;
             let tombstone =
-                client.remove_link(pb::RemoveLinkRequest { kind: parse_kind(kind)? as i32, user: None, reason: reason.clone() }).await?;
+                client.remove_link(pb::RemoveLinkRequest { kind: parse_kind(kind)? as i32, user, reason: reason.clone() }).await?;
             print_link(cli, &tombstone);
         }
     }

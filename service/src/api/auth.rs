@@ -77,7 +77,14 @@ where
                         req.extensions_mut().insert(caller);
                     }
                     Err(e) => {
-                        tracing::info!(target: "audit", rpc = req.uri().path(), outcome = "unauthenticated", reason = %e, "caller refused");
+                        let peer = req
+                            .extensions()
+                            .get::<tonic::transport::server::TcpConnectInfo>()
+                            .and_then(|i| i.remote_addr())
+                            .map(|a| a.to_string())
+                            .unwrap_or_default();
+                        let request_id = header(&req, "x-request-id").unwrap_or_default();
+                        tracing::info!(target: "audit", rpc = req.uri().path(), outcome = "unauthenticated", reason = %e, request_id, peer, "caller refused");
                         let locale = Locale::from_accept_language(header(&req, "accept-language"));
                         return Ok(to_status(&ApiError::Auth(e), locale).into_http());
                     }
