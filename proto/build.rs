@@ -3,7 +3,7 @@
 
 use std::{env, path::PathBuf};
 
-const PROTOS: &[&str] = &["idlink/v1/link.proto"];
+const PROTOS: &[&str] = &["idlink/v1/link.proto", "idlink/v1/credit.proto", "idlink/v1/organization.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // tonic-prost-build does not emit rerun-if-changed; without these lines cargo would

@@ -4,7 +4,10 @@
 use std::{sync::Arc, time::Duration};
 
 pub use idlink_proto::v1 as pb;
-use pb::link_service_client::LinkServiceClient;
+use pb::{
+    credit_service_client::CreditServiceClient, link_service_client::LinkServiceClient,
+    organization_service_client::OrganizationServiceClient,
+};
 use tonic::{
     Request,
     metadata::{Ascii, MetadataValue},
@@ -93,9 +96,13 @@ impl Interceptor for Credentials {
     }
 }
 
+type Authed = InterceptedService<Channel, Credentials>;
+
 #[derive(Clone)]
 pub struct IdlinkClient {
-    links: LinkServiceClient<InterceptedService<Channel, Credentials>>,
+    links: LinkServiceClient<Authed>,
+    credits: CreditServiceClient<Authed>,
+    organizations: OrganizationServiceClient<Authed>,
     deadline: Duration,
 }
 
@@ -144,7 +151,12 @@ impl IdlinkClient {
             token: options.token.clone(),
             language: options.accept_language.as_deref().map(|l| ascii("language", l)).transpose()?,
         };
-        Ok(Self { links: LinkServiceClient::with_interceptor(channel, credentials), deadline: options.deadline })
+        Ok(Self {
+            links: LinkServiceClient::with_interceptor(channel.clone(), credentials.clone()),
+            credits: CreditServiceClient::with_interceptor(channel.clone(), credentials.clone()),
+            organizations: OrganizationServiceClient::with_interceptor(channel, credentials),
+            deadline: options.deadline,
+        })
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
@@ -190,6 +202,33 @@ impl IdlinkClient {
             }
             request.page_token = page.next_page_token;
         }
+    }
+
+    /// The change feed from `after_cursor` (no deadline: it streams until dropped).
+    pub async fn watch_link_events(&self, after_cursor: u64) -> Result<tonic::Streaming<pb::LinkEvent>> {
+        Ok(self.links.clone().watch_link_events(pb::WatchLinkEventsRequest { after_cursor }).await?.into_inner())
+    }
+
+    /// Streams certifications to the service (no deadline: batches may be long).
+    pub async fn record_certifications(
+        &self,
+        certifications: impl tokio_stream::Stream<Item = pb::Certification> + Send + 'static,
+    ) -> Result<pb::RecordCertificationsResponse> {
+        Ok(self.credits.clone().record_certifications(certifications).await?.into_inner())
+    }
+
+    pub async fn organization_credit(&self, organization_id: &str) -> Result<pb::OrganizationCredit> {
+        let request = pb::GetOrganizationCreditRequest { organization_id: organization_id.to_owned() };
+        Ok(self.credits.clone().get_organization_credit(self.request(request)).await?.into_inner())
+    }
+
+    /// One result per organisation, then a summary (no deadline: a full run takes a while).
+    pub async fn recalculate_credits(&self, organization_ids: Vec<String>) -> Result<tonic::Streaming<pb::RecalculateCreditsResponse>> {
+        Ok(self.credits.clone().recalculate_credits(pb::RecalculateCreditsRequest { organization_ids }).await?.into_inner())
+    }
+
+    pub async fn upsert_organization(&self, request: pb::UpsertOrganizationRequest) -> Result<pb::Organization> {
+        Ok(self.organizations.clone().upsert_organization(self.request(request)).await?.into_inner())
     }
 
     /// The work user a personal account is linked to (services with Links.Read).

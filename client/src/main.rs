@@ -316,8 +316,9 @@ async fn run_link(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> {
         }
         LinkCommand::Remove { kind, of, reason } => {
             let user = of.as_deref().map(account).transpose()?;
-            let tombstone =
-                client.remove_link(pb::RemoveLinkRequest { kind: parse_kind(kind)? as i32, user, reason: reason.clone() }).await?;
+            let tombstone = client
+                .remove_link(pb::RemoveLinkRequest { kind: parse_kind(kind)? as i32, user, reason: reason.clone(), ..Default::default() })
+                .await?;
             print_link(cli, &tombstone);
         }
     }
@@ -353,7 +354,8 @@ async fn demo(cli: &Cli, work_user: &str, personal: &str, kind: &str, redirect_u
         print_link(cli, &l);
     }
     step(5, "RemoveLink (\"remove access\")");
-    let tombstone = client.remove_link(pb::RemoveLinkRequest { kind: kind as i32, user: None, reason: "demo".into() }).await?;
+    let tombstone =
+        client.remove_link(pb::RemoveLinkRequest { kind: kind as i32, user: None, reason: "demo".into(), ..Default::default() }).await?;
     print_link(cli, &tombstone);
     step(6, &format!("GetLinks again: {} active", client.get_links().await?.len()));
     Ok(())

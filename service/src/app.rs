@@ -2,14 +2,18 @@
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
-use idlink_proto::v1::link_service_server::LinkServiceServer;
+use idlink_proto::v1::{
+    credit_service_server::CreditServiceServer, link_service_server::LinkServiceServer,
+    organization_service_server::OrganizationServiceServer,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{
-    api::{auth::AuthLayer, link::LinkApi, page_token::PageTokens},
+    api::{auth::AuthLayer, credit::CreditApi, link::LinkApi, organization::OrganizationApi, page_token::PageTokens},
     clock::DynClock,
     config::{ConfigError, Settings},
+    credits::Credits,
     limits::BeginLimiter,
     linking::Linker,
     oidc::{AssociationClient, Authenticator, OidcError, provider_http_client},
@@ -38,9 +42,11 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     linker: Arc<Linker>,
+    credits: Arc<Credits>,
     auth: Arc<Authenticator>,
     clock: DynClock,
     page_tokens: PageTokens,
+    retention: chrono::Duration,
 }
 
 impl Application {
@@ -50,8 +56,9 @@ impl Application {
         let inbound = settings.inbound()?;
         let http = provider_http_client(PROVIDER_TIMEOUT)?;
         let refetch = inbound.jwks_refetch_interval;
+        let catalog = Arc::new(settings.credit.load_catalog()?);
         let store: DynStore = match settings.store.backend.as_str() {
-            "sled" => Arc::new(SledStore::open(&settings.store.path)?),
+            "sled" => Arc::new(SledStore::open(&settings.store.path, catalog.clone())?),
             other => {
                 return Err(ConfigError::Invalid(format!("store.backend {other:?}: only \"sled\" is available")).into());
             }
@@ -77,11 +84,13 @@ impl Application {
         let flow_ttl = chrono::Duration::seconds(i64::try_from(settings.flows.ttl_seconds).unwrap_or(600));
         let page_tokens = PageTokens::new(store.secret("page-token").await?);
         let limiter = BeginLimiter::new(settings.limits.clone());
+        let credits = Arc::new(Credits::new(store.clone(), catalog));
         let linker = Arc::new(Linker::new(store, kinds, flow_ttl, limiter));
+        let retention = chrono::Duration::days(i64::from(settings.events.retention_days));
         let auth = Arc::new(Authenticator::new(inbound, http));
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
-        Ok(Self { listener, addr, linker, auth, clock, page_tokens })
+        Ok(Self { listener, addr, linker, credits, auth, clock, page_tokens, retention })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -97,18 +106,28 @@ impl Application {
         let (health, health_service) = tonic_health::server::health_reporter();
         // Everything health depends on (store, providers) was made ready by `build`.
         health.set_serving::<LinkServiceServer<LinkApi>>().await;
+        health.set_serving::<CreditServiceServer<CreditApi>>().await;
+        health.set_serving::<OrganizationServiceServer<OrganizationApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(idlink_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| StartupError::Serve(e.to_string()))?;
         let background = self.spawn_background_tasks();
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            // Long-lived watch streams end now, or graceful shutdown would wait for them forever.
+            let _ = stopping.send(true);
+        };
         tracing::info!(addr = %self.addr, "idlinkd serving");
         let result = tonic::transport::Server::builder()
             .layer(AuthLayer::new(self.auth.clone(), self.clock.clone()))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(LinkServiceServer::new(LinkApi::new(self.linker.clone(), self.clock.clone(), self.page_tokens)))
+            .add_service(LinkServiceServer::new(LinkApi::new(self.linker.clone(), self.clock.clone(), self.page_tokens, stopped)))
+            .add_service(CreditServiceServer::new(CreditApi::new(self.credits.clone(), self.clock.clone())))
+            .add_service(OrganizationServiceServer::new(OrganizationApi::new(self.credits.clone(), self.clock.clone())))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
             .await
             .map_err(|e| StartupError::Serve(e.to_string()));
@@ -117,17 +136,27 @@ impl Application {
     }
 
     fn spawn_background_tasks(&self) -> tokio::task::JoinHandle<()> {
-        let (linker, auth, clock) = (self.linker.clone(), self.auth.clone(), self.clock.clone());
+        let (linker, auth, clock, credits, retention) =
+            (self.linker.clone(), self.auth.clone(), self.clock.clone(), self.credits.clone(), self.retention);
         tokio::spawn(async move {
             let mut purge = tokio::time::interval(FLOW_PURGE);
             let mut keys = tokio::time::interval(JWKS_REFRESH);
             keys.tick().await; // keys were just fetched at start
             loop {
                 tokio::select! {
-                    _ = purge.tick() => match linker.purge_expired_flows(clock.now()).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::debug!(purged = n, "expired flows purged"),
-                        Err(e) => tracing::warn!(error = %e, "flow purge failed"),
+                    _ = purge.tick() => {
+                        let now = clock.now();
+                        if let Err(e) = linker.purge_expired_flows(now).await {
+                            tracing::warn!(error = %e, "flow purge failed");
+                        }
+                        match credits.expire(now).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(expired = n, "certifications expired"),
+                            Err(e) => tracing::warn!(error = %e, "certification expiry failed"),
+                        }
+                        if let Err(e) = linker.store().purge_events_before(now - retention).await {
+                            tracing::warn!(error = %e, "event retention failed");
+                        }
                     },
                     _ = keys.tick() => {
                         auth.refresh_keys().await;

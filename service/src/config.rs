@@ -34,6 +34,10 @@ pub struct Settings {
     #[serde(default)]
     pub limits: crate::limits::LimitSettings,
     #[serde(default)]
+    pub credit: CreditSettings,
+    #[serde(default)]
+    pub events: EventSettings,
+    #[serde(default)]
     pub dev: DevSettings,
 }
 
@@ -123,13 +127,50 @@ impl Default for FlowSettings {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct CreditSettings {
+    /// A catalog TOML replacing the shipped one.
+    pub catalog: Option<PathBuf>,
+}
+
+impl CreditSettings {
+    pub fn load_catalog(&self) -> Result<crate::domain::Catalog, ConfigError> {
+        match &self.catalog {
+            None => Ok(crate::domain::Catalog::default_catalog()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                crate::domain::Catalog::parse(&text).map_err(|e| ConfigError::Invalid(format!("credit.catalog {}: {e}", path.display())))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    /// How long the change feed keeps events.
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+}
+
+fn default_retention() -> u32 {
+    30
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self { retention_days: default_retention() }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DevSettings {
     /// Allows `http://` authorities: local development and tests only.
     #[serde(default)]
     pub allow_insecure_http: bool,
 }
 
-const SECTIONS: &[&str] = &["listen", "store", "auth", "kinds", "flows", "limits", "dev"];
+const SECTIONS: &[&str] = &["listen", "store", "auth", "kinds", "flows", "limits", "credit", "events", "dev"];
 
 impl Settings {
     /// Reads the TOML file (if any), then applies `IDLINK_SECTION__KEY` variables from `env`.

@@ -192,11 +192,19 @@ impl Linker {
         Ok(self.store.active_links(user).await?)
     }
 
-    pub async fn remove(&self, actor: &Actor, kind: LinkKind, owner: &AccountKey, reason: &str, now: DateTime<Utc>) -> Result<Link> {
+    pub async fn remove(
+        &self,
+        actor: &Actor,
+        kind: LinkKind,
+        owner: &AccountKey,
+        reason: &str,
+        expected_etag: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Link> {
         let outcome = async {
             actor.authorize(Operation::RemoveLink { of: owner })?;
             let (by, _) = actor.user()?;
-            Ok(self.store.remove(kind, owner, by, reason, now).await?)
+            Ok(self.store.remove(kind, owner, by, reason, expected_etag, now).await?)
         }
         .await;
         audit(actor, "link.remove", Some(owner), &outcome, |l: &Link| Some(l.id.as_str().to_owned()));
@@ -211,6 +219,19 @@ impl Linker {
     pub async fn resolve(&self, actor: &Actor, kind: LinkKind, personal: &AccountKey) -> Result<Link> {
         actor.authorize(Operation::ResolvePersonalAccount)?;
         Ok(self.store.active_link_of_personal(kind, personal).await?.ok_or(DomainError::PersonalAccountNotLinked)?)
+    }
+
+    /// Authorizes a change-feed watcher (the stream then reads the store directly).
+    pub fn authorize_watch(&self, actor: &Actor) -> Result<()> {
+        actor.authorize(Operation::WatchLinkEvents)
+    }
+
+    pub async fn events_after(&self, cursor: u64, limit: usize) -> Result<Vec<crate::domain::LinkEvent>> {
+        Ok(self.store.events_after(cursor, limit).await?)
+    }
+
+    pub async fn wait_for_events(&self, cursor: u64, max_wait: std::time::Duration) -> Result<()> {
+        Ok(self.store.wait_for_events(cursor, max_wait).await?)
     }
 
     /// Deletes expired flows (run periodically).

@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use idlink_proto::v1 as pb;
 
 use super::status::ApiError;
-use crate::domain::{AccountKey, Link, LinkKind, Principal, TenantId};
+use crate::domain::{
+    AccountKey, Catalog, Certification, CertificationId, Credit, EventType, Link, LinkEvent, LinkKind, Organization, Principal, Tally,
+    TenantId,
+};
 
 pub fn kind(raw: i32) -> Result<LinkKind, ApiError> {
     match pb::LinkKind::try_from(raw) {
@@ -87,5 +90,73 @@ pub fn link(link: &Link, viewer: &Principal) -> pb::Link {
             removed_at: Some(timestamp(r.at)),
             reason: r.reason.clone(),
         }),
+        etag: link.etag(),
     }
+}
+
+pub fn event(event: &LinkEvent, viewer: &Principal) -> pb::LinkEvent {
+    pb::LinkEvent {
+        cursor: event.cursor,
+        r#type: match event.event_type {
+            EventType::Created => pb::LinkEventType::LinkCreated,
+            EventType::Removed => pb::LinkEventType::LinkRemoved,
+            EventType::Transferred => pb::LinkEventType::LinkTransferred,
+        }
+        .into(),
+        link: Some(link(&event.link, viewer)),
+        previous_link_id: event.previous.as_ref().map(|p| p.as_str().to_owned()).unwrap_or_default(),
+        at: Some(timestamp(event.at)),
+    }
+}
+
+fn area_credit(catalog: &Catalog, area: &str, tally: Tally) -> pb::AreaCredit {
+    let name = catalog.areas().iter().find(|a| a.id == area).map(|a| a.name.clone()).unwrap_or_default();
+    pb::AreaCredit { area_id: area.to_owned(), name, people: tally.people, certifications: tally.certifications }
+}
+
+pub fn credit(catalog: &Catalog, organization: &TenantId, credit: &Credit, org: Option<&Organization>) -> pb::OrganizationCredit {
+    pb::OrganizationCredit {
+        organization_id: organization.as_str().to_owned(),
+        partner_id: org.map(|o| o.partner_id.as_str().to_owned()).unwrap_or_default(),
+        areas: credit.0.iter().map(|(area, tally)| area_credit(catalog, area, *tally)).collect(),
+    }
+}
+
+pub fn drift(catalog: &Catalog, stored: &Credit, recomputed: &Credit) -> Vec<pb::AreaDrift> {
+    stored
+        .drift_from(recomputed)
+        .into_iter()
+        .map(|(area, (s, r))| pb::AreaDrift {
+            stored: Some(area_credit(catalog, &area, s)),
+            recomputed: Some(area_credit(catalog, &area, r)),
+            area_id: area,
+        })
+        .collect()
+}
+
+fn time(field: &'static str, t: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>, (&'static str, String)> {
+    t.map(|t| {
+        DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+            .ok_or(("INVALID_ARGUMENT", format!("{field} is out of range")))
+    })
+    .transpose()
+}
+
+/// A certification from the Learning feed, or why it is rejected (reason, detail).
+pub fn certification(catalog: &Catalog, c: &pb::Certification) -> Result<Certification, (&'static str, String)> {
+    let account = c.personal_account.as_ref().ok_or(("INVALID_ARGUMENT", "personal_account is required".to_owned()))?;
+    let personal = AccountKey::parse(&account.tenant_id, &account.object_id).map_err(|e| ("INVALID_ARGUMENT", e.to_string()))?;
+    if !personal.tenant.is_consumer() {
+        return Err(("NOT_A_PERSONAL_ACCOUNT", "the account is not in the consumer tenant".to_owned()));
+    }
+    let id = CertificationId::parse(&c.certification_id).map_err(|e| ("INVALID_ARGUMENT", e.to_string()))?;
+    if !catalog.knows(&id) {
+        return Err(("UNKNOWN_CERTIFICATION", format!("{} is not in the catalog", id.as_str())));
+    }
+    let earned_at = time("earned_at", c.earned_at.as_ref())?.ok_or(("INVALID_ARGUMENT", "earned_at is required".to_owned()))?;
+    let expires_at = time("expires_at", c.expires_at.as_ref())?;
+    if expires_at.is_some_and(|e| e <= earned_at) {
+        return Err(("INVALID_ARGUMENT", "expires_at must be after earned_at".to_owned()));
+    }
+    Ok(Certification { personal, id, earned_at, expires_at, expired: false })
 }

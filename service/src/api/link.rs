@@ -25,15 +25,17 @@ pub struct LinkApi {
     linker: Arc<Linker>,
     clock: DynClock,
     page_tokens: PageTokens,
+    /// Flips to true when the server stops: watch streams end so shutdown can finish.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl LinkApi {
-    pub fn new(linker: Arc<Linker>, clock: DynClock, page_tokens: PageTokens) -> Self {
-        Self { linker, clock, page_tokens }
+    pub fn new(linker: Arc<Linker>, clock: DynClock, page_tokens: PageTokens, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        Self { linker, clock, page_tokens, stopping }
     }
 }
 
-fn actor<T>(request: &Request<T>) -> Result<Actor, ApiError> {
+pub(super) fn actor<T>(request: &Request<T>) -> Result<Actor, ApiError> {
     let principal = request.extensions().get::<Principal>().cloned().ok_or(ApiError::Auth(AuthError::MissingToken))?;
     // The caller's request id when it sends a sane one, else ours: audit lines correlate.
     let request_id = request
@@ -56,8 +58,65 @@ async fn respond<T, R>(request: Request<T>, body: impl AsyncFnOnce(Actor, T) -> 
     outcome.map(Response::new).map_err(|e| to_status(&e, locale))
 }
 
+/// How long a watcher waits for news before checking it is still connected.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(15);
+const WATCH_BATCH: usize = 256;
+
+/// Resolves when the server starts shutting down (the watch guard is not kept across awaits).
+async fn until_stopping(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+pub type EventStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::LinkEvent, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl LinkService for LinkApi {
+    type WatchLinkEventsStream = EventStream;
+
+    async fn watch_link_events(&self, request: Request<pb::WatchLinkEventsRequest>) -> Result<Response<EventStream>, Status> {
+        let locale = Locale::from_metadata(request.metadata());
+        let actor = actor(&request).map_err(|e| to_status(&e, locale))?;
+        self.linker.authorize_watch(&actor).map_err(|e| to_status(&e.into(), locale))?;
+        let mut cursor = request.into_inner().after_cursor;
+        // Fail fast on an expired cursor, before the stream starts.
+        let first = self.linker.events_after(cursor, WATCH_BATCH).await.map_err(|e| to_status(&e.into(), locale))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BATCH);
+        let linker = self.linker.clone();
+        let mut stopping = self.stopping.clone();
+        tokio::spawn(async move {
+            let mut batch = first;
+            loop {
+                for event in &batch {
+                    if tx.send(Ok(convert::event(event, &actor.principal))).await.is_err() {
+                        return; // the watcher left
+                    }
+                    cursor = event.cursor;
+                }
+                if batch.is_empty() {
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        _ = until_stopping(&mut stopping) => {
+                            let _ = tx.send(Err(Status::unavailable("the server is shutting down; reconnect with your last cursor"))).await;
+                            return;
+                        }
+                        waited = linker.wait_for_events(cursor, WATCH_POLL) => if let Err(e) = waited {
+                            let _ = tx.send(Err(to_status(&e.into(), locale))).await;
+                            return;
+                        },
+                    }
+                }
+                batch = match linker.events_after(cursor, WATCH_BATCH).await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let _ = tx.send(Err(to_status(&e.into(), locale))).await;
+                        return;
+                    }
+                };
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
     async fn begin_link(&self, request: Request<pb::BeginLinkRequest>) -> Result<Response<pb::BeginLinkResponse>, Status> {
         respond(request, async |actor, r| {
             let request = BeginRequest {
@@ -105,7 +164,8 @@ impl LinkService for LinkApi {
         respond(request, async |actor, r| {
             let owner = convert::subject_user(r.user.as_ref(), &actor.principal)?;
             let reason = convert::optional_text("reason", Some(r.reason.as_str()), 200)?.unwrap_or("user_request");
-            let tombstone = self.linker.remove(&actor, convert::kind(r.kind)?, &owner, reason, self.clock.now()).await?;
+            let etag = convert::optional_text("etag", Some(r.etag.as_str()), 64)?;
+            let tombstone = self.linker.remove(&actor, convert::kind(r.kind)?, &owner, reason, etag, self.clock.now()).await?;
             Ok(convert::link(&tombstone, &actor.principal))
         })
         .await

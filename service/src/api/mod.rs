@@ -2,6 +2,8 @@
 
 pub mod auth;
 mod convert;
+pub mod credit;
 pub mod link;
+pub mod organization;
 pub mod page_token;
 pub mod status;

@@ -148,6 +148,15 @@ fn describe_linking(err: &LinkingError) -> Refusal {
         LinkingError::Domain(d) | LinkingError::Store(StoreError::Domain(d)) => describe_domain(d),
         LinkingError::Store(StoreError::Unavailable { .. }) => refusal(Unavailable, "STORE_UNAVAILABLE", TRY_AGAIN),
         LinkingError::Store(StoreError::Corrupt { .. }) => refusal(Internal, "INTERNAL", TRY_AGAIN),
+        LinkingError::Store(StoreError::CursorExpired { .. }) => refusal(
+            FailedPrecondition,
+            "CURSOR_EXPIRED",
+            [
+                "The change feed no longer holds events that old. Resynchronise, then watch from the current position.",
+                "Le flux de modifications ne conserve plus d'événements aussi anciens. Resynchronisez, puis suivez depuis la position actuelle.",
+                "변경 피드에 그렇게 오래된 이벤트가 더 이상 없습니다. 다시 동기화한 후 현재 위치부터 감시하세요.",
+            ],
+        ),
         LinkingError::KindNotConfigured { .. } => refusal(
             FailedPrecondition,
             "KIND_NOT_CONFIGURED",
@@ -269,6 +278,15 @@ fn describe_domain(err: &DomainError) -> Refusal {
                 "Only a signed-in Partner Center user can manage linked accounts.",
                 "Seul un utilisateur connecté à l'Espace partenaires peut gérer les comptes liés.",
                 "로그인한 파트너 센터 사용자만 연결된 계정을 관리할 수 있습니다.",
+            ],
+        ),
+        DomainError::EtagMismatch => refusal(
+            FailedPrecondition,
+            "ETAG_MISMATCH",
+            [
+                "This linked account changed since you loaded the page. Refresh and try again.",
+                "Ce compte lié a changé depuis le chargement de la page. Actualisez et réessayez.",
+                "페이지를 불러온 후 이 연결된 계정이 변경되었습니다. 새로 고친 후 다시 시도하세요.",
             ],
         ),
         DomainError::PersonalAccountNotLinked => refusal(

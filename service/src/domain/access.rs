@@ -54,6 +54,11 @@ pub enum Operation<'a> {
     RemoveLink { of: &'a AccountKey },
     ListLinks { organization: &'a TenantId },
     ResolvePersonalAccount,
+    WatchLinkEvents,
+    RecordCertifications,
+    ReadCredit { organization: &'a TenantId },
+    RecalculateCredits,
+    UpsertOrganization,
 }
 
 impl Principal {
@@ -83,7 +88,13 @@ impl Principal {
             }
             (Principal::App { .. }, Operation::GetLinks { .. } | Operation::RemoveLink { .. }) => false,
             (_, Operation::ListLinks { organization }) => self.admin_of(organization) || self.has_role(AppRole::LinksRead),
-            (_, Operation::ResolvePersonalAccount) => self.has_role(AppRole::LinksRead),
+            (_, Operation::ResolvePersonalAccount | Operation::WatchLinkEvents) => self.has_role(AppRole::LinksRead),
+            (_, Operation::RecordCertifications) => self.has_role(AppRole::CertificationsWrite),
+            (_, Operation::RecalculateCredits) => self.has_role(AppRole::CreditsRecalculate),
+            (_, Operation::UpsertOrganization) => self.has_role(AppRole::OrganizationsWrite),
+            // Everyone reads their own organisation's credit; the recalculation job any.
+            (Principal::User { key, .. }, Operation::ReadCredit { organization }) => &key.tenant == organization,
+            (Principal::App { .. }, Operation::ReadCredit { .. }) => self.has_role(AppRole::CreditsRecalculate),
         };
         if allowed { Ok(()) } else { Err(DomainError::NotPermitted) }
     }
@@ -133,6 +144,21 @@ mod tests {
         }
         assert_eq!(app(&AppRole::ALL).authorize(Operation::BeginLink), Err(DomainError::CallerNotAUser));
         assert!(user(CONTOSO, 9, true).authorize(Operation::ResolvePersonalAccount).is_err());
+        for (role, op) in [
+            (AppRole::CertificationsWrite, Operation::RecordCertifications),
+            (AppRole::CreditsRecalculate, Operation::RecalculateCredits),
+            (AppRole::OrganizationsWrite, Operation::UpsertOrganization),
+            (AppRole::LinksRead, Operation::WatchLinkEvents),
+        ] {
+            assert!(app(&[role]).authorize(op).is_ok());
+            let others: Vec<AppRole> = AppRole::ALL.into_iter().filter(|r| *r != role).collect();
+            assert!(app(&others).authorize(op).is_err(), "{op:?} needs {role:?}");
+            assert!(user(CONTOSO, 9, true).authorize(op).is_err());
+        }
+        assert!(user(CONTOSO, 2, false).authorize(Operation::ReadCredit { organization: &contoso }).is_ok());
+        assert!(user(FABRIKAM, 9, true).authorize(Operation::ReadCredit { organization: &contoso }).is_err());
+        assert!(app(&[AppRole::CreditsRecalculate]).authorize(Operation::ReadCredit { organization: &contoso }).is_ok());
+        assert!(app(&[AppRole::LinksRead]).authorize(Operation::ReadCredit { organization: &contoso }).is_err());
     }
 
     #[test]

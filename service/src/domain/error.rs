@@ -28,6 +28,8 @@ pub enum DomainError {
     CallerNotAUser,
     #[error("the personal account is not linked for this kind")]
     PersonalAccountNotLinked,
+    #[error("the link changed since it was read (etag mismatch)")]
+    EtagMismatch,
 }
 
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;

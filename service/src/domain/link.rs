@@ -42,6 +42,16 @@ impl Link {
         self.removal.is_none()
     }
 
+    /// Changes whenever the link does (today: when it is removed); RemoveLink may require it.
+    pub fn etag(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let state = match &self.removal {
+            None => "active".to_owned(),
+            Some(r) => format!("removed:{}", r.at.timestamp_micros()),
+        };
+        super::ids::hex(&Sha256::digest(format!("{}|{state}", self.id.as_str()).as_bytes())[..8])
+    }
+
     fn retired(&self, by: &AccountKey, reason: &str, now: DateTime<Utc>) -> Link {
         Link { removal: Some(Removal { by: by.clone(), at: now, reason: reason.to_owned() }), ..self.clone() }
     }
@@ -67,6 +77,28 @@ pub struct LinkMode {
 
 pub const REASON_REPLACED: &str = "replaced";
 pub const REASON_TRANSFERRED: &str = "transferred";
+
+impl LinkPlan {
+    /// The change-feed events of this plan, in order: removals and transfers, then creation.
+    pub fn events(&self) -> Vec<(super::EventType, &Link, Option<super::LinkId>)> {
+        use super::EventType::*;
+        let LinkPlan::Create { create, retire } = self else { return Vec::new() };
+        let mut events = Vec::new();
+        let mut transferred = false;
+        for old in retire {
+            if old.removal.as_ref().is_some_and(|r| r.reason == REASON_TRANSFERRED) {
+                events.push((Transferred, create, Some(old.id.clone())));
+                transferred = true;
+            } else {
+                events.push((Removed, old, None));
+            }
+        }
+        if !transferred {
+            events.push((Created, create, None));
+        }
+        events
+    }
+}
 
 /// The outcome of [`plan_link`]: what the store must write, atomically.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,8 +165,14 @@ pub fn plan_remove(
     last_tombstone: Option<Link>,
     by: &AccountKey,
     reason: &str,
+    expected_etag: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<RemovePlan> {
+    if let (Some(link), Some(expected)) = (active, expected_etag)
+        && link.etag() != expected
+    {
+        return Err(DomainError::EtagMismatch);
+    }
     match (active, last_tombstone) {
         (Some(link), _) => Ok(RemovePlan::Retire(link.retired(by, reason, now))),
         (None, Some(tombstone)) => Ok(RemovePlan::AlreadyRemoved(tombstone)),
@@ -219,11 +257,17 @@ mod tests {
     fn remove_is_idempotent_and_never_invents_a_link() {
         let mine = active(1, 9);
         let by = key(WORK_TENANT, 1);
-        let RemovePlan::Retire(tomb) = plan_remove(mine.kind, Some(&mine), None, &by, "user_request", Utc::now()).unwrap() else {
+        let RemovePlan::Retire(tomb) = plan_remove(mine.kind, Some(&mine), None, &by, "user_request", None, Utc::now()).unwrap() else {
             unreachable!()
         };
         assert_eq!(tomb.removal.as_ref().unwrap().by, by);
-        assert_eq!(plan_remove(mine.kind, None, Some(tomb.clone()), &by, "again", Utc::now()).unwrap(), RemovePlan::AlreadyRemoved(tomb));
-        assert!(plan_remove(mine.kind, None, None, &by, "x", Utc::now()).is_err());
+        assert_eq!(
+            plan_remove(mine.kind, None, Some(tomb.clone()), &by, "again", None, Utc::now()).unwrap(),
+            RemovePlan::AlreadyRemoved(tomb)
+        );
+        assert!(plan_remove(mine.kind, None, None, &by, "x", None, Utc::now()).is_err());
+        let stale = "0000000000000000";
+        assert_eq!(plan_remove(mine.kind, Some(&mine), None, &by, "x", Some(stale), Utc::now()), Err(DomainError::EtagMismatch));
+        assert!(plan_remove(mine.kind, Some(&mine), None, &by, "x", Some(&mine.etag()), Utc::now()).is_ok());
     }
 }

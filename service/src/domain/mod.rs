@@ -1,15 +1,21 @@
 //! Links, flows and their rules. No I/O, no gRPC, no storage: time is a parameter.
 
 mod access;
+mod credit;
 mod error;
+mod event;
 mod flow;
 mod ids;
 mod link;
+mod organization;
 
 pub use access::{ADMIN_ROLES, AppRole, Operation, Principal};
+pub use credit::{Area, AreaId, Catalog, Certification, CertificationId, Credit, DEFAULT_CATALOG, Level, Tally};
 pub use error::{DomainError, Result};
+pub use event::{EventType, LinkEvent};
 pub use flow::{DEFAULT_FLOW_TTL, Flow, StateHash};
 pub use ids::{AccountKey, CONSUMER_TENANT, LinkId, LinkKind, ObjectId, TenantId};
 pub use link::{
     Link, LinkMode, LinkPlan, NewLink, PersonalProfile, REASON_REPLACED, REASON_TRANSFERRED, Removal, RemovePlan, plan_link, plan_remove,
 };
+pub use organization::{Organization, PartnerId};

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 
-use super::{ListQuery, Store, StoreError};
+use super::{ListQuery, Recorded, Store, StoreError};
 use crate::domain::{
-    AccountKey, CONSUMER_TENANT, DomainError, Flow, LinkKind, LinkMode, NewLink, PersonalProfile, REASON_TRANSFERRED, StateHash,
+    AccountKey, CONSUMER_TENANT, Catalog, Certification, CertificationId, Credit, DomainError, EventType, Flow, LinkKind, LinkMode,
+    NewLink, PersonalProfile, REASON_TRANSFERRED, StateHash, TenantId,
 };
 
 const WORK_TENANT: &str = "11111111-1111-1111-1111-111111111111";
@@ -46,7 +47,7 @@ pub async fn link_list_remove_roundtrip<S: Store + ?Sized>(store: &S) {
     assert_eq!(store.active_links(&work(1)).await.unwrap(), vec![link.clone()]);
     assert_eq!(store.active_link_of_personal(KIND, &personal(1)).await.unwrap(), Some(link.clone()));
 
-    let tomb = store.remove(KIND, &work(1), &work(1), "user_request", now).await.unwrap();
+    let tomb = store.remove(KIND, &work(1), &work(1), "user_request", None, now).await.unwrap();
     assert_eq!(tomb.id, link.id);
     let removal = tomb.removal.clone().unwrap();
     assert_eq!((removal.by, removal.reason.as_str()), (work(1), "user_request"));
@@ -54,14 +55,14 @@ pub async fn link_list_remove_roundtrip<S: Store + ?Sized>(store: &S) {
     assert_eq!(store.active_link_of_personal(KIND, &personal(1)).await.unwrap(), None);
 
     // Idempotent: the same tombstone, not a second one, and the first reason kept.
-    let again = store.remove(KIND, &work(1), &work(1), "again", now + Duration::seconds(5)).await.unwrap();
+    let again = store.remove(KIND, &work(1), &work(1), "again", None, now + Duration::seconds(5)).await.unwrap();
     assert_eq!(again, tomb);
     assert_consistent(store, 0).await;
     let report = store.check_integrity().await.unwrap();
     assert_eq!(report.tombstones, 1);
 
     // Never linked: nothing to remove.
-    let err = store.remove(KIND, &work(2), &work(2), "x", now).await.unwrap_err();
+    let err = store.remove(KIND, &work(2), &work(2), "x", None, now).await.unwrap_err();
     assert!(matches!(err, StoreError::Domain(DomainError::LinkNotFound { .. })), "{err:?}");
 }
 
@@ -96,7 +97,7 @@ pub async fn a_personal_account_moves_only_by_transfer<S: Store + ?Sized>(store:
     assert_eq!(moved.work, work(2));
     assert!(store.active_links(&work(1)).await.unwrap().is_empty());
     // The old owner's removal is idempotent and answers the transfer tombstone.
-    let tomb = store.remove(KIND, &work(1), &work(1), "x", now).await.unwrap();
+    let tomb = store.remove(KIND, &work(1), &work(1), "x", None, now).await.unwrap();
     assert_eq!(tomb.id, old.id);
     assert_eq!(tomb.removal.unwrap().reason, REASON_TRANSFERRED);
     assert_consistent(store, 1).await;
@@ -193,7 +194,7 @@ pub async fn an_organisations_links_page_without_gaps_or_repeats<S: Store + ?Siz
         store.link(request(KIND, n, n), LinkMode::default(), now).await.unwrap();
         store.link(request(LinkKind::PartnerUniversity, n, n), LinkMode::default(), now).await.unwrap();
     }
-    store.remove(KIND, &work(3), &work(3), "x", now).await.unwrap();
+    store.remove(KIND, &work(3), &work(3), "x", None, now).await.unwrap();
     let tenant = work(0).tenant;
     let mut seen = Vec::new();
     let mut query = ListQuery { kind: Some(KIND), include_removed: false, after: None, limit: 2 };
@@ -224,6 +225,177 @@ pub async fn secrets_are_created_once_and_kept<S: Store + ?Sized>(store: &S) {
     assert_ne!(store.secret("other").await.unwrap(), first);
 }
 
+pub async fn events_follow_commit_order_without_personal_data<S: Store + ?Sized>(store: &S) {
+    let now = Utc::now();
+    let first = store.link(request(KIND, 1, 1), LinkMode::default(), now).await.unwrap();
+    let stale = first.etag();
+    store.link(request(KIND, 2, 2), LinkMode::default(), now).await.unwrap();
+    let moved = store.link(request(KIND, 2, 1), LinkMode { transfer: true, replace_existing: true }, now).await.unwrap();
+    let err = store.remove(KIND, &work(2), &work(2), "x", Some(&stale), now).await.unwrap_err();
+    assert!(matches!(err, StoreError::Domain(DomainError::EtagMismatch)), "{err:?}");
+    store.remove(KIND, &work(2), &work(2), "x", Some(&moved.etag()), now).await.unwrap();
+
+    let events = store.events_after(0, 100).await.unwrap();
+    let types: Vec<EventType> = events.iter().map(|e| e.event_type).collect();
+    // created 1, created 2, (transfer: 1 moves to work 2, replacing 2's own link) → transferred + removed, removed.
+    assert_eq!(types, [EventType::Created, EventType::Created, EventType::Transferred, EventType::Removed, EventType::Removed]);
+    assert!(events.windows(2).all(|w| w[1].cursor == w[0].cursor + 1), "contiguous cursors");
+    assert!(events.iter().all(|e| e.link.profile == PersonalProfile::default()), "no personal data in the feed");
+    assert_eq!(events[2].previous.as_ref(), Some(&first.id));
+    assert_eq!(store.events_after(events[1].cursor, 2).await.unwrap(), events[2..4].to_vec());
+
+    // Retention: once dropped, a cursor behind the cut is refused rather than silently skipped.
+    assert_eq!(store.purge_events_before(now + Duration::seconds(1)).await.unwrap(), 5);
+    assert!(matches!(store.events_after(2, 10).await, Err(StoreError::CursorExpired { .. })));
+    assert!(store.events_after(5, 10).await.unwrap().is_empty());
+}
+
+fn cert(p: u32, id: &str, earned: chrono::DateTime<Utc>, expires: Option<chrono::DateTime<Utc>>) -> Certification {
+    Certification { personal: personal(p), id: CertificationId::parse(id).unwrap(), earned_at: earned, expires_at: expires, expired: false }
+}
+
+pub async fn certifications_count_while_linked_and_unexpired<S: Store + ?Sized>(store: &S) {
+    let now = Utc::now();
+    let org = work(1).tenant;
+    let azure = cert(1, "azure-administrator-associate", now, Some(now + Duration::days(365)));
+    // Recorded before any link: idempotent, and counts the moment a link appears.
+    assert_eq!(store.record_certifications(&[azure.clone(), azure.clone()], now).await.unwrap(), [Recorded::Accepted, Recorded::Duplicate]);
+    assert_eq!(store.credit(&org).await.unwrap(), Credit::default());
+    store.link(request(KIND, 1, 1), LinkMode::default(), now).await.unwrap();
+    let credit = store.credit(&org).await.unwrap();
+    assert_eq!((credit.0["infrastructure-azure"].people, credit.0["infrastructure-azure"].certifications), (1, 1));
+    // Partner University links never count.
+    store.link(request(LinkKind::PartnerUniversity, 2, 2), LinkMode::default(), now).await.unwrap();
+    store.record_certifications(&[cert(2, "security-operations-analyst-associate", now, None)], now).await.unwrap();
+    assert!(!store.credit(&org).await.unwrap().0.contains_key("security"));
+    // A renewal with a later expiry is accepted; expiry takes it out.
+    let renewed = cert(1, "azure-administrator-associate", now, Some(now + Duration::days(730)));
+    assert_eq!(store.record_certifications(&[renewed], now).await.unwrap(), [Recorded::Accepted]);
+    assert_eq!(store.expire_certifications(now + Duration::days(400)).await.unwrap(), 0, "the renewal moved the expiry");
+    assert_eq!(store.expire_certifications(now + Duration::days(731)).await.unwrap(), 1);
+    assert_eq!(store.credit(&org).await.unwrap(), Credit::default());
+    // Already expired on arrival: recorded, counts for nothing.
+    store
+        .record_certifications(&[cert(1, "azure-developer-associate", now - Duration::days(800), Some(now - Duration::days(1)))], now)
+        .await
+        .unwrap();
+    assert_eq!(store.credit(&org).await.unwrap(), Credit::default());
+    let r = store.recalculate(&org).await.unwrap();
+    assert_eq!(r.stored, r.recomputed);
+}
+
+/// The randomized model test: thousands of random operations across organisations; after
+/// each, every organisation's incremental credit equals an independent model's, and
+/// recalculation finds no drift. Then stored credit is corrupted on purpose and exactly that
+/// is found and repaired.
+pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    use std::collections::HashMap;
+
+    const TENANTS: [&str; 4] = [
+        "11111111-1111-1111-1111-111111111111",
+        "22222222-2222-2222-2222-222222222222",
+        "33333333-3333-3333-3333-333333333333",
+        "44444444-4444-4444-4444-444444444444",
+    ];
+    const CERTS: [&str; 6] = [
+        "azure-administrator-associate",
+        "azure-solutions-architect-expert",
+        "m365-administrator-expert",
+        "security-operations-analyst-associate",
+        "azure-developer-associate",
+        "azure-data-engineer-associate",
+    ];
+    let seed = std::env::var("IDLINK_MODEL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261121u64);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let catalog = Catalog::default_catalog();
+    let worker = |n: u32| AccountKey::parse(TENANTS[(n % 4) as usize], &format!("00000000-0000-0000-0000-{n:012x}")).unwrap();
+    let mut now = Utc::now();
+    // The model: personal → work user holding it (Microsoft Learning), and certifications.
+    let mut holder: HashMap<u32, AccountKey> = HashMap::new();
+    let mut certs: HashMap<u32, Vec<Certification>> = HashMap::new();
+
+    for step in 0..2000 {
+        let (w, p) = (rng.gen_range(0..24u32), rng.gen_range(0..16u32));
+        match rng.gen_range(0..10) {
+            0..=3 => {
+                let mode = LinkMode { transfer: rng.gen_bool(0.5), replace_existing: rng.gen_bool(0.5) };
+                let new = NewLink { work: worker(w), ..request(KIND, 0, p) };
+                let outcome = store.link(new, mode, now).await;
+                if outcome.is_ok() {
+                    holder.retain(|held, by| !(*held == p || *by == worker(w))); // transferred or replaced
+                    holder.insert(p, worker(w));
+                }
+            }
+            4 => {
+                if store.remove(KIND, &worker(w), &worker(w), "model", None, now).await.is_ok() {
+                    holder.retain(|_, by| *by != worker(w));
+                }
+            }
+            5..=7 => {
+                let id = CERTS[rng.gen_range(0..CERTS.len())];
+                let expires = rng.gen_bool(0.7).then(|| now + Duration::days(rng.gen_range(1..40)));
+                let c = Certification { personal: personal(p), ..cert(p, id, now, expires) };
+                if store.record_certifications(std::slice::from_ref(&c), now).await.unwrap() == [Recorded::Accepted] {
+                    let list = certs.entry(p).or_default();
+                    list.retain(|x| x.id != c.id);
+                    list.push(c);
+                }
+            }
+            _ => {
+                now += Duration::days(rng.gen_range(1..5));
+                store.expire_certifications(now).await.unwrap();
+                for c in certs.values_mut().flatten() {
+                    c.expired |= c.is_past_expiry(now);
+                }
+            }
+        }
+        for tenant in TENANTS {
+            let tenant = TenantId::parse(tenant).unwrap();
+            let mut expected = Credit::default();
+            for (p, by) in &holder {
+                if by.tenant == tenant {
+                    expected.add(&Credit::of_person(&catalog, certs.get(p).map(Vec::as_slice).unwrap_or_default()), 1);
+                }
+            }
+            assert_eq!(store.credit(&tenant).await.unwrap(), expected, "seed {seed}, step {step}, {}", tenant.as_str());
+            if step % 97 == 0 {
+                let r = store.recalculate(&tenant).await.unwrap();
+                assert_eq!(r.stored, r.recomputed, "seed {seed}, step {step}: drift");
+            }
+        }
+    }
+    assert_consistent_links(store).await;
+
+    // Corrupt one organisation's stored credit: recalculation finds exactly that, and repairs it.
+    let victim = TenantId::parse(TENANTS[2]).unwrap();
+    let truth = store.credit(&victim).await.unwrap();
+    let mut wrong = truth.clone();
+    wrong.add(&Credit::of_person(&catalog, &[cert(0, "m365-administrator-expert", now, None)]), 1);
+    store.overwrite_credit(&victim, &wrong).await.unwrap();
+    let mut drifted = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.credit_tenants(after.as_ref(), 3).await.unwrap();
+        let Some(last) = page.last().cloned() else { break };
+        for tenant in page {
+            let r = store.recalculate(&tenant).await.unwrap();
+            if r.stored != r.recomputed {
+                drifted.push((tenant, r));
+            }
+        }
+        after = Some(last);
+    }
+    assert_eq!(drifted.len(), 1, "exactly the corrupted organisation drifted");
+    assert_eq!((&drifted[0].0, &drifted[0].1.stored, &drifted[0].1.recomputed), (&victim, &wrong, &truth));
+    assert_eq!(store.credit(&victim).await.unwrap(), truth, "repaired");
+}
+
+async fn assert_consistent_links<S: Store + ?Sized>(store: &S) {
+    let report = store.check_integrity().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
 /// Expands to one `#[tokio::test]` per check, each on a fresh store from `$open`, which
 /// returns `(guard, Arc<Store>)`; the guard lives as long as the test.
 macro_rules! suite {
@@ -234,7 +406,10 @@ macro_rules! suite {
             a_personal_account_moves_only_by_transfer,
             flows_are_single_use_and_purged_when_expired,
             an_organisations_links_page_without_gaps_or_repeats,
-            secrets_are_created_once_and_kept);
+            secrets_are_created_once_and_kept,
+            events_follow_commit_order_without_personal_data,
+            certifications_count_while_linked_and_unexpired,
+            credit_always_equals_a_recomputation);
         $crate::store::conformance::suite!(@by_arc $open,
             racing_links_of_one_personal_account_have_one_winner,
             racing_links_of_one_work_user_have_one_winner,

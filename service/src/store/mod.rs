@@ -1,13 +1,17 @@
 //! Durable state behind one trait. Backends: [`sled`] (embedded, one replica). Each passes
 //! [`conformance`], the store-agnostic checks. The store knows nothing of OAuth or gRPC:
-//! it asks the domain rules inside its own transaction and writes what they decide.
+//! it asks the domain rules inside its own transaction and writes what they decide —
+//! links, both uniqueness indexes, tombstones, change-feed events and credit, atomically.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{AccountKey, DomainError, Flow, Link, LinkId, LinkKind, LinkMode, NewLink, StateHash, TenantId};
+use crate::domain::{
+    AccountKey, Certification, Credit, DomainError, Flow, Link, LinkEvent, LinkId, LinkKind, LinkMode, NewLink, Organization, StateHash,
+    TenantId,
+};
 
 #[cfg(test)]
 pub mod conformance;
@@ -21,6 +25,8 @@ pub enum StoreError {
     Unavailable { detail: String },
     #[error("a stored record is unreadable: {detail}")]
     Corrupt { detail: String },
+    #[error("the feed no longer holds events after cursor {cursor}; resume from {oldest}")]
+    CursorExpired { cursor: u64, oldest: u64 },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -51,6 +57,21 @@ pub struct LinkPage {
     pub next: Option<LinkId>,
 }
 
+/// What happened to one certification of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Accepted,
+    /// Already recorded with the same or a later expiry: nothing changed.
+    Duplicate,
+}
+
+/// An organisation's stored credit against a recomputation from the source records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recalculation {
+    pub stored: Credit,
+    pub recomputed: Credit,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Remembers a pending flow under the hash of its state. Not flushed: a flow lost in a
@@ -64,11 +85,19 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_expired_flows(&self, now: DateTime<Utc>) -> Result<usize>;
 
     /// Records a verified association per [`crate::domain::plan_link`], atomically with the
-    /// two uniqueness indexes and any tombstones; durable when it returns.
+    /// two uniqueness indexes, tombstones, events and credit; durable when it returns.
     async fn link(&self, new: NewLink, mode: LinkMode, now: DateTime<Utc>) -> Result<Link>;
 
     /// "Remove access" per [`crate::domain::plan_remove`]; durable when it returns.
-    async fn remove(&self, kind: LinkKind, work: &AccountKey, by: &AccountKey, reason: &str, now: DateTime<Utc>) -> Result<Link>;
+    async fn remove(
+        &self,
+        kind: LinkKind,
+        work: &AccountKey,
+        by: &AccountKey,
+        reason: &str,
+        expected_etag: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Link>;
 
     /// The work user's active links, at most one per kind.
     async fn active_links(&self, work: &AccountKey) -> Result<Vec<Link>>;
@@ -79,6 +108,40 @@ pub trait Store: Send + Sync + 'static {
     /// The links whose work user belongs to `tenant` (the organisation), active and — when
     /// asked — removed ones.
     async fn links_of_tenant(&self, tenant: &TenantId, query: &ListQuery) -> Result<LinkPage>;
+
+    /// Up to `limit` events after `cursor`, in order; `CursorExpired` when retention already
+    /// dropped events the caller has not seen.
+    async fn events_after(&self, cursor: u64, limit: usize) -> Result<Vec<LinkEvent>>;
+
+    /// Returns once an event after `cursor` exists, or after `max_wait`.
+    async fn wait_for_events(&self, cursor: u64, max_wait: Duration) -> Result<()>;
+
+    /// Drops events older than `before` (retention); returns how many.
+    async fn purge_events_before(&self, before: DateTime<Utc>) -> Result<usize>;
+
+    async fn upsert_organization(&self, organization: &Organization) -> Result<()>;
+
+    async fn organization(&self, tenant: &TenantId) -> Result<Option<Organization>>;
+
+    /// Records certifications (idempotent per personal account and certification id; a later
+    /// expiry renews) and updates the credit of organisations they count for, atomically.
+    async fn record_certifications(&self, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>>;
+
+    /// Marks certifications whose expiry passed by `now` and takes them out of credit.
+    async fn expire_certifications(&self, now: DateTime<Utc>) -> Result<usize>;
+
+    /// The organisation's credit as kept incrementally.
+    async fn credit(&self, tenant: &TenantId) -> Result<Credit>;
+
+    /// Organisations that have links or stored credit, in order, after `after`.
+    async fn credit_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantId>>;
+
+    /// Recomputes the organisation's credit from links and certifications and stores it when
+    /// it drifted (consistently with concurrent writers).
+    async fn recalculate(&self, tenant: &TenantId) -> Result<Recalculation>;
+
+    /// Replaces stored credit without recomputation: repair drills and tests only.
+    async fn overwrite_credit(&self, tenant: &TenantId, credit: &Credit) -> Result<()>;
 
     /// A random 32-byte secret named `name`, created on first use and kept with the data, so
     /// every replica and restart agrees on it (it signs page tokens).

@@ -133,7 +133,7 @@ async fn acknowledged_links_survive_kill_9() {
     }
     assert!(acknowledged.len() >= ROUNDS * KILL_AFTER_ACKS);
 
-    let store = SledStore::open(&data).unwrap();
+    let store = SledStore::open(&data, Arc::new(idlink_service::domain::Catalog::default_catalog())).unwrap();
     let report = store.check_integrity().await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(report.active_links >= acknowledged.len());

@@ -17,7 +17,13 @@ async fn every_rpc(client: &IdlinkClient) -> Vec<(&'static str, Result<(), Clien
             client.complete_link(pb::CompleteLinkRequest { state: "s".repeat(43), code: "c".into(), ..Default::default() }).await.map(drop),
         ),
         ("GetLinks", client.get_links().await.map(drop)),
-        ("RemoveLink", client.remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: None, reason: String::new() }).await.map(drop)),
+        (
+            "RemoveLink",
+            client
+                .remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: None, reason: String::new(), ..Default::default() })
+                .await
+                .map(drop),
+        ),
     ]
 }
 
@@ -196,7 +202,8 @@ async fn a_user_cannot_see_or_remove_another_users_links() {
     link(&blair, ML, "sam@outlook.example").await.unwrap();
     let blair_ref = pb::AccountRef { tenant_id: blair_key.tenant.as_str().into(), object_id: blair_key.object.as_str().into() };
     assert_refused(alex.get_links_of(blair_ref.clone()).await, Code::PermissionDenied, "NOT_PERMITTED");
-    let removal = alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: Some(blair_ref), reason: "x".into() }).await;
+    let removal =
+        alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: Some(blair_ref), reason: "x".into(), ..Default::default() }).await;
     assert_refused(removal, Code::PermissionDenied, "NOT_PERMITTED");
     assert_eq!(blair.get_links().await.unwrap().len(), 1, "blair's link is untouched");
 }

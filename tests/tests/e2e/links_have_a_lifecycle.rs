@@ -25,7 +25,9 @@ async fn a_work_user_links_lists_and_removes_each_kind() {
     assert_eq!(links.len(), 2);
 
     for kind in [PU, ML] {
-        let remove = || client.remove_link(pb::RemoveLinkRequest { kind: kind as i32, user: None, reason: "moving on".into() });
+        let remove = || {
+            client.remove_link(pb::RemoveLinkRequest { kind: kind as i32, user: None, reason: "moving on".into(), ..Default::default() })
+        };
         let tombstone = remove().await.unwrap();
         assert_eq!(tombstone.state, pb::LinkState::Removed as i32);
         let removal = tombstone.removal.clone().unwrap();
@@ -57,7 +59,7 @@ async fn relinking_needs_replace_existing_and_removing_what_never_existed_is_not
     assert_ne!(replaced.id, again.id);
     assert_eq!(app.integrity().await.active_links, 1);
 
-    let none = client.remove_link(pb::RemoveLinkRequest { kind: PU as i32, user: None, reason: String::new() }).await;
+    let none = client.remove_link(pb::RemoveLinkRequest { kind: PU as i32, user: None, reason: String::new(), ..Default::default() }).await;
     assert_refused(none, Code::NotFound, "LINK_NOT_FOUND");
 }
 
@@ -94,7 +96,7 @@ async fn refusals_are_localized_from_accept_language() {
         let alex = connect(Some(app.idp.access_token("alex@contoso.example").unwrap())).await.unwrap();
         let refusals = [
             assert_refused(
-                alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: None, reason: String::new() }).await,
+                alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: None, reason: String::new(), ..Default::default() }).await,
                 Code::NotFound,
                 "LINK_NOT_FOUND",
             ),

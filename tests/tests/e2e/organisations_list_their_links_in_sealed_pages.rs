@@ -14,7 +14,10 @@ async fn seeded() -> TestApp {
         link(&client, ML, &format!("member{i}@outlook.example")).await.unwrap();
         if i == 0 {
             link(&client, PU, "member0@outlook.example").await.unwrap();
-            client.remove_link(pb::RemoveLinkRequest { kind: PU as i32, user: None, reason: String::new() }).await.unwrap();
+            client
+                .remove_link(pb::RemoveLinkRequest { kind: PU as i32, user: None, reason: String::new(), ..Default::default() })
+                .await
+                .unwrap();
         }
     }
     link(&app.client_for("casey@fabrikam.example").await, ML, "sam@outlook.example").await.unwrap();

@@ -25,7 +25,10 @@ async fn no_secret_or_personal_email_is_ever_logged() {
     let forged = app.idp.sign_raw(&json!({"alg": "RS256", "kid": app.idp.active_kid()}), &forged);
     let _ = app.client_with_token(Some(forged.clone())).await.get_links().await;
     for kind in [ML, PU] {
-        client.remove_link(pb::RemoveLinkRequest { kind: kind as i32, user: None, reason: String::new() }).await.unwrap();
+        client
+            .remove_link(pb::RemoveLinkRequest { kind: kind as i32, user: None, reason: String::new(), ..Default::default() })
+            .await
+            .unwrap();
     }
 
     let mut secrets = app.idp.secrets_seen();

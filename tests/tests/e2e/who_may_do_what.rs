@@ -105,7 +105,12 @@ async fn call(client: &IdlinkClient, rpc: &str, alex: &AccountKey, jordan: &Acco
                 vec![]
             }),
         "RemoveLink(alex)" => client
-            .remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: Some(account_ref(alex)), reason: "matrix".into() })
+            .remove_link(pb::RemoveLinkRequest {
+                kind: ML as i32,
+                user: Some(account_ref(alex)),
+                reason: "matrix".into(),
+                ..Default::default()
+            })
             .await
             .map(|l| vec![l]),
         other => panic!("unknown rpc {other}"),
@@ -165,7 +170,7 @@ async fn every_rpc_times_every_kind_of_caller() {
     let tombstone = app
         .client_for("alex@contoso.example")
         .await
-        .remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: None, reason: String::new() })
+        .remove_link(pb::RemoveLinkRequest { kind: ML as i32, user: None, reason: String::new(), ..Default::default() })
         .await
         .unwrap();
     let removal = tombstone.removal.unwrap();

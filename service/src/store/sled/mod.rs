@@ -1,0 +1,247 @@
+//! The embedded backend. One sled database, one tree per record type; every multi-key
+//! change is one sled transaction ([`tx::Tx`]), and a mutation returns only after the log
+//! is flushed (group commit: concurrent writers share one flush).
+
+mod tx;
+
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sled::{Transactional, transaction::TransactionError};
+use tx::{StoredCredit, Tx, TxResult, abort, decode, encode, expiry_bound, expiry_key, index_key, personal_key, tenant_key};
+
+use super::{IntegrityReport, LinkPage, ListQuery, Recalculation, Recorded, Result, Store, StoreError};
+use crate::domain::{
+    AccountKey, Catalog, Certification, Credit, Flow, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, RemovePlan, StateHash,
+    TenantId, plan_link, plan_remove,
+};
+
+struct Trees {
+    links: sled::Tree,
+    /// (kind, work account) → id of its active link.
+    by_work: sled::Tree,
+    /// (kind, personal account) → id of the active link holding it.
+    by_personal: sled::Tree,
+    /// (kind, work account) → id of its latest tombstone, for idempotent removal.
+    last_removed: sled::Tree,
+    /// (work tenant, link id) → (): every link and tombstone of an organisation.
+    by_tenant: sled::Tree,
+    /// cursor (u64 big-endian) → event.
+    events: sled::Tree,
+    /// event_seq, events_purged_through, secrets.
+    meta: sled::Tree,
+    /// personal account → its certifications.
+    certs: sled::Tree,
+    /// tenant → its credit.
+    credit: sled::Tree,
+    /// (expiry time, personal account, certification id) → ().
+    expiry: sled::Tree,
+}
+
+pub struct SledStore {
+    db: sled::Db,
+    trees: Trees,
+    flows: sled::Tree,
+    orgs: sled::Tree,
+    catalog: Arc<Catalog>,
+    commit: GroupCommit,
+    /// The last committed event cursor, for watchers.
+    feed: tokio::sync::watch::Sender<u64>,
+}
+
+const PURGED_THROUGH: &[u8] = b"events_purged_through";
+
+fn unavailable(e: sled::Error) -> StoreError {
+    StoreError::Unavailable { detail: e.to_string() }
+}
+
+fn read_u64(bytes: Option<sled::IVec>) -> u64 {
+    bytes.and_then(|b| b.as_ref().try_into().ok()).map(u64::from_be_bytes).unwrap_or(0)
+}
+
+impl SledStore {
+    pub fn open(path: &Path, catalog: Arc<Catalog>) -> Result<Self> {
+        let db = sled::Config::new().path(path).open().map_err(unavailable)?;
+        let tree = |name: &str| db.open_tree(name).map_err(unavailable);
+        let trees = Trees {
+            links: tree("links")?,
+            by_work: tree("links_by_work")?,
+            by_personal: tree("links_by_personal")?,
+            last_removed: tree("links_last_removed")?,
+            by_tenant: tree("links_by_tenant")?,
+            events: tree("events")?,
+            meta: tree("meta")?,
+            certs: tree("certifications")?,
+            credit: tree("credit")?,
+            expiry: tree("certification_expiry")?,
+        };
+        let last_event = read_u64(trees.meta.get(tx::EVENT_SEQ).map_err(unavailable)?);
+        Ok(Self {
+            flows: tree("flows")?,
+            orgs: tree("organizations")?,
+            trees,
+            catalog,
+            commit: GroupCommit::new(db.clone()),
+            feed: tokio::sync::watch::Sender::new(last_event),
+            db,
+        })
+    }
+
+    /// Blocks until everything written so far is on disk.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map(drop).map_err(unavailable)
+    }
+
+    fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T> {
+        let t = &self.trees;
+        let result =
+            (&t.links, &t.by_work, &t.by_personal, &t.last_removed, &t.by_tenant, &t.events, &t.meta, &t.certs, &t.credit, &t.expiry)
+                .transaction(|(links, by_work, by_personal, last_removed, by_tenant, events, meta, certs, credit, expiry)| {
+                    f(&Tx {
+                        links,
+                        by_work,
+                        by_personal,
+                        last_removed,
+                        by_tenant,
+                        events,
+                        meta,
+                        certs,
+                        credit,
+                        expiry,
+                        catalog: &self.catalog,
+                    })
+                });
+        result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => unavailable(e),
+        })
+    }
+
+    /// Durable, then watchers learn of the new events.
+    async fn committed(&self, last_event: Option<u64>) -> Result<()> {
+        self.commit.durable().await?;
+        if let Some(cursor) = last_event {
+            self.feed.send_if_modified(|current| {
+                let newer = cursor > *current;
+                if newer {
+                    *current = cursor;
+                }
+                newer
+            });
+        }
+        Ok(())
+    }
+
+    fn load_indexed(&self, index: &sled::Tree, key: &[u8]) -> Result<Option<Link>> {
+        let Some(id) = index.get(key).map_err(unavailable)? else { return Ok(None) };
+        match self.trees.links.get(&id).map_err(unavailable)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Err(StoreError::Corrupt { detail: "an index points at a missing link".into() }),
+        }
+    }
+
+    fn certs_of(&self, personal: &AccountKey) -> Result<Vec<Certification>> {
+        match self.trees.certs.get(personal_key(personal)).map_err(unavailable)? {
+            Some(bytes) => decode(&bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn stored_credit(&self, tenant: &TenantId) -> Result<StoredCredit> {
+        match self.trees.credit.get(tenant.as_str()).map_err(unavailable)? {
+            Some(bytes) => decode(&bytes),
+            None => Ok(StoredCredit::default()),
+        }
+    }
+
+    /// Sum of the contributions of the organisation's active Microsoft Learning links,
+    /// streamed from the tenant index (memory: one link at a time).
+    fn recompute(&self, tenant: &TenantId) -> Result<Credit> {
+        let prefix = tenant_key(tenant, None);
+        let mut credit = Credit::default();
+        for entry in self.trees.by_tenant.scan_prefix(&prefix) {
+            let (key, _) = entry.map_err(unavailable)?;
+            let Some(bytes) = self.trees.links.get(&key[prefix.len()..]).map_err(unavailable)? else {
+                return Err(StoreError::Corrupt { detail: "the tenant index points at a missing link".into() });
+            };
+            let link: Link = decode(&bytes)?;
+            if link.is_active() && link.kind == LinkKind::MicrosoftLearning {
+                credit.add(&Credit::of_person(&self.catalog, &self.certs_of(&link.personal)?), 1);
+            }
+        }
+        Ok(credit)
+    }
+
+    fn check_index(&self, index: &sled::Tree, name: &str, side: fn(&Link) -> &AccountKey, report: &mut IntegrityReport) -> Result<()> {
+        for entry in index.iter() {
+            let (key, id) = entry.map_err(unavailable)?;
+            let Some(bytes) = self.trees.links.get(&id).map_err(unavailable)? else {
+                report.problems.push(format!("{name}: entry points at missing link {}", String::from_utf8_lossy(&id)));
+                continue;
+            };
+            let link: Link = decode(&bytes)?;
+            if !link.is_active() {
+                report.problems.push(format!("{name}: entry points at tombstone {}", link.id.as_str()));
+            }
+            if index_key(link.kind, side(&link)) != key.as_ref() {
+                report.problems.push(format!("{name}: entry key does not match link {}", link.id.as_str()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One flush serves every write that finished before it started.
+struct GroupCommit {
+    db: sled::Db,
+    written: AtomicU64,
+    flushed: tokio::sync::Mutex<u64>,
+}
+
+impl GroupCommit {
+    fn new(db: sled::Db) -> Self {
+        Self { db, written: AtomicU64::new(0), flushed: tokio::sync::Mutex::new(0) }
+    }
+
+    /// Call after a write has been applied; returns once it is on disk.
+    async fn durable(&self) -> Result<()> {
+        let mine = self.written.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut flushed = self.flushed.lock().await;
+        if *flushed >= mine {
+            return Ok(());
+        }
+        // Every write numbered up to here was applied before it took its number.
+        let upto = self.written.load(Ordering::SeqCst);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Unavailable { detail: format!("flush task failed: {e}") })?
+            .map_err(unavailable)?;
+        *flushed = upto;
+        Ok(())
+    }
+}
+
+mod store_impl;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    fn open() -> (tempfile::TempDir, Arc<SledStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), Arc::new(Catalog::default_catalog())).unwrap();
+        (dir, Arc::new(store))
+    }
+
+    conformance::suite!(open);
+}

@@ -1,0 +1,348 @@
+//! `Store` for [`SledStore`].
+
+use super::*;
+
+const EXPIRY_BATCH: usize = 256;
+
+#[async_trait]
+impl Store for SledStore {
+    async fn put_flow(&self, state: &StateHash, flow: &Flow) -> Result<()> {
+        self.flows.insert(state.as_str(), encode(flow)?).map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn take_flow(&self, state: &StateHash) -> Result<Option<Flow>> {
+        match self.flows.remove(state.as_str()).map_err(unavailable)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn purge_expired_flows(&self, now: DateTime<Utc>) -> Result<usize> {
+        let mut purged = 0;
+        for entry in self.flows.iter() {
+            let (key, bytes) = entry.map_err(unavailable)?;
+            // An unreadable flow can never complete: purge it too.
+            let expired = decode::<Flow>(&bytes).map(|f| f.is_expired(now)).unwrap_or(true);
+            // Compare-and-swap: a flow taken meanwhile is not counted twice.
+            if expired && self.flows.compare_and_swap(&key, Some(bytes), None::<&[u8]>).map_err(unavailable)?.is_ok() {
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    async fn link(&self, new: NewLink, mode: LinkMode, now: DateTime<Utc>) -> Result<Link> {
+        let (work_key, personal_key) = (index_key(new.kind, &new.work), index_key(new.kind, &new.personal));
+        let (link, last_event) = self.transact(|tx| {
+            let of_work = tx.load_indexed(tx.by_work, &work_key)?;
+            let of_personal = tx.load_indexed(tx.by_personal, &personal_key)?;
+            let plan = plan_link(new.clone(), mode, of_work.as_ref(), of_personal.as_ref(), now).or_else(abort)?;
+            let last_event = tx.apply_link_plan(&plan, now)?;
+            let link = match plan {
+                crate::domain::LinkPlan::Unchanged(link) | crate::domain::LinkPlan::Create { create: link, .. } => link,
+            };
+            Ok((link, last_event))
+        })?;
+        // Also for an unchanged link: its creator's flush may not have finished yet.
+        self.committed(last_event).await?;
+        Ok(link)
+    }
+
+    async fn remove(
+        &self,
+        kind: LinkKind,
+        work: &AccountKey,
+        by: &AccountKey,
+        reason: &str,
+        expected_etag: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Link> {
+        let work_key = index_key(kind, work);
+        let (tombstone, last_event) = self.transact(|tx| {
+            let active = tx.load_indexed(tx.by_work, &work_key)?;
+            let last = tx.load_indexed(tx.last_removed, &work_key)?;
+            match plan_remove(kind, active.as_ref(), last, by, reason, expected_etag, now).or_else(abort)? {
+                RemovePlan::AlreadyRemoved(tombstone) => Ok((tombstone, None)),
+                RemovePlan::Retire(tombstone) => {
+                    let cursor = tx.apply_removal(&tombstone, now)?;
+                    Ok((tombstone, Some(cursor)))
+                }
+            }
+        })?;
+        self.committed(last_event).await?;
+        Ok(tombstone)
+    }
+
+    async fn active_links(&self, work: &AccountKey) -> Result<Vec<Link>> {
+        let mut links = Vec::new();
+        for kind in LinkKind::ALL {
+            links.extend(self.load_indexed(&self.trees.by_work, &index_key(kind, work))?);
+        }
+        Ok(links)
+    }
+
+    async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>> {
+        self.load_indexed(&self.trees.by_personal, &index_key(kind, personal))
+    }
+
+    async fn links_of_tenant(&self, tenant: &TenantId, query: &ListQuery) -> Result<LinkPage> {
+        let prefix = tenant_key(tenant, None);
+        // Link ids have a fixed length, so `id\0` sorts right after `id` and before any later id.
+        let start = match &query.after {
+            Some(after) => [tenant_key(tenant, Some(after)), vec![0]].concat(),
+            None => prefix.clone(),
+        };
+        let mut links = Vec::new();
+        for entry in self.trees.by_tenant.range(start..) {
+            let (key, _) = entry.map_err(unavailable)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let Some(bytes) = self.trees.links.get(&key[prefix.len()..]).map_err(unavailable)? else {
+                return Err(StoreError::Corrupt { detail: "the tenant index points at a missing link".into() });
+            };
+            let link: Link = decode(&bytes)?;
+            if query.kind.is_some_and(|k| k != link.kind) || (!query.include_removed && !link.is_active()) {
+                continue;
+            }
+            if links.len() == query.limit {
+                // One more matches: the page is full and there is a next one.
+                let next = links.last().map(|l: &Link| l.id.clone());
+                return Ok(LinkPage { links, next });
+            }
+            links.push(link);
+        }
+        Ok(LinkPage { links, next: None })
+    }
+
+    async fn events_after(&self, cursor: u64, limit: usize) -> Result<Vec<LinkEvent>> {
+        let purged_through = read_u64(self.trees.meta.get(PURGED_THROUGH).map_err(unavailable)?);
+        if cursor < purged_through {
+            return Err(StoreError::CursorExpired { cursor, oldest: purged_through });
+        }
+        let start = cursor.saturating_add(1).to_be_bytes();
+        let mut events = Vec::new();
+        for entry in self.trees.events.range(start..).take(limit) {
+            let (_, bytes) = entry.map_err(unavailable)?;
+            events.push(decode(&bytes)?);
+        }
+        Ok(events)
+    }
+
+    async fn wait_for_events(&self, cursor: u64, max_wait: Duration) -> Result<()> {
+        let mut feed = self.feed.subscribe();
+        let _ = tokio::time::timeout(max_wait, feed.wait_for(|last| *last > cursor)).await;
+        Ok(())
+    }
+
+    async fn purge_events_before(&self, before: DateTime<Utc>) -> Result<usize> {
+        let mut purged = 0;
+        for entry in self.trees.events.iter() {
+            let (key, bytes) = entry.map_err(unavailable)?;
+            let event: LinkEvent = decode(&bytes)?;
+            if event.at >= before {
+                break;
+            }
+            // Record the cutoff first: a watcher behind it must learn it missed events.
+            self.trees.meta.insert(PURGED_THROUGH, &event.cursor.to_be_bytes()).map_err(unavailable)?;
+            self.trees.events.remove(key).map_err(unavailable)?;
+            purged += 1;
+        }
+        if purged > 0 {
+            self.commit.durable().await?;
+        }
+        Ok(purged)
+    }
+
+    async fn upsert_organization(&self, organization: &Organization) -> Result<()> {
+        self.orgs.insert(organization.tenant.as_str(), encode(organization)?).map_err(unavailable)?;
+        self.commit.durable().await
+    }
+
+    async fn organization(&self, tenant: &TenantId) -> Result<Option<Organization>> {
+        self.orgs.get(tenant.as_str()).map_err(unavailable)?.map(|b| decode(&b)).transpose()
+    }
+
+    async fn record_certifications(&self, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>> {
+        let outcomes = self.transact(|tx| {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for incoming in batch {
+                let before = tx.certs_of(&incoming.personal)?;
+                let mut after = before.clone();
+                let fresh = Certification { expired: incoming.is_past_expiry(now), ..incoming.clone() };
+                let outcome = match after.iter_mut().find(|c| c.id == incoming.id) {
+                    // A renewal: a later (or no) expiry replaces the recorded one.
+                    Some(current) if renews(current, &fresh) => {
+                        if let Some(key) = expiry_key(current) {
+                            tx.expiry.remove(key)?;
+                        }
+                        *current = fresh.clone();
+                        Recorded::Accepted
+                    }
+                    Some(_) => Recorded::Duplicate,
+                    None => {
+                        after.push(fresh.clone());
+                        Recorded::Accepted
+                    }
+                };
+                if outcome == Recorded::Accepted {
+                    if let Some(key) = expiry_key(&fresh).filter(|_| !fresh.expired) {
+                        tx.expiry.insert(key, &[])?;
+                    }
+                    tx.replace_certs(&incoming.personal, &before, &after)?;
+                }
+                outcomes.push(outcome);
+            }
+            Ok(outcomes)
+        })?;
+        self.commit.durable().await?;
+        Ok(outcomes)
+    }
+
+    async fn expire_certifications(&self, now: DateTime<Utc>) -> Result<usize> {
+        let bound = expiry_bound(now);
+        let mut expired = 0;
+        loop {
+            let due: Vec<sled::IVec> = self
+                .trees
+                .expiry
+                .range(..bound.to_vec())
+                .take(EXPIRY_BATCH)
+                .map(|e| e.map(|(k, _)| k))
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?;
+            if due.is_empty() {
+                break;
+            }
+            expired += self.transact(|tx| {
+                let mut count = 0;
+                for key in &due {
+                    if tx.expiry.remove(key)?.is_none() {
+                        continue; // renewed or expired meanwhile
+                    }
+                    let rest = &key[8..];
+                    let Some(split) = rest.iter().rposition(|b| *b == 0) else { continue };
+                    let personal_raw = String::from_utf8_lossy(&rest[..split]).into_owned();
+                    let Some((tid, oid)) = personal_raw.split_once('\0') else { continue };
+                    let personal = AccountKey::parse(tid, oid).or_else(abort)?;
+                    let before = tx.certs_of(&personal)?;
+                    let mut after = before.clone();
+                    for cert in after.iter_mut().filter(|c| !c.expired && c.is_past_expiry(now)) {
+                        cert.expired = true;
+                        count += 1;
+                    }
+                    tx.replace_certs(&personal, &before, &after)?;
+                }
+                Ok(count)
+            })?;
+            self.commit.durable().await?;
+        }
+        Ok(expired)
+    }
+
+    async fn credit(&self, tenant: &TenantId) -> Result<Credit> {
+        Ok(self.stored_credit(tenant)?.credit)
+    }
+
+    async fn credit_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantId>> {
+        let mut found = std::collections::BTreeSet::new();
+        // Tenant ids have a fixed length: `tenant\x01` sorts after every `tenant\0…` key.
+        let start = after.map(|a| format!("{}\x01", a.as_str())).unwrap_or_default();
+        for entry in self.trees.credit.range(start.as_bytes()..).take(limit) {
+            let (key, _) = entry.map_err(unavailable)?;
+            found.insert(String::from_utf8_lossy(&key).into_owned());
+        }
+        let mut cursor = start;
+        while found.len() < 2 * limit {
+            let Some(entry) = self.trees.by_tenant.range(cursor.as_bytes()..).next() else { break };
+            let (key, _) = entry.map_err(unavailable)?;
+            let tenant = String::from_utf8_lossy(key.split(|b| *b == 0).next().unwrap_or_default()).into_owned();
+            cursor = format!("{tenant}\x01");
+            found.insert(tenant);
+        }
+        found.into_iter().take(limit).map(|t| TenantId::parse(&t).map_err(|e| StoreError::Corrupt { detail: e.to_string() })).collect()
+    }
+
+    async fn recalculate(&self, tenant: &TenantId) -> Result<Recalculation> {
+        for _ in 0..16 {
+            let stored = self.stored_credit(tenant)?;
+            let recomputed = self.recompute(tenant)?;
+            // Commit only if no write touched this organisation's credit meanwhile.
+            let committed = self.transact(|tx| {
+                let current = tx.stored_credit(tenant)?;
+                if current.version != stored.version {
+                    return Ok(false);
+                }
+                if current.credit != recomputed {
+                    tx.put_credit(tenant, recomputed.clone())?;
+                }
+                Ok(true)
+            })?;
+            if committed {
+                if stored.credit != recomputed {
+                    self.commit.durable().await?;
+                }
+                return Ok(Recalculation { stored: stored.credit, recomputed });
+            }
+        }
+        Err(StoreError::Unavailable { detail: format!("credit of {} kept changing during recalculation", tenant.as_str()) })
+    }
+
+    async fn overwrite_credit(&self, tenant: &TenantId, credit: &Credit) -> Result<()> {
+        self.transact(|tx| tx.put_credit(tenant, credit.clone()))?;
+        self.commit.durable().await
+    }
+
+    async fn secret(&self, name: &str) -> Result<Vec<u8>> {
+        let key = format!("secret/{name}");
+        if let Some(existing) = self.trees.meta.get(&key).map_err(unavailable)? {
+            return Ok(existing.to_vec());
+        }
+        let fresh = rand::random::<[u8; 32]>().to_vec();
+        // Two first users race: the first write wins and both use it.
+        match self.trees.meta.compare_and_swap(&key, None::<&[u8]>, Some(fresh.as_slice())).map_err(unavailable)? {
+            Ok(()) => {
+                self.commit.durable().await?;
+                Ok(fresh)
+            }
+            Err(conflict) => conflict.current.map(|c| c.to_vec()).ok_or_else(|| StoreError::Corrupt { detail: "secret vanished".into() }),
+        }
+    }
+
+    async fn check_integrity(&self) -> Result<IntegrityReport> {
+        let mut report = IntegrityReport::default();
+        self.check_index(&self.trees.by_work, "by_work", |l| &l.work, &mut report)?;
+        self.check_index(&self.trees.by_personal, "by_personal", |l| &l.personal, &mut report)?;
+        for entry in self.trees.links.iter() {
+            let (id, bytes) = entry.map_err(unavailable)?;
+            let link: Link = decode(&bytes)?;
+            if !self.trees.by_tenant.contains_key(tenant_key(&link.work.tenant, Some(&link.id))).map_err(unavailable)? {
+                report.problems.push(format!("link {} is missing from by_tenant", link.id.as_str()));
+            }
+            if !link.is_active() {
+                report.tombstones += 1;
+                continue;
+            }
+            report.active_links += 1;
+            for (index, side, name) in
+                [(&self.trees.by_work, &link.work, "by_work"), (&self.trees.by_personal, &link.personal, "by_personal")]
+            {
+                if index.get(index_key(link.kind, side)).map_err(unavailable)?.as_deref() != Some(id.as_ref()) {
+                    report.problems.push(format!("active link {} is missing from {name}", link.id.as_str()));
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Whether `incoming` replaces `current`: it expires later (or never), or revives an expired one.
+fn renews(current: &Certification, incoming: &Certification) -> bool {
+    match (current.expires_at, incoming.expires_at) {
+        _ if current.expired && !incoming.expired => true,
+        (Some(_), None) => true,
+        (Some(a), Some(b)) => b > a,
+        _ => false,
+    }
+}
