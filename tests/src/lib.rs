@@ -21,6 +21,8 @@ use idlink_service::{
 
 pub use idlink_service::oidc::devidp::{FABRIKAM_TENANT, Misbehaviour};
 
+pub mod daemon;
+
 // --- log capture: every test in this binary logs into one buffer that tests can scan ---
 
 static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();

@@ -6,6 +6,7 @@
 mod a_crash_loses_no_acknowledged_link;
 mod a_flow_cannot_be_hijacked_or_replayed;
 mod callers_are_authenticated;
+mod credit_follows_the_person;
 mod keys_survive_a_provider_outage;
 mod links_have_a_lifecycle;
 mod organisations_list_their_links_in_sealed_pages;
@@ -13,4 +14,5 @@ mod races_have_exactly_one_winner;
 mod secrets_never_reach_the_logs;
 mod sign_in_floods_are_limited;
 mod signing_keys_rotate_and_forged_tokens_fail;
+mod the_change_feed_resumes_exactly;
 mod who_may_do_what;

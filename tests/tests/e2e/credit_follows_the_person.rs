@@ -1,0 +1,229 @@
+//! Certification credit end to end: the Learning feed records certifications (before or after
+//! a link), an organisation's credit follows its linked people, recalculation repairs drift,
+//! and a transfer moves credit to the new employer in one atomic step.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use futures_util::StreamExt;
+use idlink_client::{IdlinkClient, pb};
+use idlink_service::{
+    domain::{Credit, TenantId},
+    oidc::devidp::{CONTOSO_TENANT, FABRIKAM_TENANT},
+};
+use idlink_tests::*;
+use tonic::Code;
+
+fn certification(personal: &idlink_service::domain::AccountKey, id: &str, expires_in_days: Option<i64>) -> pb::Certification {
+    let now = chrono::Utc::now();
+    pb::Certification {
+        personal_account: Some(pb::AccountRef { tenant_id: personal.tenant.as_str().into(), object_id: personal.object.as_str().into() }),
+        certification_id: id.into(),
+        earned_at: Some(prost_types::Timestamp { seconds: now.timestamp() - 86_400, nanos: 0 }),
+        expires_at: expires_in_days.map(|d| prost_types::Timestamp { seconds: now.timestamp() + d * 86_400, nanos: 0 }),
+    }
+}
+
+async fn app_client(app: &TestApp, client_id: &str) -> IdlinkClient {
+    app.client_with_token(Some(app.idp.app_token(client_id).unwrap())).await
+}
+
+fn people(credit: &pb::OrganizationCredit, area: &str) -> i64 {
+    credit.areas.iter().find(|a| a.area_id == area).map_or(0, |a| a.people)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certifications_count_for_the_organisation_of_the_linked_person() {
+    let app = TestApp::spawn().await;
+    let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
+    let alex_work = app.idp.user("alex@contoso.example").unwrap().key;
+    let enrolment = app_client(&app, "enrolment").await;
+    let org = enrolment
+        .upsert_organization(pb::UpsertOrganizationRequest {
+            tenant_id: CONTOSO_TENANT.into(),
+            partner_id: "4512345".into(),
+            name: "Contoso".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(org.organization_id, CONTOSO_TENANT);
+    let bad = enrolment
+        .upsert_organization(pb::UpsertOrganizationRequest {
+            tenant_id: CONTOSO_TENANT.into(),
+            partner_id: "45l2345".into(),
+            name: "C".into(),
+        })
+        .await;
+    assert_refused(bad, Code::InvalidArgument, "INVALID_ARGUMENT");
+
+    // The feed runs ahead of the link; one of each kind of bad record.
+    let feed = app_client(&app, "learning-feed").await;
+    let batch = vec![
+        certification(&jordan, "azure-administrator-associate", Some(365)),
+        certification(&jordan, "azure-administrator-associate", Some(365)),
+        certification(&jordan, "azure-solutions-architect-expert", None),
+        certification(&jordan, "no-such-certification", None),
+        certification(&alex_work, "azure-administrator-associate", None),
+        pb::Certification { earned_at: None, ..certification(&jordan, "azure-developer-associate", None) },
+    ];
+    let summary = feed.record_certifications(futures_util::stream::iter(batch)).await.unwrap();
+    assert_eq!((summary.accepted, summary.duplicates, summary.rejected), (2, 1, 3));
+    let reasons: Vec<_> = summary.rejections.iter().map(|r| (r.index, r.reason.as_str())).collect();
+    assert_eq!(reasons, [(3, "UNKNOWN_CERTIFICATION"), (4, "NOT_A_PERSONAL_ACCOUNT"), (5, "INVALID_ARGUMENT")]);
+
+    let alex = app.client_for("alex@contoso.example").await;
+    assert!(alex.organization_credit(CONTOSO_TENANT).await.unwrap().areas.is_empty(), "nothing counts before the link");
+    link(&alex, PU, "jordan@outlook.example").await.unwrap();
+    assert!(alex.organization_credit(CONTOSO_TENANT).await.unwrap().areas.is_empty(), "Partner University links do not count");
+    link(&alex, ML, "jordan@outlook.example").await.unwrap();
+
+    let credit = app.client_for("blair@contoso.example").await.organization_credit(CONTOSO_TENANT).await.unwrap();
+    assert_eq!(credit.partner_id, "4512345");
+    let infra = credit.areas.iter().find(|a| a.area_id == "infrastructure-azure").unwrap();
+    assert_eq!((infra.name.as_str(), infra.people, infra.certifications), ("Infrastructure (Azure)", 1, 2));
+    assert_eq!(people(&credit, "digital-app-innovation-azure"), 1);
+
+    // Who may read it: its own people and the recalculation job, not another organisation.
+    assert_refused(
+        app.client_for("casey@fabrikam.example").await.organization_credit(CONTOSO_TENANT).await,
+        Code::PermissionDenied,
+        "NOT_PERMITTED",
+    );
+    assert_eq!(app_client(&app, "credit-recalculation").await.organization_credit(CONTOSO_TENANT).await.unwrap(), credit);
+    assert_refused(
+        app_client(&app, "partner-university").await.organization_credit(CONTOSO_TENANT).await,
+        Code::PermissionDenied,
+        "NOT_PERMITTED",
+    );
+    assert_refused(alex.record_certifications(futures_util::stream::iter(vec![])).await, Code::PermissionDenied, "NOT_PERMITTED");
+
+    alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, reason: "left".into(), ..Default::default() }).await.unwrap();
+    assert!(alex.organization_credit(CONTOSO_TENANT).await.unwrap().areas.is_empty(), "removal takes the credit away");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recalculation_streams_every_organisation_and_repairs_exactly_the_drift() {
+    let app = TestApp::spawn().await;
+    let feed = app_client(&app, "learning-feed").await;
+    for (work, personal) in [("alex@contoso.example", "jordan@outlook.example"), ("casey@fabrikam.example", "sam@outlook.example")] {
+        let key = app.idp.user(personal).unwrap().key;
+        feed.record_certifications(futures_util::stream::iter(vec![certification(&key, "m365-administrator-expert", None)])).await.unwrap();
+        link(&app.client_for(work).await, ML, personal).await.unwrap();
+    }
+    let fabrikam = TenantId::parse(FABRIKAM_TENANT).unwrap();
+    let truth = app.store.credit(&fabrikam).await.unwrap();
+    let mut wrong = truth.clone();
+    wrong.add(&truth, 1);
+    app.store.overwrite_credit(&fabrikam, &wrong).await.unwrap();
+
+    let job = app_client(&app, "credit-recalculation").await;
+    let mut stream = job.recalculate_credits(vec![]).await.unwrap();
+    let (mut organisations, mut summary) = (Vec::new(), None);
+    while let Some(item) = stream.next().await {
+        match item.unwrap().item.unwrap() {
+            pb::recalculate_credits_response::Item::Organization(o) => organisations.push(o),
+            pb::recalculate_credits_response::Item::Summary(s) => summary = Some(s),
+        }
+    }
+    let summary = summary.expect("a summary ends the stream");
+    assert_eq!((summary.organizations, summary.drifted), (2, 1));
+    let drifted: Vec<_> = organisations.iter().filter(|o| !o.drift.is_empty()).collect();
+    assert_eq!(drifted.len(), 1);
+    assert_eq!(drifted[0].credit.as_ref().unwrap().organization_id, FABRIKAM_TENANT);
+    assert_eq!(drifted[0].drift[0].stored.as_ref().unwrap().people, 2);
+    assert_eq!(drifted[0].drift[0].recomputed.as_ref().unwrap().people, 1);
+    assert_eq!(app.store.credit(&fabrikam).await.unwrap(), truth, "repaired");
+    assert_ne!(truth, Credit::default());
+
+    // Only the job may run it.
+    let refused = app.client_for("admin@contoso.example").await.recalculate_credits(vec![]).await;
+    assert_refused(refused, Code::PermissionDenied, "NOT_PERMITTED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_moves_the_link_and_its_credit_in_one_step() {
+    let app = TestApp::spawn().await;
+    let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
+    app_client(&app, "learning-feed")
+        .await
+        .record_certifications(futures_util::stream::iter(vec![certification(&jordan, "security-operations-analyst-associate", None)]))
+        .await
+        .unwrap();
+    let alex = app.client_for("alex@contoso.example").await;
+    let old = link(&alex, ML, "jordan@outlook.example").await.unwrap();
+
+    // Without transfer: refused, with a hint that a transfer is possible.
+    let casey = app.client_for("casey@fabrikam.example").await;
+    let message = assert_refused(link(&casey, ML, "jordan@outlook.example").await, Code::AlreadyExists, "ACCOUNT_LINKED_ELSEWHERE");
+    assert!(message.contains("transfer"), "{message}");
+
+    // Two readers watch both organisations' credit while the transfer happens. Reading the
+    // old organisation first, an atomic move can never show neither; reading the new one
+    // first, it can never show both.
+    let reader = app_client(&app, "credit-recalculation").await;
+    let done = Arc::new(AtomicBool::new(false));
+    let watch = |first: &'static str, second: &'static str, forbidden: (i64, i64)| {
+        let (reader, done) = (reader.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !done.load(Ordering::SeqCst) || reads < 10 {
+                let a = people(&reader.organization_credit(first).await.unwrap(), "security");
+                let b = people(&reader.organization_credit(second).await.unwrap(), "security");
+                assert_ne!(
+                    (a, b),
+                    forbidden,
+                    "a reader saw the credit in {} organisations",
+                    if forbidden.0 == 0 { "neither" } else { "both" }
+                );
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let old_first = watch(CONTOSO_TENANT, FABRIKAM_TENANT, (0, 0));
+    let new_first = watch(FABRIKAM_TENANT, CONTOSO_TENANT, (1, 1));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut request = begin_request(ML, "jordan@outlook.example");
+    request.transfer = true;
+    let complete = begin_with(&casey, request).await;
+    let moved = casey.complete_link(complete).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    done.store(true, Ordering::SeqCst);
+    assert!(old_first.await.unwrap() >= 10 && new_first.await.unwrap() >= 10);
+
+    assert_eq!(people(&reader.organization_credit(CONTOSO_TENANT).await.unwrap(), "security"), 0);
+    assert_eq!(people(&reader.organization_credit(FABRIKAM_TENANT).await.unwrap(), "security"), 1);
+    // The old work user sees the tombstone, the new one the link.
+    assert!(alex.get_links().await.unwrap().is_empty());
+    let tombstone = alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, ..Default::default() }).await.unwrap();
+    assert_eq!((tombstone.id.as_str(), tombstone.removal.unwrap().reason.as_str()), (old.id.as_str(), "transferred"));
+    assert_eq!(casey.get_links().await.unwrap(), vec![moved.clone()]);
+
+    // And the feed says so.
+    let feed = app_client(&app, "partner-university").await;
+    let mut events = feed.watch_link_events(0).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.push(events.next().await.unwrap().unwrap());
+    }
+    assert_eq!(seen[1].r#type, pb::LinkEventType::LinkTransferred as i32);
+    assert_eq!((seen[1].link.as_ref().unwrap().id.as_str(), seen[1].previous_link_id.as_str()), (moved.id.as_str(), old.id.as_str()));
+    assert_eq!(seen[1].link.as_ref().unwrap().personal_account.as_ref().unwrap().email, "", "no personal email in the feed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_etag_cannot_remove_a_link() {
+    let app = TestApp::spawn().await;
+    let alex = app.client_for("alex@contoso.example").await;
+    let first = link(&alex, ML, "jordan@outlook.example").await.unwrap();
+    let mut replace = begin_request(ML, "sam@outlook.example");
+    replace.replace_existing = true;
+    let second = alex.complete_link(begin_with(&alex, replace).await).await.unwrap();
+    assert_ne!(first.etag, second.etag);
+    let stale = alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, etag: first.etag.clone(), ..Default::default() }).await;
+    assert_refused(stale, Code::FailedPrecondition, "ETAG_MISMATCH");
+    assert_eq!(alex.get_links().await.unwrap().len(), 1);
+    alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, etag: second.etag, ..Default::default() }).await.unwrap();
+}
