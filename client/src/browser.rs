@@ -43,6 +43,7 @@ impl Redirect {
             error: self.error,
             error_description: self.error_description,
             redirect_uri: None,
+            request_id: String::new(),
         }
     }
 }

@@ -266,6 +266,7 @@ async fn run_link(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> {
                     login_hint: a.login_hint.clone(),
                     replace_existing: a.replace_existing,
                     transfer: a.transfer,
+                    ..Default::default()
                 })
                 .await?;
             if cli.json {

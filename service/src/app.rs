@@ -10,7 +10,9 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{
-    api::{auth::AuthLayer, credit::CreditApi, link::LinkApi, organization::OrganizationApi, page_token::PageTokens},
+    api::{
+        auth::AuthLayer, credit::CreditApi, idempotency::Requests, link::LinkApi, organization::OrganizationApi, page_token::PageTokens,
+    },
     clock::DynClock,
     config::{ConfigError, Settings},
     credits::Credits,
@@ -113,8 +115,9 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| StartupError::Serve(e.to_string()))?;
-        let background = self.spawn_background_tasks();
+        let background = self.spawn_background_tasks(Arc::new(Requests::new(self.linker.store().clone(), self.clock.clone())));
         let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let requests = Arc::new(Requests::new(self.linker.store().clone(), self.clock.clone()));
         let shutdown = async move {
             shutdown.await;
             // Long-lived watch streams end now, or graceful shutdown would wait for them forever.
@@ -125,9 +128,15 @@ impl Application {
             .layer(AuthLayer::new(self.auth.clone(), self.clock.clone()))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(LinkServiceServer::new(LinkApi::new(self.linker.clone(), self.clock.clone(), self.page_tokens, stopped)))
+            .add_service(LinkServiceServer::new(LinkApi::new(
+                self.linker.clone(),
+                self.clock.clone(),
+                self.page_tokens,
+                stopped,
+                requests.clone(),
+            )))
             .add_service(CreditServiceServer::new(CreditApi::new(self.credits.clone(), self.clock.clone())))
-            .add_service(OrganizationServiceServer::new(OrganizationApi::new(self.credits.clone(), self.clock.clone())))
+            .add_service(OrganizationServiceServer::new(OrganizationApi::new(self.credits.clone(), self.clock.clone(), requests.clone())))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
             .await
             .map_err(|e| StartupError::Serve(e.to_string()));
@@ -135,7 +144,7 @@ impl Application {
         result
     }
 
-    fn spawn_background_tasks(&self) -> tokio::task::JoinHandle<()> {
+    fn spawn_background_tasks(&self, requests: Arc<Requests>) -> tokio::task::JoinHandle<()> {
         let (linker, auth, clock, credits, retention) =
             (self.linker.clone(), self.auth.clone(), self.clock.clone(), self.credits.clone(), self.retention);
         tokio::spawn(async move {
@@ -157,6 +166,7 @@ impl Application {
                         if let Err(e) = linker.store().purge_events_before(now - retention).await {
                             tracing::warn!(error = %e, "event retention failed");
                         }
+                        requests.purge().await;
                     },
                     _ = keys.tick() => {
                         auth.refresh_keys().await;

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     convert,
+    idempotency::Requests,
     page_token::PageTokens,
     status::{ApiError, Locale, to_status},
 };
@@ -27,11 +28,18 @@ pub struct LinkApi {
     page_tokens: PageTokens,
     /// Flips to true when the server stops: watch streams end so shutdown can finish.
     stopping: tokio::sync::watch::Receiver<bool>,
+    requests: Arc<Requests>,
 }
 
 impl LinkApi {
-    pub fn new(linker: Arc<Linker>, clock: DynClock, page_tokens: PageTokens, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
-        Self { linker, clock, page_tokens, stopping }
+    pub fn new(
+        linker: Arc<Linker>,
+        clock: DynClock,
+        page_tokens: PageTokens,
+        stopping: tokio::sync::watch::Receiver<bool>,
+        requests: Arc<Requests>,
+    ) -> Self {
+        Self { linker, clock, page_tokens, stopping, requests }
     }
 }
 
@@ -118,37 +126,45 @@ impl LinkService for LinkApi {
     }
 
     async fn begin_link(&self, request: Request<pb::BeginLinkRequest>) -> Result<Response<pb::BeginLinkResponse>, Status> {
-        respond(request, async |actor, r| {
-            let request = BeginRequest {
-                kind: convert::kind(r.kind)?,
-                redirect_uri: convert::text("redirect_uri", &r.redirect_uri, 2048)?,
-                login_hint: convert::optional_text("login_hint", r.login_hint.as_deref(), 256)?,
-                mode: LinkMode { replace_existing: r.replace_existing, transfer: r.transfer },
-            };
-            let begun = self.linker.begin(&actor, request, self.clock.now()).await?;
-            Ok(pb::BeginLinkResponse {
-                authorization_url: begun.authorization_url,
-                state: begun.state,
-                expires_at: Some(convert::timestamp(begun.expires_at)),
+        self.requests
+            .run(request, async |request| {
+                respond(request, async |actor, r| {
+                    let request = BeginRequest {
+                        kind: convert::kind(r.kind)?,
+                        redirect_uri: convert::text("redirect_uri", &r.redirect_uri, 2048)?,
+                        login_hint: convert::optional_text("login_hint", r.login_hint.as_deref(), 256)?,
+                        mode: LinkMode { replace_existing: r.replace_existing, transfer: r.transfer },
+                    };
+                    let begun = self.linker.begin(&actor, request, self.clock.now()).await?;
+                    Ok(pb::BeginLinkResponse {
+                        authorization_url: begun.authorization_url,
+                        state: begun.state,
+                        expires_at: Some(convert::timestamp(begun.expires_at)),
+                    })
+                })
+                .await
             })
-        })
-        .await
+            .await
     }
 
     async fn complete_link(&self, request: Request<pb::CompleteLinkRequest>) -> Result<Response<pb::Link>, Status> {
-        respond(request, async |actor, r| {
-            let error = convert::optional_text("error", r.error.as_deref(), 256)?;
-            let request = CompleteRequest {
-                state: convert::text("state", &r.state, 512)?,
-                code: if error.is_some() { "" } else { convert::text("code", &r.code, 4096)? },
-                iss: convert::optional_text("iss", r.iss.as_deref(), 2048)?,
-                error,
-                redirect_uri: convert::optional_text("redirect_uri", r.redirect_uri.as_deref(), 2048)?,
-            };
-            let link = self.linker.complete(&actor, request, self.clock.now()).await?;
-            Ok(convert::link(&link, &actor.principal))
-        })
-        .await
+        self.requests
+            .run(request, async |request| {
+                respond(request, async |actor, r| {
+                    let error = convert::optional_text("error", r.error.as_deref(), 256)?;
+                    let request = CompleteRequest {
+                        state: convert::text("state", &r.state, 512)?,
+                        code: if error.is_some() { "" } else { convert::text("code", &r.code, 4096)? },
+                        iss: convert::optional_text("iss", r.iss.as_deref(), 2048)?,
+                        error,
+                        redirect_uri: convert::optional_text("redirect_uri", r.redirect_uri.as_deref(), 2048)?,
+                    };
+                    let link = self.linker.complete(&actor, request, self.clock.now()).await?;
+                    Ok(convert::link(&link, &actor.principal))
+                })
+                .await
+            })
+            .await
     }
 
     async fn get_links(&self, request: Request<pb::GetLinksRequest>) -> Result<Response<pb::GetLinksResponse>, Status> {
@@ -161,14 +177,18 @@ impl LinkService for LinkApi {
     }
 
     async fn remove_link(&self, request: Request<pb::RemoveLinkRequest>) -> Result<Response<pb::Link>, Status> {
-        respond(request, async |actor, r| {
-            let owner = convert::subject_user(r.user.as_ref(), &actor.principal)?;
-            let reason = convert::optional_text("reason", Some(r.reason.as_str()), 200)?.unwrap_or("user_request");
-            let etag = convert::optional_text("etag", Some(r.etag.as_str()), 64)?;
-            let tombstone = self.linker.remove(&actor, convert::kind(r.kind)?, &owner, reason, etag, self.clock.now()).await?;
-            Ok(convert::link(&tombstone, &actor.principal))
-        })
-        .await
+        self.requests
+            .run(request, async |request| {
+                respond(request, async |actor, r| {
+                    let owner = convert::subject_user(r.user.as_ref(), &actor.principal)?;
+                    let reason = convert::optional_text("reason", Some(r.reason.as_str()), 200)?.unwrap_or("user_request");
+                    let etag = convert::optional_text("etag", Some(r.etag.as_str()), 64)?;
+                    let tombstone = self.linker.remove(&actor, convert::kind(r.kind)?, &owner, reason, etag, self.clock.now()).await?;
+                    Ok(convert::link(&tombstone, &actor.principal))
+                })
+                .await
+            })
+            .await
     }
 
     async fn list_links(&self, request: Request<pb::ListLinksRequest>) -> Result<Response<pb::ListLinksResponse>, Status> {

@@ -3,6 +3,7 @@
 pub mod auth;
 mod convert;
 pub mod credit;
+pub mod idempotency;
 pub mod link;
 pub mod organization;
 pub mod page_token;

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     convert,
+    idempotency::Requests,
     link::actor,
     status::{ApiError, Locale, to_status},
 };
@@ -19,17 +20,24 @@ use crate::{
 pub struct OrganizationApi {
     credits: Arc<Credits>,
     clock: DynClock,
+    requests: Arc<Requests>,
 }
 
 impl OrganizationApi {
-    pub fn new(credits: Arc<Credits>, clock: DynClock) -> Self {
-        Self { credits, clock }
+    pub fn new(credits: Arc<Credits>, clock: DynClock, requests: Arc<Requests>) -> Self {
+        Self { credits, clock, requests }
     }
 }
 
 #[tonic::async_trait]
 impl OrganizationService for OrganizationApi {
     async fn upsert_organization(&self, request: Request<pb::UpsertOrganizationRequest>) -> Result<Response<pb::Organization>, Status> {
+        self.requests.run(request, async |request| self.upsert(request).await).await
+    }
+}
+
+impl OrganizationApi {
+    async fn upsert(&self, request: Request<pb::UpsertOrganizationRequest>) -> Result<Response<pb::Organization>, Status> {
         let locale = Locale::from_metadata(request.metadata());
         let outcome = async {
             let actor = actor(&request)?;

@@ -396,6 +396,35 @@ async fn assert_consistent_links<S: Store + ?Sized>(store: &S) {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
+pub async fn an_idempotency_key_is_reserved_once_and_remembers_its_answer<S: Store>(store: Arc<S>) {
+    use super::{Reservation, StoredOutcome};
+    let now = Utc::now();
+    let stale = now - Duration::minutes(1);
+    let racers = (0..16).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.reserve_request("k", "fp", now, stale).await.unwrap() })
+    });
+    let mut reserved = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Reservation::Reserved => reserved += 1,
+            Reservation::InFlight => {}
+            other => unreachable!("{other:?}"),
+        }
+    }
+    assert_eq!(reserved, 1);
+    assert_eq!(store.reserve_request("k", "other", now, stale).await.unwrap(), Reservation::Mismatch);
+    let answer = StoredOutcome { code: 0, message: String::new(), body: vec![1, 2, 3] };
+    store.finish_request("k", Some(answer.clone())).await.unwrap();
+    assert_eq!(store.reserve_request("k", "fp", now, stale).await.unwrap(), Reservation::Done(answer));
+    // A released key can be reserved again; an abandoned one is taken over once stale.
+    store.reserve_request("r", "fp", now, stale).await.unwrap();
+    store.finish_request("r", None).await.unwrap();
+    assert_eq!(store.reserve_request("r", "fp", now, stale).await.unwrap(), Reservation::Reserved);
+    assert_eq!(store.reserve_request("r", "fp", now, now + Duration::seconds(1)).await.unwrap(), Reservation::Reserved);
+    assert_eq!(store.purge_requests_before(now + Duration::seconds(1)).await.unwrap(), 2);
+}
+
 /// Expands to one `#[tokio::test]` per check, each on a fresh store from `$open`, which
 /// returns `(guard, Arc<Store>)`; the guard lives as long as the test.
 macro_rules! suite {
@@ -413,7 +442,8 @@ macro_rules! suite {
         $crate::store::conformance::suite!(@by_arc $open,
             racing_links_of_one_personal_account_have_one_winner,
             racing_links_of_one_work_user_have_one_winner,
-            racing_takes_of_one_flow_have_one_winner);
+            racing_takes_of_one_flow_have_one_winner,
+            an_idempotency_key_is_reserved_once_and_remembers_its_answer);
     };
     (@by_ref $open:path, $($check:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

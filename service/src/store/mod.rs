@@ -72,6 +72,28 @@ pub struct Recalculation {
     pub recomputed: Credit,
 }
 
+/// The remembered answer of an idempotent request: a response (`code` 0, `body` the encoded
+/// message) or a definitive refusal (`body` the status details).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredOutcome {
+    pub code: i32,
+    pub message: String,
+    pub body: Vec<u8>,
+}
+
+/// What [`Store::reserve_request`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// Ours to run: call [`Store::finish_request`] afterwards.
+    Reserved,
+    /// Another attempt with this id is running now.
+    InFlight,
+    /// Already answered.
+    Done(StoredOutcome),
+    /// This id was used for a different request.
+    Mismatch,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Remembers a pending flow under the hash of its state. Not flushed: a flow lost in a
@@ -142,6 +164,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces stored credit without recomputation: repair drills and tests only.
     async fn overwrite_credit(&self, tenant: &TenantId, credit: &Credit) -> Result<()>;
+
+    /// Reserves an idempotency key for a request with this fingerprint. A reservation older
+    /// than `stale_before` (its owner died) is taken over.
+    async fn reserve_request(&self, key: &str, fingerprint: &str, now: DateTime<Utc>, stale_before: DateTime<Utc>) -> Result<Reservation>;
+
+    /// Records the answer of a reserved request (durably), or releases it (`None`).
+    async fn finish_request(&self, key: &str, outcome: Option<StoredOutcome>) -> Result<()>;
+
+    /// Forgets idempotency records created before `before`.
+    async fn purge_requests_before(&self, before: DateTime<Utc>) -> Result<usize>;
 
     /// A random 32-byte secret named `name`, created on first use and kept with the data, so
     /// every replica and restart agrees on it (it signs page tokens).

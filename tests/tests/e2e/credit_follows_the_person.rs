@@ -45,6 +45,7 @@ async fn certifications_count_for_the_organisation_of_the_linked_person() {
             tenant_id: CONTOSO_TENANT.into(),
             partner_id: "4512345".into(),
             name: "Contoso".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -54,6 +55,7 @@ async fn certifications_count_for_the_organisation_of_the_linked_person() {
             tenant_id: CONTOSO_TENANT.into(),
             partner_id: "45l2345".into(),
             name: "C".into(),
+            ..Default::default()
         })
         .await;
     assert_refused(bad, Code::InvalidArgument, "INVALID_ARGUMENT");

@@ -11,6 +11,7 @@ mod keys_survive_a_provider_outage;
 mod links_have_a_lifecycle;
 mod organisations_list_their_links_in_sealed_pages;
 mod races_have_exactly_one_winner;
+mod retries_are_idempotent;
 mod secrets_never_reach_the_logs;
 mod sign_in_floods_are_limited;
 mod signing_keys_rotate_and_forged_tokens_fail;

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use sled::{Transactional, transaction::TransactionError};
 use tx::{StoredCredit, Tx, TxResult, abort, decode, encode, expiry_bound, expiry_key, index_key, personal_key, tenant_key};
 
-use super::{IntegrityReport, LinkPage, ListQuery, Recalculation, Recorded, Result, Store, StoreError};
+use super::{IntegrityReport, LinkPage, ListQuery, Recalculation, Recorded, Reservation, Result, Store, StoreError, StoredOutcome};
 use crate::domain::{
     AccountKey, Catalog, Certification, Credit, Flow, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, RemovePlan, StateHash,
     TenantId, plan_link, plan_remove,
@@ -51,6 +51,8 @@ pub struct SledStore {
     trees: Trees,
     flows: sled::Tree,
     orgs: sled::Tree,
+    /// idempotency key → request fingerprint and, once answered, the answer.
+    requests: sled::Tree,
     catalog: Arc<Catalog>,
     commit: GroupCommit,
     /// The last committed event cursor, for watchers.
@@ -87,6 +89,7 @@ impl SledStore {
         Ok(Self {
             flows: tree("flows")?,
             orgs: tree("organizations")?,
+            requests: tree("requests")?,
             trees,
             catalog,
             commit: GroupCommit::new(db.clone()),
@@ -197,6 +200,14 @@ impl SledStore {
         }
         Ok(())
     }
+}
+
+/// An idempotency record as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RequestRecord {
+    fingerprint: String,
+    created_at: DateTime<Utc>,
+    outcome: Option<StoredOutcome>,
 }
 
 /// One flush serves every write that finished before it started.

@@ -294,6 +294,58 @@ impl Store for SledStore {
         self.commit.durable().await
     }
 
+    async fn reserve_request(&self, key: &str, fingerprint: &str, now: DateTime<Utc>, stale_before: DateTime<Utc>) -> Result<Reservation> {
+        let pending = encode(&RequestRecord { fingerprint: fingerprint.to_owned(), created_at: now, outcome: None })?;
+        loop {
+            let current = self.requests.get(key).map_err(unavailable)?;
+            let replace = match &current {
+                None => None,
+                Some(bytes) => {
+                    let record: RequestRecord = decode(bytes)?;
+                    if record.fingerprint != fingerprint {
+                        return Ok(Reservation::Mismatch);
+                    }
+                    if let Some(outcome) = record.outcome {
+                        return Ok(Reservation::Done(outcome));
+                    }
+                    if record.created_at >= stale_before {
+                        return Ok(Reservation::InFlight);
+                    }
+                    current.clone()
+                }
+            };
+            // Compare-and-swap: of racing first attempts exactly one reserves.
+            if self.requests.compare_and_swap(key, replace, Some(pending.as_slice())).map_err(unavailable)?.is_ok() {
+                return Ok(Reservation::Reserved);
+            }
+        }
+    }
+
+    async fn finish_request(&self, key: &str, outcome: Option<StoredOutcome>) -> Result<()> {
+        let Some(outcome) = outcome else {
+            self.requests.remove(key).map_err(unavailable)?;
+            return Ok(());
+        };
+        let Some(bytes) = self.requests.get(key).map_err(unavailable)? else {
+            return Err(StoreError::Corrupt { detail: "an idempotency reservation vanished".into() });
+        };
+        let record: RequestRecord = decode(&bytes)?;
+        self.requests.insert(key, encode(&RequestRecord { outcome: Some(outcome), ..record })?).map_err(unavailable)?;
+        self.commit.durable().await
+    }
+
+    async fn purge_requests_before(&self, before: DateTime<Utc>) -> Result<usize> {
+        let mut purged = 0;
+        for entry in self.requests.iter() {
+            let (key, bytes) = entry.map_err(unavailable)?;
+            let old = decode::<RequestRecord>(&bytes).map(|r| r.created_at < before).unwrap_or(true);
+            if old && self.requests.compare_and_swap(&key, Some(bytes), None::<&[u8]>).map_err(unavailable)?.is_ok() {
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
     async fn secret(&self, name: &str) -> Result<Vec<u8>> {
         let key = format!("secret/{name}");
         if let Some(existing) = self.trees.meta.get(&key).map_err(unavailable)? {
