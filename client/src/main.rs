@@ -5,6 +5,8 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
 use idlink_client::{ClientError, ClientOptions, IdlinkClient, browser, parse_kind, pb};
+
+mod batch;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -19,6 +21,9 @@ struct Cli {
     /// Development: get a token for this fixture user from the development provider.
     #[arg(long, global = true)]
     user: Option<String>,
+    /// Development: get a token for this fixture app (partner-university, learning-feed, …).
+    #[arg(long = "as-app", global = true, conflicts_with = "user")]
+    as_app: Option<String>,
     /// Development: the development identity provider.
     #[arg(long, global = true, env = "IDLINK_DEV_IDP", default_value = "http://127.0.0.1:50052")]
     idp: String,
@@ -43,6 +48,18 @@ enum Command {
     /// Manage links (yours, or as an admin or service, an organisation's).
     #[command(subcommand, alias = "links")]
     Link(LinkCommand),
+    /// Enrolment: organisations and their PartnerIDs.
+    #[command(subcommand)]
+    Orgs(OrgsCommand),
+    /// The Learning feed: certifications.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Organisations' certification credit.
+    #[command(subcommand)]
+    Credit(CreditCommand),
+    /// The change feed.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Services: the work user a personal account is linked to.
     Resolve {
         #[arg(long)]
@@ -63,6 +80,55 @@ enum Command {
         kind: String,
         #[arg(long, default_value = "http://localhost:8080/profile/link/callback")]
         redirect_uri: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgsCommand {
+    /// Create or update a tenant's organisation (Organizations.Write).
+    Upsert {
+        #[arg(long)]
+        tenant_id: String,
+        #[arg(long)]
+        partner_id: String,
+        #[arg(long)]
+        name: String,
+        /// Idempotency key: safe to rerun.
+        #[arg(long, default_value = "")]
+        request_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Stream a CSV (personal_tenant_id,personal_object_id,certification_id,earned_at,expires_at)
+    /// or JSON-lines (.jsonl) file (Certifications.Write). Safe to rerun: duplicates are counted.
+    Import { file: std::path::PathBuf },
+}
+
+#[derive(Subcommand)]
+enum CreditCommand {
+    /// An organisation's credit per competency area.
+    Show { organization_id: String },
+    /// Recompute from the source records and repair drift (Credits.Recalculate).
+    Recalc {
+        /// Every organisation.
+        #[arg(long, conflicts_with = "org")]
+        all: bool,
+        #[arg(long)]
+        org: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Follow the change feed (Links.Read); resume with the last cursor printed.
+    Watch {
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Stop after this many events.
+        #[arg(long)]
+        limit: Option<u64>,
     },
 }
 
@@ -162,11 +228,12 @@ async fn dev_token(idp: &str, who: &str, name: &str) -> anyhow::Result<String> {
 }
 
 async fn connect(cli: &Cli, default_user: Option<&str>) -> anyhow::Result<IdlinkClient> {
-    let token = match (&cli.token, cli.user.as_deref().or(default_user)) {
-        (Some(token), _) => token.clone(),
-        (None, Some(user)) => dev_token(&cli.idp, "user", user).await?,
-        (None, None) => {
-            return Err(anyhow!("no credentials: pass --token (or IDLINK_TOKEN), or --user with `idlinkd --dev`"));
+    let token = match (&cli.token, &cli.as_app, cli.user.as_deref().or(default_user)) {
+        (Some(token), _, _) => token.clone(),
+        (None, Some(app), _) => dev_token(&cli.idp, "app", app).await?,
+        (None, None, Some(user)) => dev_token(&cli.idp, "user", user).await?,
+        (None, None, None) => {
+            return Err(anyhow!("no credentials: pass --token (or IDLINK_TOKEN), or --user / --as-app with `idlinkd --dev`"));
         }
     };
     let mut options = ClientOptions::new(cli.endpoint.clone()).token(token);
@@ -229,6 +296,32 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Link(command) => run_link(cli, command).await?,
         Command::Demo { work_user, personal, kind, redirect_uri } => demo(cli, work_user, personal, kind, redirect_uri).await?,
+        Command::Orgs(OrgsCommand::Upsert { tenant_id, partner_id, name, request_id }) => {
+            let client = connect(cli, None).await?;
+            let request = pb::UpsertOrganizationRequest {
+                tenant_id: tenant_id.clone(),
+                partner_id: partner_id.clone(),
+                name: name.clone(),
+                request_id: request_id.clone(),
+            };
+            let org = client.upsert_organization(request).await?;
+            if cli.json {
+                println!("{}", json!({"organization_id": org.organization_id, "partner_id": org.partner_id, "name": org.name}));
+            } else {
+                println!("{} {} (PartnerID {})", org.organization_id, org.name, org.partner_id);
+            }
+        }
+        Command::Certs(CertsCommand::Import { file }) => batch::import(&connect(cli, None).await?, file, cli.json).await?,
+        Command::Credit(CreditCommand::Show { organization_id }) => {
+            batch::show_credit(&connect(cli, None).await?, organization_id, cli.json).await?
+        }
+        Command::Credit(CreditCommand::Recalc { all, org }) => {
+            if !*all && org.is_empty() {
+                return Err(anyhow!("name organisations with --org, or recalculate every one with --all"));
+            }
+            batch::recalculate(&connect(cli, None).await?, org.clone(), cli.json).await?;
+        }
+        Command::Events(EventsCommand::Watch { from, limit }) => batch::watch(&connect(cli, None).await?, *from, *limit, cli.json).await?,
         Command::Resolve { kind, object_id, tenant_id } => {
             let client = connect(cli, None).await?;
             let account = pb::AccountRef { tenant_id: tenant_id.clone(), object_id: object_id.clone() };

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
 
+mod a_batch_job_imports_certifications;
 mod a_crash_loses_no_acknowledged_link;
 mod a_flow_cannot_be_hijacked_or_replayed;
 mod callers_are_authenticated;

@@ -1,0 +1,79 @@
+//! The Learning feed's batch job: a 100k-line certification file streamed through the
+//! `idlink` CLI, counts right, and the credit follows.
+
+use std::io::Write;
+
+use idlink_tests::*;
+
+const CERTS: [&str; 6] = [
+    "azure-administrator-associate",
+    "azure-solutions-architect-expert",
+    "m365-administrator-expert",
+    "security-operations-analyst-associate",
+    "azure-developer-associate",
+    "power-platform-developer-associate",
+];
+
+fn idlink_binary() -> std::path::PathBuf {
+    let path = daemon::idlinkd_binary().with_file_name("idlink");
+    assert!(path.exists(), "{} is missing: run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_line_file_imports_with_the_right_counts() {
+    let app = TestApp::spawn().await;
+    let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("certifications.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    writeln!(file, "personal_tenant_id,personal_object_id,certification_id,earned_at,expires_at").unwrap();
+    let consumer = jordan.tenant.as_str();
+    let (mut lines, mut valid) = (0, Vec::new());
+    for person in 0..24_500u64 {
+        for k in 0..4 {
+            let line = format!(
+                "{consumer},00000000-0000-4000-8000-{person:012x},{},2026-01-15T09:00:00Z,2029-01-15T09:00:00Z",
+                CERTS[(person as usize + k) % 6]
+            );
+            writeln!(file, "{line}").unwrap();
+            valid.push(line);
+            lines += 1;
+        }
+    }
+    writeln!(file, "{consumer},{},azure-administrator-associate,2026-02-01T00:00:00Z,", jordan.object.as_str()).unwrap();
+    for i in 0..1000 {
+        writeln!(file, "{}", valid[i * 97]).unwrap(); // duplicates
+    }
+    for i in 0..500 {
+        writeln!(file, "{consumer},00000000-0000-4000-8000-{i:012x},retired-exam-{i},2026-01-15T09:00:00Z,").unwrap();
+        writeln!(file, "{consumer},not enough fields").unwrap();
+    }
+    lines += 1 + 1000 + 1000;
+    file.flush().unwrap();
+    drop(file);
+    assert_eq!(lines, 100_001);
+
+    let output = tokio::process::Command::new(idlink_binary())
+        .args(["--endpoint", &app.endpoint(), "--idp", app.idp.base_url(), "--as-app", "learning-feed", "--json", "certs", "import"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["lines"], 100_002, "{summary}"); // with the header
+    assert_eq!(
+        (summary["accepted"].as_u64(), summary["duplicates"].as_u64(), summary["rejected"].as_u64()),
+        (Some(98_001), Some(1000), Some(1000))
+    );
+    let reasons: std::collections::BTreeSet<_> =
+        summary["rejections"].as_array().unwrap().iter().map(|r| r["reason"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(reasons, ["MALFORMED".to_owned(), "UNKNOWN_CERTIFICATION".to_owned()].into());
+
+    // The imported certification counts the moment Jordan's account is linked.
+    link(&app.client_for("alex@contoso.example").await, ML, "jordan@outlook.example").await.unwrap();
+    let credit =
+        app.client_for("alex@contoso.example").await.organization_credit(idlink_service::oidc::devidp::CONTOSO_TENANT).await.unwrap();
+    assert_eq!(credit.areas.iter().find(|a| a.area_id == "infrastructure-azure").map(|a| a.certifications), Some(1));
+}
