@@ -1,0 +1,131 @@
+//! Full credit recalculation throughput, reported against a baseline measured in the same run
+//! on the same data: a bare scan of every organisation's links (same reads, no credit math).
+//!
+//!     cargo run --release -p idlink-service --example recalc_throughput -- [ORGS] [LINKS_PER_ORG] [CERTS_PER_PERSON]
+//!
+//! Defaults: 200 organisations × 100 links × 3 certifications. Loads through the store API
+//! (64 concurrent writers, group commit), in a temporary directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark fails loudly")]
+
+use std::{sync::Arc, time::Instant};
+
+use chrono::{Duration, Utc};
+use idlink_service::{
+    domain::{
+        AccountKey, CONSUMER_TENANT, Catalog, Certification, CertificationId, LinkKind, LinkMode, NewLink, PersonalProfile, TenantId,
+    },
+    store::{ListQuery, Store, sled::SledStore},
+};
+
+const CERTS: [&str; 6] = [
+    "azure-administrator-associate",
+    "azure-solutions-architect-expert",
+    "m365-administrator-expert",
+    "security-operations-analyst-associate",
+    "azure-developer-associate",
+    "power-platform-developer-associate",
+];
+
+fn tenant(org: u64) -> TenantId {
+    TenantId::parse(&format!("{org:08x}-0000-4000-8000-000000000000")).unwrap()
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<u64> = std::env::args().skip(1).map(|a| a.parse().expect("numbers")).collect();
+    let (orgs, per_org, certs_per) =
+        (args.first().copied().unwrap_or(200), args.get(1).copied().unwrap_or(100), args.get(2).copied().unwrap_or(3));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path(), Arc::new(Catalog::default_catalog())).unwrap());
+    let now = Utc::now();
+
+    let started = Instant::now();
+    let people: Vec<(u64, u64)> = (0..orgs).flat_map(|o| (0..per_org).map(move |l| (o, l))).collect();
+    for chunk in people.chunks(64) {
+        let writers: Vec<_> = chunk
+            .iter()
+            .map(|&(o, l)| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let new = NewLink {
+                        kind: LinkKind::MicrosoftLearning,
+                        work: AccountKey::parse(tenant(o).as_str(), &format!("00000000-0000-4000-8000-{l:012x}")).unwrap(),
+                        work_upn: String::new(),
+                        personal: AccountKey::parse(CONSUMER_TENANT, &format!("{o:08x}-0000-4000-8000-{l:012x}")).unwrap(),
+                        personal_sub: String::new(),
+                        profile: PersonalProfile::default(),
+                    };
+                    store.link(new, LinkMode::default(), now).await.unwrap();
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+    }
+    let mut batch = Vec::new();
+    for &(o, l) in &people {
+        for k in 0..certs_per {
+            batch.push(Certification {
+                personal: AccountKey::parse(CONSUMER_TENANT, &format!("{o:08x}-0000-4000-8000-{l:012x}")).unwrap(),
+                id: CertificationId::parse(CERTS[((o + l + k) % 6) as usize]).unwrap(),
+                earned_at: now - Duration::days(30),
+                expires_at: Some(now + Duration::days(365)),
+                expired: false,
+            });
+            if batch.len() == 512 {
+                store.record_certifications(&batch, now).await.unwrap();
+                batch.clear();
+            }
+        }
+    }
+    store.record_certifications(&batch, now).await.unwrap();
+    let links = orgs * per_org;
+    println!("loaded {links} links, {} certifications in {:.1}s", links * certs_per, started.elapsed().as_secs_f64());
+
+    // Baseline: read every organisation's links, nothing else.
+    let started = Instant::now();
+    let mut scanned = 0;
+    for o in 0..orgs {
+        let query = ListQuery { kind: Some(LinkKind::MicrosoftLearning), include_removed: false, after: None, limit: usize::MAX };
+        scanned += store.links_of_tenant(&tenant(o), &query).await.unwrap().links.len();
+    }
+    let baseline = started.elapsed().as_secs_f64();
+    assert_eq!(scanned as u64, links);
+
+    // Full recalculation, as RecalculateCredits runs it: page through organisations.
+    let started = Instant::now();
+    let (mut done, mut drifted, mut after) = (0u64, 0u64, None::<TenantId>);
+    loop {
+        let page = store.credit_tenants(after.as_ref(), 64).await.unwrap();
+        let Some(last) = page.last().cloned() else { break };
+        for t in &page {
+            let r = store.recalculate(t).await.unwrap();
+            drifted += u64::from(r.stored != r.recomputed);
+            done += 1;
+        }
+        after = Some(last);
+    }
+    let recalc = started.elapsed().as_secs_f64();
+    assert_eq!((done, drifted), (orgs, 0));
+    println!("baseline scan:   {baseline:.3}s ({:.0} links/s)", links as f64 / baseline);
+    println!(
+        "recalculation:   {recalc:.3}s ({:.0} links/s, {:.0} organisations/s) = {:.2}x the baseline",
+        links as f64 / recalc,
+        orgs as f64 / recalc,
+        recalc / baseline
+    );
+    println!("peak RSS:        {:.0} MiB", peak_rss_mib());
+}
