@@ -49,6 +49,7 @@ pub struct Application {
     clock: DynClock,
     page_tokens: PageTokens,
     retention: chrono::Duration,
+    server: crate::config::ServerSettings,
 }
 
 impl Application {
@@ -92,7 +93,7 @@ impl Application {
         let auth = Arc::new(Authenticator::new(inbound, http));
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
-        Ok(Self { listener, addr, linker, credits, auth, clock, page_tokens, retention })
+        Ok(Self { listener, addr, linker, credits, auth, clock, page_tokens, retention, server: settings.server.clone() })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -115,31 +116,63 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| StartupError::Serve(e.to_string()))?;
-        let background = self.spawn_background_tasks(Arc::new(Requests::new(self.linker.store().clone(), self.clock.clone())));
-        let (stopping, stopped) = tokio::sync::watch::channel(false);
         let requests = Arc::new(Requests::new(self.linker.store().clone(), self.clock.clone()));
-        let shutdown = async move {
-            shutdown.await;
-            // Long-lived watch streams end now, or graceful shutdown would wait for them forever.
-            let _ = stopping.send(true);
+        let background = self.spawn_background_tasks(requests.clone());
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = {
+            let health = health.clone();
+            async move {
+                shutdown.await;
+                // Tell load balancers first, then end watch streams (they would hold
+                // graceful shutdown forever), then let tonic drain in-flight RPCs.
+                health.set_not_serving::<LinkServiceServer<LinkApi>>().await;
+                health.set_not_serving::<CreditServiceServer<CreditApi>>().await;
+                health.set_not_serving::<OrganizationServiceServer<OrganizationApi>>().await;
+                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                let _ = stopping.send(true);
+                let _ = signalled_tx.send(());
+            }
         };
+        let limits = &self.server;
+        let max = limits.max_message_bytes;
         tracing::info!(addr = %self.addr, "idlinkd serving");
-        let result = tonic::transport::Server::builder()
+        let serve = tonic::transport::Server::builder()
+            .timeout(Duration::from_secs(limits.request_timeout_seconds))
+            .concurrency_limit_per_connection(limits.concurrency_per_connection)
+            .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_seconds)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .tcp_keepalive(Some(Duration::from_secs(limits.keepalive_seconds)))
             .layer(AuthLayer::new(self.auth.clone(), self.clock.clone()))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(LinkServiceServer::new(LinkApi::new(
-                self.linker.clone(),
-                self.clock.clone(),
-                self.page_tokens,
-                stopped,
-                requests.clone(),
-            )))
-            .add_service(CreditServiceServer::new(CreditApi::new(self.credits.clone(), self.clock.clone())))
-            .add_service(OrganizationServiceServer::new(OrganizationApi::new(self.credits.clone(), self.clock.clone(), requests.clone())))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
-            .await
-            .map_err(|e| StartupError::Serve(e.to_string()));
+            .add_service(
+                LinkServiceServer::new(LinkApi::new(self.linker.clone(), self.clock.clone(), self.page_tokens, stopped, requests.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                CreditServiceServer::new(CreditApi::new(self.credits.clone(), self.clock.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                OrganizationServiceServer::new(OrganizationApi::new(self.credits.clone(), self.clock.clone(), requests.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown);
+        let grace = Duration::from_secs(limits.grace_seconds);
+        let result = tokio::select! {
+            served = serve => served.map_err(|e| StartupError::Serve(e.to_string())),
+            () = async {
+                let _ = signalled.await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_seconds = grace.as_secs(), "grace period over: exiting with RPCs still in flight");
+                Ok(())
+            }
+        };
         background.abort();
         result
     }

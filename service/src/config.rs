@@ -32,6 +32,8 @@ pub struct Settings {
     #[serde(default)]
     pub flows: FlowSettings,
     #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
     pub limits: crate::limits::LimitSettings,
     #[serde(default)]
     pub credit: CreditSettings,
@@ -125,6 +127,52 @@ impl Default for FlowSettings {
     }
 }
 
+/// Transport limits and shutdown, with safe defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// After SIGTERM, how long in-flight RPCs may take before the process exits anyway.
+    #[serde(default = "default_grace")]
+    pub grace_seconds: u64,
+    #[serde(default = "default_message_bytes")]
+    pub max_message_bytes: usize,
+    #[serde(default = "default_concurrency")]
+    pub concurrency_per_connection: usize,
+    /// Unary RPCs; streams (the change feed, recalculation) are not cut.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+    #[serde(default = "default_keepalive")]
+    pub keepalive_seconds: u64,
+}
+
+fn default_grace() -> u64 {
+    20
+}
+fn default_message_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_concurrency() -> usize {
+    256
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_keepalive() -> u64 {
+    30
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            grace_seconds: default_grace(),
+            max_message_bytes: default_message_bytes(),
+            concurrency_per_connection: default_concurrency(),
+            request_timeout_seconds: default_request_timeout(),
+            keepalive_seconds: default_keepalive(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreditSettings {
@@ -170,7 +218,7 @@ pub struct DevSettings {
     pub allow_insecure_http: bool,
 }
 
-const SECTIONS: &[&str] = &["listen", "store", "auth", "kinds", "flows", "limits", "credit", "events", "dev"];
+const SECTIONS: &[&str] = &["listen", "store", "auth", "kinds", "flows", "server", "limits", "credit", "events", "dev"];
 
 impl Settings {
     /// Reads the TOML file (if any), then applies `IDLINK_SECTION__KEY` variables from `env`.

@@ -30,6 +30,12 @@ struct Args {
     /// With --dev: the data directory.
     #[arg(long, default_value = "data")]
     data: PathBuf,
+    /// Overrides `listen` (flags win over the environment and the file).
+    #[arg(long, conflicts_with = "dev")]
+    listen: Option<SocketAddr>,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[tokio::main]
@@ -66,6 +72,10 @@ async fn run(args: Args) -> Result<(), StartupError> {
         let clients = dev_clients();
         let idp = DevIdp::start(args.dev_idp_listen, clients.clone(), clock.clone()).await?;
         let settings = dev_settings(&idp, &clients, args.dev_listen, args.data.clone());
+        if args.print_config {
+            println!("{settings:#?}");
+            return Ok(());
+        }
         let app = Application::build(&settings, clock).await?;
         println!(
             "idlinkd --dev\n  gRPC:              http://{}\n  identity provider: {}\n  data:              {}\n  redirect URI:      {DEV_REDIRECT_URI}\n\
@@ -76,7 +86,15 @@ async fn run(args: Args) -> Result<(), StartupError> {
         );
         return app.run_until_stopped(shutdown_signal()).await;
     }
-    let settings = Settings::load(args.config.as_deref(), std::env::vars())?;
+    let mut settings = Settings::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    if args.print_config {
+        // Debug masks every SecretString.
+        println!("{settings:#?}");
+        return Ok(());
+    }
     let app = Application::build(&settings, clock).await?;
     app.run_until_stopped(shutdown_signal()).await
 }

@@ -46,3 +46,34 @@ fn unknown_keys_and_missing_secrets_are_named() {
     let (ok, stderr) = start_with(&no_secret, "");
     assert!(!ok && stderr.contains("client_secret"), "{stderr}");
 }
+
+#[test]
+fn redirect_uris_must_be_https_outside_development() {
+    let block = kind("https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0")
+        .replace("https://partner.example/cb", "http://partner.example/cb");
+    let (ok, stderr) = start_with(&block, "");
+    assert!(!ok);
+    assert!(stderr.contains("kinds.partner_university.redirect_uris") && stderr.contains("https"), "{stderr}");
+}
+
+#[test]
+fn print_config_masks_secrets_and_flags_override_the_file() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+    let config = dir.path().join("idlink.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:1\"\n[auth]\naudience = \"api://idlink\"\nallowed_tenants = []\n{}",
+        kind("https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0").replace("\"s\"", "\"file-secret-value\"")
+    );
+    std::fs::write(&config, text).unwrap_or_else(|e| unreachable!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_idlinkd"))
+        .args(["--print-config", "--listen", "127.0.0.1:7777", "--config"])
+        .arg(&config)
+        .env("IDLINK_FLOWS__TTL_SECONDS", "120")
+        .output()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("127.0.0.1:7777"), "the flag wins: {stdout}");
+    assert!(stdout.contains("ttl_seconds: 120"), "the environment overrides the file: {stdout}");
+    assert!(!stdout.contains("file-secret-value"), "secrets are masked: {stdout}");
+}

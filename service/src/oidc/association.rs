@@ -106,6 +106,17 @@ impl AssociationClient {
         if settings.redirect_uris.is_empty() {
             return Err(OidcError::Config { detail: format!("kinds.{kind}.redirect_uris is empty") });
         }
+        for uri in &settings.redirect_uris {
+            let scheme_ok = match url::Url::parse(uri).map(|u| u.scheme().to_owned()) {
+                Ok(scheme) => scheme == "https" || (scheme == "http" && allow_insecure_http),
+                Err(_) => false,
+            };
+            if !scheme_ok {
+                return Err(OidcError::Config {
+                    detail: format!("kinds.{kind}.redirect_uris: {uri:?} must be an https URL (http only with dev.allow_insecure_http)"),
+                });
+            }
+        }
         let issuer = IssuerUrl::new(settings.authority.clone()).map_err(|e| OidcError::Config { detail: e.to_string() })?;
         let metadata = CoreProviderMetadata::discover_async(issuer, &http)
             .await

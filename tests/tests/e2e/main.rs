@@ -14,6 +14,7 @@ mod organisations_list_their_links_in_sealed_pages;
 mod races_have_exactly_one_winner;
 mod retries_are_idempotent;
 mod secrets_never_reach_the_logs;
+mod shutdown_finishes_what_it_started;
 mod sign_in_floods_are_limited;
 mod signing_keys_rotate_and_forged_tokens_fail;
 mod the_change_feed_resumes_exactly;

@@ -53,6 +53,8 @@ pub enum Misbehaviour {
     /// Answer the token request with a redirect to `/dev/trap` (which counts visitors): a
     /// client that follows it would resend the code and client secret.
     RedirectTokenRequest,
+    /// Answer token requests only after 1.5 s (an RPC in flight during shutdown).
+    SlowTokenResponse,
 }
 
 struct Grant {

@@ -178,7 +178,11 @@ async fn token(State(idp): Shared, Path(tenant): Path<String>, headers: HeaderMa
     if !idp.known_tenant(&tenant) {
         return not_found();
     }
-    if *lock(&idp.misbehaviour) == Misbehaviour::RedirectTokenRequest {
+    let how = *lock(&idp.misbehaviour);
+    if how == Misbehaviour::SlowTokenResponse {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    if how == Misbehaviour::RedirectTokenRequest {
         return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("{}/dev/trap", idp.base))]).into_response();
     }
     if form.get("grant_type").map(String::as_str) == Some("client_credentials") {

@@ -1,0 +1,98 @@
+{{- define "idlink.name" -}}{{ .Chart.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+
+{{- define "idlink.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{- define "idlink.labels" -}}
+app.kubernetes.io/name: {{ include "idlink.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "idlink.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "idlink.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "idlink.sled" -}}{{ eq .Values.store.backend "sled" }}{{- end -}}
+
+{{/* The pod spec shared by the StatefulSet (sled) and the Deployment (redis). */}}
+{{- define "idlink.podSpec" -}}
+serviceAccountName: {{ include "idlink.fullname" . }}
+automountServiceAccountToken: false
+terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+securityContext: {{- toYaml .Values.podSecurityContext | nindent 2 }}
+containers:
+  - name: idlinkd
+    image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
+    imagePullPolicy: {{ .Values.image.pullPolicy }}
+    args: ["--config", "/etc/idlink/idlink.toml"]
+    ports:
+      - name: grpc
+        containerPort: 50051
+        protocol: TCP
+    env:
+      {{- if .Values.config.kinds.partnerUniversity.enabled }}
+      - name: IDLINK_KINDS__PARTNER_UNIVERSITY__CLIENT_SECRET
+        valueFrom:
+          secretKeyRef:
+            name: {{ required "existingSecret.name is required: client secrets never go in values" .Values.existingSecret.name }}
+            key: {{ .Values.existingSecret.partnerUniversityClientSecretKey }}
+      {{- end }}
+      {{- if .Values.config.kinds.microsoftLearning.enabled }}
+      - name: IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET
+        valueFrom:
+          secretKeyRef:
+            name: {{ required "existingSecret.name is required: client secrets never go in values" .Values.existingSecret.name }}
+            key: {{ .Values.existingSecret.microsoftLearningClientSecretKey }}
+      {{- end }}
+      {{- with .Values.telemetry.otlpEndpoint }}
+      - name: OTEL_EXPORTER_OTLP_ENDPOINT
+        value: {{ . | quote }}
+      {{- end }}
+    startupProbe:
+      grpc: { port: 50051 }
+      periodSeconds: 2
+      failureThreshold: 30
+    readinessProbe:
+      grpc: { port: 50051 }
+      periodSeconds: 5
+    livenessProbe:
+      grpc: { port: 50051 }
+      periodSeconds: 10
+      failureThreshold: 3
+    lifecycle:
+      preStop:
+        sleep: { seconds: {{ .Values.preStopSeconds }} }
+    securityContext: {{- toYaml .Values.securityContext | nindent 6 }}
+    resources: {{- toYaml .Values.resources | nindent 6 }}
+    volumeMounts:
+      - name: config
+        mountPath: /etc/idlink
+        readOnly: true
+      - name: tmp
+        mountPath: /tmp
+      {{- if eq (include "idlink.sled" .) "true" }}
+      - name: data
+        mountPath: /var/lib/idlink
+      {{- end }}
+volumes:
+  - name: config
+    configMap:
+      name: {{ include "idlink.fullname" . }}
+  - name: tmp
+    emptyDir: {}
+{{- with .Values.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,153 @@
+"""Renders the idlink chart in its modes, lints it, validates every manifest against the
+Kubernetes schemas, and asserts what operators rely on. Run by .ci/run:
+
+    python3 -m venv target/chart-venv && target/chart-venv/bin/pip install -r helm/requirements.txt
+    target/chart-venv/bin/python helm/test_chart.py
+"""
+
+import pathlib
+import sys
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+CHART = pathlib.Path(__file__).parent / "idlink"
+KUBE = "1.30.0"
+TENANT = "3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01"
+BASE = {
+    "existingSecret": {"name": "idlink-secrets"},
+    "config": {
+        "auth": {"allowedTenants": [TENANT]},
+        "kinds": {
+            "partnerUniversity": {"clientId": "pu-app", "redirectUris": ["https://partner.example/profile/link/callback"]},
+            "microsoftLearning": {"clientId": "ml-app", "redirectUris": ["https://partner.example/profile/learning/callback"]},
+        },
+    },
+}
+
+results = {"passed": 0, "failed": 0}
+
+
+def merged(*layers):
+    out = {}
+    for layer in layers:
+        for key, value in layer.items():
+            out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def render(values):
+    chart = helm.Chart.load(str(CHART))
+    try:
+        rendered = chart.render(values, name="idlink", namespace="partner-center")
+    finally:
+        chart.close()
+    docs = []
+    for text in rendered.values():
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def kinds(docs):
+    return {d["kind"]: d for d in docs}
+
+
+def case(name):
+    def wrap(fn):
+        try:
+            fn()
+            results["passed"] += 1
+            print(f"ok   {name}")
+        except Exception as e:  # report and go on: every case runs
+            results["failed"] += 1
+            print(f"FAIL {name}: {type(e).__name__}: {e}")
+        return fn
+    return wrap
+
+
+def assert_valid_and_hardened(docs):
+    for d in docs:
+        kubernetes_validate.validate(d, KUBE, strict=True)
+    for workload in (d for d in docs if d["kind"] in ("StatefulSet", "Deployment")):
+        spec = workload["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["automountServiceAccountToken"] is False
+        (container,) = spec["containers"]
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == 50051, probe
+        assert container["lifecycle"]["preStop"]["sleep"]["seconds"] >= 1
+        for env in container.get("env", []):
+            assert "value" not in env or "SECRET" not in env["name"], "secrets only from secretKeyRef"
+    for cm in (d for d in docs if d["kind"] == "ConfigMap"):
+        text = yaml.safe_dump(cm["data"])
+        assert "client_secret" not in text and "idlink-secrets" not in text, "no secret in a ConfigMap"
+
+
+@case("sled mode: one-replica StatefulSet with a volume, no Deployment, HPA or PDB")
+def _():
+    docs = render(merged(BASE, {"replicaCount": 5, "autoscaling": {"enabled": True}}))
+    k = kinds(docs)
+    assert k["StatefulSet"]["spec"]["replicas"] == 1, "sled never runs more than one replica"
+    assert k["StatefulSet"]["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert not {"Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"} & k.keys()
+    assert 'backend = "sled"' in k["ConfigMap"]["data"]["idlink.toml"]
+    assert_valid_and_hardened(docs)
+
+
+@case("redis mode: Deployment with replicas, PDB, optional HPA and NetworkPolicy")
+def _():
+    values = merged(BASE, {"store": {"backend": "redis", "redis": {"url": "rediss://redis:6379"}}, "replicaCount": 3})
+    k = kinds(render(values))
+    assert "StatefulSet" not in k and k["Deployment"]["spec"]["replicas"] == 3
+    assert k["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    assert "HorizontalPodAutoscaler" not in k
+    docs = render(merged(values, {"autoscaling": {"enabled": True}, "networkPolicy": {"enabled": True}}))
+    k = kinds(docs)
+    assert "replicas" not in k["Deployment"]["spec"], "the HPA owns the replica count"
+    assert k["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == 6
+    assert k["NetworkPolicy"]["spec"]["policyTypes"] == ["Ingress"]
+    assert 'redis_url = "rediss://redis:6379"' in k["ConfigMap"]["data"]["idlink.toml"]
+    assert_valid_and_hardened(docs)
+
+
+@case("secrets come from the existing Secret, the OTLP endpoint from values")
+def _():
+    k = kinds(render(merged(BASE, {"telemetry": {"otlpEndpoint": "http://collector:4317"}})))
+    env = {e["name"]: e for e in k["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    ref = env["IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "idlink-secrets", "key": "microsoft-learning-client-secret"}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://collector:4317"
+
+
+def refused(values, why):
+    try:
+        render(values)
+    except helm.HelmError as e:
+        assert why in str(e), f"refused, but not for {why!r}: {e}"
+        return
+    raise AssertionError(f"rendered although {why}")
+
+
+@case("hostile values are refused: multi-tenant authority, http redirect, writable root, no Secret, redis without URL")
+def _():
+    refused(merged(BASE, {"config": {"authority": "https://login.microsoftonline.com/common/v2.0"}}), "authority")
+    refused(merged(BASE, {"config": {"kinds": {"microsoftLearning": {"redirectUris": ["http://partner.example/cb"]}}}}), "redirectUris")
+    refused(merged(BASE, {"securityContext": {"readOnlyRootFilesystem": False}}), "readOnlyRootFilesystem")
+    refused(merged(BASE, {"existingSecret": {"name": ""}}), "existingSecret.name is required")
+    refused(merged(BASE, {"store": {"backend": "redis"}}), "store.redis.url is required")
+    refused(merged(BASE, {"store": {"backend": "mysql"}}), "backend")
+
+
+@case("helm lint is clean")
+def _():
+    report = helm.lint(str(CHART), BASE, strict=True, kube_version="v" + KUBE)
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert not problems, problems
+
+
+print(f"{results['passed']} passed, {results['failed']} failed")
+sys.exit(1 if results["failed"] else 0)

@@ -1,0 +1,28 @@
+//! SIGTERM: idlinkd stops accepting, lets the RPC in flight finish, and exits 0 well within
+//! the grace period.
+
+use std::time::{Duration, Instant};
+
+use idlink_tests::{daemon::Harness, *};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rpc_in_flight_at_sigterm_completes_and_the_process_exits_zero() {
+    let harness = Harness::new().await;
+    let daemon = harness.start(daemon::free_port(), "shutdown").await;
+    let endpoint = daemon.endpoint.clone();
+    let client = harness.user(&endpoint, "alex@contoso.example").await;
+    let complete = begin_and_sign_in(&client, ML, "jordan@outlook.example").await;
+    harness.idp.misbehave(Misbehaviour::SlowTokenResponse).await.unwrap();
+
+    let in_flight = tokio::spawn(async move { client.complete_link(complete).await });
+    tokio::time::sleep(Duration::from_millis(300)).await; // it is waiting on the provider now
+    let signalled = Instant::now();
+    assert!(daemon.terminate().await, "exit status 0");
+    let took = signalled.elapsed();
+    let link = in_flight.await.unwrap().expect("the RPC in flight completed");
+    assert_eq!(link.state, idlink_client::pb::LinkState::Active as i32);
+    assert!(took >= Duration::from_millis(900), "it waited for the RPC ({took:?})");
+    assert!(took < Duration::from_secs(20), "within the grace period ({took:?})");
+    assert!(tonic::transport::Endpoint::from_shared(endpoint).unwrap().connect().await.is_err(), "no longer listening");
+    assert!(harness.logs("shutdown").contains("shutting down"));
+}
