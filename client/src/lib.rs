@@ -81,6 +81,7 @@ impl<F: Fn() -> Option<String> + Send + Sync + 'static> TokenProvider for F {
 pub struct Credentials {
     token: Option<Arc<dyn TokenProvider>>,
     language: Option<MetadataValue<Ascii>>,
+    headers: Vec<(tonic::metadata::AsciiMetadataKey, MetadataValue<Ascii>)>,
 }
 
 impl Interceptor for Credentials {
@@ -91,6 +92,9 @@ impl Interceptor for Credentials {
         }
         if let Some(value) = &self.language {
             request.metadata_mut().insert("accept-language", value.clone());
+        }
+        for (key, value) in &self.headers {
+            request.metadata_mut().insert(key.clone(), value.clone());
         }
         Ok(request)
     }
@@ -111,13 +115,15 @@ pub struct ClientOptions {
     pub endpoint: String,
     pub token: Option<Arc<dyn TokenProvider>>,
     pub accept_language: Option<String>,
+    /// Extra metadata on every call (e.g. `traceparent`, `x-request-id`).
+    pub headers: Vec<(String, String)>,
     /// Per-call deadline (sent as `grpc-timeout`).
     pub deadline: Duration,
 }
 
 impl ClientOptions {
     pub fn new(endpoint: impl Into<String>) -> Self {
-        Self { endpoint: endpoint.into(), token: None, accept_language: None, deadline: Duration::from_secs(15) }
+        Self { endpoint: endpoint.into(), token: None, accept_language: None, headers: Vec::new(), deadline: Duration::from_secs(15) }
     }
     /// A fixed bearer token.
     pub fn token(mut self, token: impl Into<String>) -> Self {
@@ -127,6 +133,10 @@ impl ClientOptions {
     /// A bearer token asked for before every call.
     pub fn token_provider(mut self, provider: impl TokenProvider) -> Self {
         self.token = Some(Arc::new(provider));
+        self
+    }
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
     pub fn accept_language(mut self, language: impl Into<String>) -> Self {
@@ -150,6 +160,11 @@ impl IdlinkClient {
         let credentials = Credentials {
             token: options.token.clone(),
             language: options.accept_language.as_deref().map(|l| ascii("language", l)).transpose()?,
+            headers: options
+                .headers
+                .iter()
+                .map(|(k, v)| Ok((k.parse().map_err(|_| ClientError::Invalid(format!("header name {k:?}")))?, ascii(k, v)?)))
+                .collect::<Result<_>>()?,
         };
         Ok(Self {
             links: LinkServiceClient::with_interceptor(channel.clone(), credentials.clone()),

@@ -34,6 +34,8 @@ pub struct Settings {
     #[serde(default)]
     pub server: ServerSettings,
     #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetrySettings,
+    #[serde(default)]
     pub limits: crate::limits::LimitSettings,
     #[serde(default)]
     pub credit: CreditSettings,
@@ -218,7 +220,7 @@ pub struct DevSettings {
     pub allow_insecure_http: bool,
 }
 
-const SECTIONS: &[&str] = &["listen", "store", "auth", "kinds", "flows", "server", "limits", "credit", "events", "dev"];
+const SECTIONS: &[&str] = &["listen", "store", "auth", "kinds", "flows", "server", "telemetry", "limits", "credit", "events", "dev"];
 
 impl Settings {
     /// Reads the TOML file (if any), then applies `IDLINK_SECTION__KEY` variables from `env`.

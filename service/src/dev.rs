@@ -44,6 +44,7 @@ pub fn dev_settings(idp: &DevIdp, clients: &[DevClient], listen: SocketAddr, dat
         kinds: KindsSettings { partner_university: clients.first().map(kind), microsoft_learning: clients.get(1).map(kind) },
         flows: FlowSettings::default(),
         server: Default::default(),
+        telemetry: Default::default(),
         limits: crate::limits::LimitSettings::default(),
         credit: Default::default(),
         events: Default::default(),

@@ -149,7 +149,11 @@ impl Linker {
             created_at: now,
             expires_at: now + self.flow_ttl,
         };
-        self.store.put_flow(&StateHash::of(&authorization.state), &flow).await?;
+        tracing::Instrument::instrument(
+            self.store.put_flow(&StateHash::of(&authorization.state), &flow),
+            tracing::info_span!("store.put_flow"),
+        )
+        .await?;
         Ok(Begun { authorization_url: authorization.url.to_string(), state: authorization.state, expires_at: flow.expires_at })
     }
 
@@ -173,9 +177,11 @@ impl Linker {
             return Err(LinkingError::SignInFailed { cancelled: error == "access_denied" });
         }
         let client = self.client(flow.kind)?;
-        let personal = client
-            .complete(Callback { code: request.code, iss: request.iss }, &flow.redirect_uri, &flow.pkce_verifier, &flow.nonce, now)
-            .await?;
+        let personal = tracing::Instrument::instrument(
+            client.complete(Callback { code: request.code, iss: request.iss }, &flow.redirect_uri, &flow.pkce_verifier, &flow.nonce, now),
+            tracing::info_span!("oidc.complete", kind = %flow.kind),
+        )
+        .await?;
         let new = NewLink {
             kind: flow.kind,
             work: key.clone(),
@@ -184,7 +190,10 @@ impl Linker {
             personal_sub: personal.subject,
             profile: personal.profile,
         };
-        Ok(self.store.link(new, flow.mode, now).await?)
+        let span = tracing::info_span!("store.link", kind = %new.kind, link_id = tracing::field::Empty);
+        let link = tracing::Instrument::instrument(self.store.link(new, flow.mode, now), span.clone()).await?;
+        span.record("link_id", link.id.as_str());
+        Ok(link)
     }
 
     pub async fn links_of(&self, actor: &Actor, user: &AccountKey) -> Result<Vec<Link>> {

@@ -40,7 +40,6 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -69,6 +68,7 @@ async fn shutdown_signal() {
 async fn run(args: Args) -> Result<(), StartupError> {
     let clock = Arc::new(SystemClock);
     if args.dev {
+        let telemetry = telemetry::init(&Default::default());
         let clients = dev_clients();
         let idp = DevIdp::start(args.dev_idp_listen, clients.clone(), clock.clone()).await?;
         let settings = dev_settings(&idp, &clients, args.dev_listen, args.data.clone());
@@ -84,7 +84,9 @@ async fn run(args: Args) -> Result<(), StartupError> {
             idp.base_url(),
             args.data.display()
         );
-        return app.run_until_stopped(shutdown_signal()).await;
+        let result = app.run_until_stopped(shutdown_signal()).await;
+        telemetry.shutdown();
+        return result;
     }
     let mut settings = Settings::load(args.config.as_deref(), std::env::vars())?;
     if let Some(listen) = args.listen {
@@ -95,6 +97,10 @@ async fn run(args: Args) -> Result<(), StartupError> {
         println!("{settings:#?}");
         return Ok(());
     }
+    let telemetry = telemetry::init(&settings.telemetry);
     let app = Application::build(&settings, clock).await?;
-    app.run_until_stopped(shutdown_signal()).await
+    let result = app.run_until_stopped(shutdown_signal()).await;
+    // The exporter is flushed whatever happened.
+    telemetry.shutdown();
+    result
 }

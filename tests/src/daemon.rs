@@ -77,6 +77,10 @@ impl Harness {
 
     /// Starts idlinkd on `port`, its output in `<label>.out` / `<label>.err`.
     pub async fn start(&self, port: u16, label: &str) -> Daemon {
+        self.start_with_env(port, label, &[]).await
+    }
+
+    pub async fn start_with_env(&self, port: u16, label: &str, env: &[(&str, &str)]) -> Daemon {
         let log = |suffix: &str| std::fs::File::create(self.dir.path().join(format!("{label}.{suffix}"))).unwrap();
         let child = tokio::process::Command::new(idlinkd_binary())
             .arg("--config")
@@ -84,6 +88,7 @@ impl Harness {
             .env("IDLINK_LISTEN", format!("127.0.0.1:{port}"))
             .env("IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET", &self.ml.client_secret)
             .env("RUST_LOG", "debug,h2=info,hyper=info,hyper_util=info,tower=info,sled=info")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log("out")))
             .stderr(Stdio::from(log("err")))
             .kill_on_drop(true)

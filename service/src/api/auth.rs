@@ -70,27 +70,34 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (auth, clock) = (self.auth.clone(), self.clock.clone());
-        Box::pin(async move {
-            if !is_public(req.uri().path()) {
-                match auth.authenticate(header(&req, "authorization"), clock.now()).await {
-                    Ok(caller) => {
-                        req.extensions_mut().insert(caller);
-                    }
-                    Err(e) => {
-                        let peer = req
-                            .extensions()
-                            .get::<tonic::transport::server::TcpConnectInfo>()
-                            .and_then(|i| i.remote_addr())
-                            .map(|a| a.to_string())
-                            .unwrap_or_default();
-                        let request_id = header(&req, "x-request-id").unwrap_or_default();
-                        tracing::info!(target: "audit", rpc = req.uri().path(), outcome = "unauthenticated", reason = %e, request_id, peer, "caller refused");
-                        let locale = Locale::from_accept_language(header(&req, "accept-language"));
-                        return Ok(to_status(&ApiError::Auth(e), locale).into_http());
+        // One span per RPC, continuing the caller's trace (W3C traceparent).
+        let span = tracing::info_span!("rpc", otel.name = %req.uri().path(), rpc.system = "grpc", rpc.method = %req.uri().path());
+        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&crate::telemetry::HeaderExtractor(req.headers())));
+        let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                if !is_public(req.uri().path()) {
+                    match auth.authenticate(header(&req, "authorization"), clock.now()).await {
+                        Ok(caller) => {
+                            req.extensions_mut().insert(caller);
+                        }
+                        Err(e) => {
+                            let peer = req
+                                .extensions()
+                                .get::<tonic::transport::server::TcpConnectInfo>()
+                                .and_then(|i| i.remote_addr())
+                                .map(|a| a.to_string())
+                                .unwrap_or_default();
+                            let request_id = header(&req, "x-request-id").unwrap_or_default();
+                            tracing::info!(target: "audit", rpc = req.uri().path(), outcome = "unauthenticated", reason = %e, request_id, peer, "caller refused");
+                            let locale = Locale::from_accept_language(header(&req, "accept-language"));
+                            return Ok(to_status(&ApiError::Auth(e), locale).into_http());
+                        }
                     }
                 }
-            }
-            inner.call(req).await
-        })
+                inner.call(req).await
+            },
+            span,
+        ))
     }
 }
