@@ -77,3 +77,15 @@ fn print_config_masks_secrets_and_flags_override_the_file() {
     assert!(stdout.contains("ttl_seconds: 120"), "the environment overrides the file: {stdout}");
     assert!(!stdout.contains("file-secret-value"), "secrets are masked: {stdout}");
 }
+
+#[test]
+fn the_documented_example_configuration_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../idlink.example.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_idlinkd"))
+        .args(["--print-config", "--config", example])
+        .env("IDLINK_KINDS__PARTNER_UNIVERSITY__CLIENT_SECRET", "x")
+        .env("IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET", "y")
+        .output()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -26,3 +26,17 @@ async fn an_rpc_in_flight_at_sigterm_completes_and_the_process_exits_zero() {
     assert!(tonic::transport::Endpoint::from_shared(endpoint).unwrap().connect().await.is_err(), "no longer listening");
     assert!(harness.logs("shutdown").contains("shutting down"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_refused_by_the_configured_limit() {
+    let app = TestApp::spawn_with(|s| s.server.max_message_bytes = 2048).await;
+    let client = app.client_for("alex@contoso.example").await;
+    let big = idlink_client::pb::CompleteLinkRequest { state: "s".repeat(43), code: "c".repeat(4000), ..Default::default() };
+    match client.complete_link(big).await {
+        Err(idlink_client::ClientError::Rpc { code, .. }) => assert_eq!(code, tonic::Code::OutOfRange),
+        other => panic!("a 4 KB message passed a 2 KB limit: {other:?}"),
+    }
+    // Within the limit the same RPC is served (and refused on its merits).
+    let small = idlink_client::pb::CompleteLinkRequest { state: "s".repeat(43), code: "c".into(), ..Default::default() };
+    assert_refused(client.complete_link(small).await, tonic::Code::NotFound, "FLOW_NOT_FOUND");
+}
