@@ -1,4 +1,9 @@
 //! Builds and runs the server: store, identity providers, gRPC services, background tasks.
+//!
+//! Start-up is honest: `build` validates the configuration, opens the store and binds the
+//! port; `run_until_stopped` then serves health (NOT_SERVING, every other RPC UNAVAILABLE)
+//! while it loads every provider's metadata — retrying while a provider is down — and only
+//! then serves everything and reports SERVING. On shutdown health flips back first.
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -7,24 +12,31 @@ use idlink_proto::v1::{
     organization_service_server::OrganizationServiceServer,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     api::{
-        auth::AuthLayer, credit::CreditApi, idempotency::Requests, link::LinkApi, organization::OrganizationApi, page_token::PageTokens,
+        auth::{AuthLayer, StartingLayer},
+        credit::CreditApi,
+        idempotency::Requests,
+        link::LinkApi,
+        organization::OrganizationApi,
+        page_token::PageTokens,
     },
     clock::DynClock,
-    config::{ConfigError, Settings},
+    config::{ConfigError, ServerSettings, Settings},
     credits::Credits,
-    limits::BeginLimiter,
+    domain::LinkKind,
+    limits::{BeginLimiter, LimitSettings},
     linking::Linker,
-    oidc::{AssociationClient, Authenticator, OidcError, provider_http_client},
+    oidc::{AssociationClient, Authenticator, KindSettings, OidcError, provider_http_client},
     store::{DynStore, StoreError, sled::SledStore},
 };
 
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+const PROVIDER_RETRY: Duration = Duration::from_secs(2);
 const JWKS_REFRESH: Duration = Duration::from_secs(3600);
-const FLOW_PURGE: Duration = Duration::from_secs(60);
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -41,59 +53,87 @@ pub enum StartupError {
 }
 
 pub struct Application {
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     addr: SocketAddr,
-    linker: Arc<Linker>,
+    store: DynStore,
     credits: Arc<Credits>,
     auth: Arc<Authenticator>,
     clock: DynClock,
     page_tokens: PageTokens,
     retention: chrono::Duration,
-    server: crate::config::ServerSettings,
+    server: ServerSettings,
+    providers: Providers,
+}
+
+/// What is needed to bring the association providers up once serving has begun.
+struct Providers {
+    kinds: Vec<(LinkKind, KindSettings)>,
+    http: openidconnect::reqwest::Client,
+    allow_insecure_http: bool,
+    jwks_refetch: Duration,
+    flow_ttl: chrono::Duration,
+    limits: LimitSettings,
+}
+
+/// Everything ready to serve.
+struct Ready {
+    linker: Arc<Linker>,
+}
+
+fn incoming(listener: Arc<TcpListener>) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    futures_util::stream::unfold(listener, |listener| async move { Some((listener.accept().await.map(|(socket, _)| socket), listener)) })
+}
+
+async fn set_all(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for service in ["idlink.v1.LinkService", "idlink.v1.CreditService", "idlink.v1.OrganizationService"] {
+        health.set_service_status(service, status).await;
+    }
 }
 
 impl Application {
-    /// Opens the store, discovers every configured provider, binds the listener. Refuses to
-    /// start on a bad configuration, naming the key.
+    /// Validates the configuration (naming the bad key), opens the store, binds the port.
     pub async fn build(settings: &Settings, clock: DynClock) -> Result<Self, StartupError> {
         let inbound = settings.inbound()?;
+        let kinds = settings.kinds();
+        for (kind, kind_settings) in &kinds {
+            AssociationClient::check_settings(*kind, kind_settings, settings.dev.allow_insecure_http)?;
+        }
+        if kinds.is_empty() {
+            tracing::warn!("no [kinds.*] configured: BeginLink will refuse every kind");
+        }
         let http = provider_http_client(PROVIDER_TIMEOUT)?;
-        let refetch = inbound.jwks_refetch_interval;
         let catalog = Arc::new(settings.credit.load_catalog()?);
         let store: DynStore = match settings.store.backend.as_str() {
             "sled" => Arc::new(SledStore::open(&settings.store.path, catalog.clone())?),
-            other => {
-                return Err(ConfigError::Invalid(format!("store.backend {other:?}: only \"sled\" is available")).into());
-            }
+            other => return Err(ConfigError::Invalid(format!("store.backend {other:?}: only \"sled\" is available")).into()),
         };
         let report = store.check_integrity().await?;
         if !report.problems.is_empty() {
             tracing::error!(problems = ?report.problems, "store integrity check found problems");
         }
-        let mut kinds = HashMap::new();
-        for (kind, kind_settings) in settings.kinds() {
-            let client = AssociationClient::discover(kind, kind_settings, http.clone(), settings.dev.allow_insecure_http, refetch)
-                .await
-                .map_err(|e| match e {
-                    OidcError::Config { detail } => OidcError::Config { detail: format!("kinds.{kind}: {detail}") },
-                    other => other,
-                })?;
-            tracing::info!(%kind, issuer = client.issuer(), "identity provider ready");
-            kinds.insert(kind, client);
-        }
-        if kinds.is_empty() {
-            tracing::warn!("no [kinds.*] configured: BeginLink will refuse every kind");
-        }
-        let flow_ttl = chrono::Duration::seconds(i64::try_from(settings.flows.ttl_seconds).unwrap_or(600));
         let page_tokens = PageTokens::new(store.secret("page-token").await?);
-        let limiter = BeginLimiter::new(settings.limits.clone());
-        let credits = Arc::new(Credits::new(store.clone(), catalog));
-        let linker = Arc::new(Linker::new(store, kinds, flow_ttl, limiter));
-        let retention = chrono::Duration::days(i64::from(settings.events.retention_days));
-        let auth = Arc::new(Authenticator::new(inbound, http));
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
-        Ok(Self { listener, addr, linker, credits, auth, clock, page_tokens, retention, server: settings.server.clone() })
+        Ok(Self {
+            listener: Arc::new(listener),
+            addr,
+            credits: Arc::new(Credits::new(store.clone(), catalog)),
+            auth: Arc::new(Authenticator::new(inbound.clone(), http.clone())),
+            providers: Providers {
+                kinds,
+                http,
+                allow_insecure_http: settings.dev.allow_insecure_http,
+                jwks_refetch: inbound.jwks_refetch_interval,
+                flow_ttl: chrono::Duration::seconds(i64::try_from(settings.flows.ttl_seconds).unwrap_or(600)),
+                limits: settings.limits.clone(),
+            },
+            store,
+            clock,
+            page_tokens,
+            retention: chrono::Duration::days(i64::from(settings.events.retention_days)),
+            server: settings.server.clone(),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -101,42 +141,82 @@ impl Application {
     }
 
     pub fn store(&self) -> DynStore {
-        self.linker.store().clone()
+        self.store.clone()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight RPCs finish.
+    /// Loads every provider's metadata, retrying while one is unreachable, until `stop`.
+    async fn bring_up(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Option<Ready> {
+        let p = &self.providers;
+        let mut kinds = HashMap::new();
+        for (kind, settings) in &p.kinds {
+            loop {
+                match AssociationClient::discover(*kind, settings.clone(), p.http.clone(), p.allow_insecure_http, p.jwks_refetch).await {
+                    Ok(client) => {
+                        tracing::info!(%kind, issuer = client.issuer(), "identity provider ready");
+                        kinds.insert(*kind, client);
+                        break;
+                    }
+                    Err(e) => tracing::warn!(%kind, error = %e, "identity provider not reachable yet; retrying"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(PROVIDER_RETRY) => {}
+                    _ = stop.wait_for(|s| *s) => return None,
+                }
+            }
+        }
+        let linker = Linker::new(self.store.clone(), kinds, p.flow_ttl, BeginLimiter::new(p.limits.clone()));
+        Some(Ready { linker: Arc::new(linker) })
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight RPCs finish (within the grace period).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        // Everything health depends on (store, providers) was made ready by `build`.
-        health.set_serving::<LinkServiceServer<LinkApi>>().await;
-        health.set_serving::<CreditServiceServer<CreditApi>>().await;
-        health.set_serving::<OrganizationServiceServer<OrganizationApi>>().await;
+        set_all(&health, ServingStatus::NotServing).await;
+        let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+
+        // Starting: only health answers (NOT_SERVING); every other RPC is UNAVAILABLE.
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+        let starting = tonic::transport::Server::builder()
+            .layer(StartingLayer)
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(incoming(self.listener.clone()), async move {
+                let _ = ready_rx.await;
+            });
+        let starting = tokio::spawn(starting);
+        tracing::info!(addr = %self.addr, "idlinkd listening; loading identity providers");
+        let ready = self.bring_up(&mut stop).await;
+        let _ = ready_tx.send(());
+        let _ = starting.await;
+        let Some(ready) = ready else { return Ok(()) };
+
+        let requests = Arc::new(Requests::new(self.store.clone(), self.clock.clone()));
+        let background = self.spawn_background_tasks(&ready, requests.clone());
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(idlink_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| StartupError::Serve(e.to_string()))?;
-        let requests = Arc::new(Requests::new(self.linker.store().clone(), self.clock.clone()));
-        let background = self.spawn_background_tasks(requests.clone());
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = {
-            let health = health.clone();
+        let drain = {
+            let (health, mut stop) = (health.clone(), stop.clone());
             async move {
-                shutdown.await;
-                // Tell load balancers first, then end watch streams (they would hold
-                // graceful shutdown forever), then let tonic drain in-flight RPCs.
-                health.set_not_serving::<LinkServiceServer<LinkApi>>().await;
-                health.set_not_serving::<CreditServiceServer<CreditApi>>().await;
-                health.set_not_serving::<OrganizationServiceServer<OrganizationApi>>().await;
-                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                let _ = stop.wait_for(|s| *s).await;
+                // Tell load balancers first, then end watch streams (they would hold graceful
+                // shutdown forever), then let tonic drain in-flight RPCs.
+                set_all(&health, ServingStatus::NotServing).await;
                 let _ = stopping.send(true);
                 let _ = signalled_tx.send(());
             }
         };
         let limits = &self.server;
         let max = limits.max_message_bytes;
-        tracing::info!(addr = %self.addr, "idlinkd serving");
+        let link_api = LinkApi::new(ready.linker.clone(), self.clock.clone(), self.page_tokens, stopped, requests.clone());
         let serve = tonic::transport::Server::builder()
             .timeout(Duration::from_secs(limits.request_timeout_seconds))
             .concurrency_limit_per_connection(limits.concurrency_per_connection)
@@ -146,22 +226,20 @@ impl Application {
             .layer(AuthLayer::new(self.auth.clone(), self.clock.clone()))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(
-                LinkServiceServer::new(LinkApi::new(self.linker.clone(), self.clock.clone(), self.page_tokens, stopped, requests.clone()))
-                    .max_decoding_message_size(max)
-                    .max_encoding_message_size(max),
-            )
+            .add_service(LinkServiceServer::new(link_api).max_decoding_message_size(max).max_encoding_message_size(max))
             .add_service(
                 CreditServiceServer::new(CreditApi::new(self.credits.clone(), self.clock.clone()))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )
             .add_service(
-                OrganizationServiceServer::new(OrganizationApi::new(self.credits.clone(), self.clock.clone(), requests.clone()))
+                OrganizationServiceServer::new(OrganizationApi::new(self.credits.clone(), self.clock.clone(), requests))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown);
+            .serve_with_incoming_shutdown(incoming(self.listener.clone()), drain);
+        set_all(&health, ServingStatus::Serving).await;
+        tracing::info!(addr = %self.addr, "idlinkd serving");
         let grace = Duration::from_secs(limits.grace_seconds);
         let result = tokio::select! {
             served = serve => served.map_err(|e| StartupError::Serve(e.to_string())),
@@ -177,16 +255,16 @@ impl Application {
         result
     }
 
-    fn spawn_background_tasks(&self, requests: Arc<Requests>) -> tokio::task::JoinHandle<()> {
+    fn spawn_background_tasks(&self, ready: &Ready, requests: Arc<Requests>) -> tokio::task::JoinHandle<()> {
         let (linker, auth, clock, credits, retention) =
-            (self.linker.clone(), self.auth.clone(), self.clock.clone(), self.credits.clone(), self.retention);
+            (ready.linker.clone(), self.auth.clone(), self.clock.clone(), self.credits.clone(), self.retention);
         tokio::spawn(async move {
-            let mut purge = tokio::time::interval(FLOW_PURGE);
+            let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
             let mut keys = tokio::time::interval(JWKS_REFRESH);
             keys.tick().await; // keys were just fetched at start
             loop {
                 tokio::select! {
-                    _ = purge.tick() => {
+                    _ = housekeeping.tick() => {
                         let now = clock.now();
                         if let Err(e) = linker.purge_expired_flows(now).await {
                             tracing::warn!(error = %e, "flow purge failed");

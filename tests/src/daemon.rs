@@ -81,6 +81,13 @@ impl Harness {
     }
 
     pub async fn start_with_env(&self, port: u16, label: &str, env: &[(&str, &str)]) -> Daemon {
+        let daemon = self.start_listening(port, label, env).await;
+        crate::wait_until_serving(&daemon.endpoint).await;
+        daemon
+    }
+
+    /// Starts idlinkd and returns as soon as it accepts connections (it may not be ready).
+    pub async fn start_listening(&self, port: u16, label: &str, env: &[(&str, &str)]) -> Daemon {
         let log = |suffix: &str| std::fs::File::create(self.dir.path().join(format!("{label}.{suffix}"))).unwrap();
         let child = tokio::process::Command::new(idlinkd_binary())
             .arg("--config")

@@ -109,6 +109,7 @@ impl TestApp {
         tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
         }));
+        wait_until_serving(&format!("http://{addr}")).await;
         Self { idp, clock, addr, store, _data: data, shutdown: Some(tx) }
     }
 
@@ -148,6 +149,25 @@ impl TestApp {
         assert!(report.problems.is_empty(), "store inconsistent: {:?}", report.problems);
         report
     }
+}
+
+/// The overall health status of the server at `endpoint`, if it answers.
+pub async fn health_status(endpoint: &str, service: &str) -> Option<i32> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned()).ok()?.connect().await.ok()?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let request = tonic_health::pb::HealthCheckRequest { service: service.to_owned() };
+    health.check(request).await.ok().map(|r| r.into_inner().status)
+}
+
+/// Waits until idlinkd at `endpoint` reports SERVING.
+pub async fn wait_until_serving(endpoint: &str) {
+    for _ in 0..600 {
+        if health_status(endpoint, "").await == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{endpoint} never reported SERVING");
 }
 
 pub fn begin_request(kind: pb::LinkKind, login_hint: &str) -> pb::BeginLinkRequest {

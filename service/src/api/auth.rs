@@ -101,3 +101,43 @@ where
         ))
     }
 }
+
+/// While idlinkd starts, every RPC but health and reflection is answered UNAVAILABLE.
+#[derive(Clone, Copy)]
+pub struct StartingLayer;
+
+impl<S> tower::Layer<S> for StartingLayer {
+    type Service = StartingService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        StartingService { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct StartingService<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for StartingService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if is_public(req.uri().path()) {
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            return Box::pin(async move { inner.call(req).await });
+        }
+        Box::pin(async { Ok(tonic::Status::unavailable("idlinkd is starting; retry shortly").into_http()) })
+    }
+}

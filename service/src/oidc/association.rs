@@ -93,16 +93,13 @@ pub fn check_authority(authority: &str, allow_insecure_http: bool) -> Result<url
 }
 
 impl AssociationClient {
-    /// Discovers the authority's metadata and keys. The discovered issuer must equal the
-    /// authority (openidconnect enforces it), which is what makes strict issuer checks work.
-    pub async fn discover(
-        kind: LinkKind,
-        settings: KindSettings,
-        http: reqwest::Client,
-        allow_insecure_http: bool,
-        jwks_refetch_interval: Duration,
-    ) -> Result<Self, OidcError> {
-        check_authority(&settings.authority, allow_insecure_http)?;
+    /// What can be checked without the network: the authority and the redirect URIs. Start-up
+    /// runs it for every kind, so a bad configuration stops the process at once.
+    pub fn check_settings(kind: LinkKind, settings: &KindSettings, allow_insecure_http: bool) -> Result<(), OidcError> {
+        check_authority(&settings.authority, allow_insecure_http).map_err(|e| match e {
+            OidcError::Config { detail } => OidcError::Config { detail: format!("kinds.{kind}.authority: {detail}") },
+            other => other,
+        })?;
         if settings.redirect_uris.is_empty() {
             return Err(OidcError::Config { detail: format!("kinds.{kind}.redirect_uris is empty") });
         }
@@ -117,6 +114,19 @@ impl AssociationClient {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Discovers the authority's metadata and keys. The discovered issuer must equal the
+    /// authority (openidconnect enforces it), which is what makes strict issuer checks work.
+    pub async fn discover(
+        kind: LinkKind,
+        settings: KindSettings,
+        http: reqwest::Client,
+        allow_insecure_http: bool,
+        jwks_refetch_interval: Duration,
+    ) -> Result<Self, OidcError> {
+        Self::check_settings(kind, &settings, allow_insecure_http)?;
         let issuer = IssuerUrl::new(settings.authority.clone()).map_err(|e| OidcError::Config { detail: e.to_string() })?;
         let metadata = CoreProviderMetadata::discover_async(issuer, &http)
             .await

@@ -40,3 +40,23 @@ async fn oversized_messages_are_refused_by_the_configured_limit() {
     let small = idlink_client::pb::CompleteLinkRequest { state: "s".repeat(43), code: "c".into(), ..Default::default() };
     assert_refused(client.complete_link(small).await, tonic::Code::NotFound, "FLOW_NOT_FOUND");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_until_the_identity_providers_load() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let harness = Harness::new().await;
+    harness.idp.set_down(true);
+    let daemon = harness.start_listening(daemon::free_port(), "starting", &[]).await;
+    // Listening, store open, provider down: honest about it, and it does not exit.
+    for service in ["", "idlink.v1.LinkService"] {
+        assert_eq!(health_status(&daemon.endpoint, service).await, Some(ServingStatus::NotServing as i32), "{service:?}");
+    }
+    let client = harness.user(&daemon.endpoint, "alex@contoso.example").await;
+    assert_refused(client.get_links().await, tonic::Code::Unavailable, "");
+    harness.idp.set_down(false);
+    wait_until_serving(&daemon.endpoint).await;
+    assert_eq!(health_status(&daemon.endpoint, "idlink.v1.LinkService").await, Some(ServingStatus::Serving as i32));
+    let client = harness.user(&daemon.endpoint, "alex@contoso.example").await;
+    assert!(client.get_links().await.unwrap().is_empty());
+    assert!(daemon.terminate().await);
+}
