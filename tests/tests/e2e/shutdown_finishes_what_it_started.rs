@@ -60,3 +60,21 @@ async fn health_is_not_serving_until_the_identity_providers_load() {
     assert!(client.get_links().await.unwrap().is_empty());
     assert!(daemon.terminate().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_flips_to_not_serving_when_shutdown_begins() {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let harness = Harness::new().await;
+    // A health watcher is a stream that never ends by itself: the grace period bounds it.
+    let daemon = harness.start_with_env(daemon::free_port(), "flip", &[("IDLINK_SERVER__GRACE_SECONDS", "2")]).await;
+    let channel = tonic::transport::Endpoint::from_shared(daemon.endpoint.clone()).unwrap().connect().await.unwrap();
+    let mut watch = HealthClient::new(channel).watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+
+    let signalled = Instant::now();
+    let terminated = tokio::spawn(daemon.terminate());
+    let next = tokio::time::timeout(Duration::from_secs(5), watch.message()).await.expect("a status change").unwrap().unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32, "load balancers learn first");
+    assert!(terminated.await.unwrap(), "exit status 0");
+    assert!(signalled.elapsed() < Duration::from_secs(10), "within the grace period ({:?})", signalled.elapsed());
+}
