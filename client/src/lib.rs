@@ -150,13 +150,23 @@ fn ascii(what: &str, value: &str) -> Result<MetadataValue<Ascii>> {
 }
 
 impl IdlinkClient {
-    pub async fn connect(options: ClientOptions) -> Result<Self> {
-        let channel = Endpoint::from_shared(options.endpoint.clone())
-            .map_err(|e| ClientError::Invalid(format!("endpoint {}: {e}", options.endpoint)))?
+    /// A new HTTP/2 connection to `endpoint`.
+    pub async fn channel(endpoint: &str) -> Result<Channel> {
+        Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|e| ClientError::Invalid(format!("endpoint {endpoint}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await
-            .map_err(|e| ClientError::Transport(format!("{}: {e}", options.endpoint)))?;
+            .map_err(|e| ClientError::Transport(format!("{endpoint}: {e}")))
+    }
+
+    pub async fn connect(options: ClientOptions) -> Result<Self> {
+        let channel = Self::channel(&options.endpoint).await?;
+        Self::with_channel(channel, options)
+    }
+
+    /// A client on an existing connection (several clients may share one).
+    pub fn with_channel(channel: Channel, options: ClientOptions) -> Result<Self> {
         let credentials = Credentials {
             token: options.token.clone(),
             language: options.accept_language.as_deref().map(|l| ascii("language", l)).transpose()?,

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use idlink_client::{ClientError, ClientOptions, IdlinkClient, browser, parse_kind, pb};
 
 mod batch;
+mod bench;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -60,6 +61,23 @@ enum Command {
     /// The change feed.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Load generator: requests/s and latency percentiles of one RPC at each concurrency.
+    Bench {
+        #[arg(value_enum)]
+        target: bench::Target,
+        /// Comma-separated concurrency levels.
+        #[arg(long, default_value = "1,16,64", value_delimiter = ',')]
+        concurrency: Vec<usize>,
+        /// HTTP/2 connections shared by the concurrent callers.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Seconds per concurrency level.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// For `resolve`: the personal account's object id (consumer tenant).
+        #[arg(long)]
+        object_id: Option<String>,
+    },
     /// Services: the work user a personal account is linked to.
     Resolve {
         #[arg(long)]
@@ -322,6 +340,30 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             batch::recalculate(&connect(cli, None).await?, org.clone(), cli.json).await?;
         }
         Command::Events(EventsCommand::Watch { from, limit }) => batch::watch(&connect(cli, None).await?, *from, *limit, cli.json).await?,
+        Command::Bench { target, concurrency, connections, seconds, object_id } => {
+            let token = match target {
+                bench::Target::Health => None,
+                _ => Some(match (&cli.token, &cli.as_app, cli.user.as_deref()) {
+                    (Some(t), _, _) => t.clone(),
+                    (None, Some(app), _) => dev_token(&cli.idp, "app", app).await?,
+                    (None, None, user) => dev_token(&cli.idp, "user", user.unwrap_or("alex@contoso.example")).await?,
+                }),
+            };
+            let personal = object_id
+                .as_ref()
+                .map(|o| pb::AccountRef { tenant_id: "9188040d-6c67-4c5b-b112-36a304b66dad".into(), object_id: o.clone() });
+            for c in concurrency {
+                let settings = bench::Settings {
+                    endpoint: cli.endpoint.clone(),
+                    token: token.clone(),
+                    concurrency: *c,
+                    connections: *connections,
+                    duration: std::time::Duration::from_secs_f64(*seconds),
+                    personal: personal.clone(),
+                };
+                bench::run(*target, &settings, cli.json).await?;
+            }
+        }
         Command::Resolve { kind, object_id, tenant_id } => {
             let client = connect(cli, None).await?;
             let account = pb::AccountRef { tenant_id: tenant_id.clone(), object_id: object_id.clone() };
