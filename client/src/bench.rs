@@ -30,7 +30,7 @@ pub struct Settings {
 
 enum Caller {
     Health(tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>),
-    Links(IdlinkClient),
+    Links(Box<IdlinkClient>),
 }
 
 impl Caller {
@@ -76,7 +76,7 @@ pub async fn run(target: Target, s: &Settings, json_output: bool) -> anyhow::Res
                 if let Some(token) = &s.token {
                     options = options.token(token.clone());
                 }
-                Caller::Links(IdlinkClient::with_channel(channel, options)?)
+                Caller::Links(Box::new(IdlinkClient::with_channel(channel, options)?))
             }
         };
         let personal = s.personal.clone();
