@@ -61,6 +61,13 @@ enum Command {
     /// The change feed.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Health of the server; with --wait, polls until SERVING and prints how long that took.
+    Health {
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 30.0)]
+        timeout_seconds: f64,
+    },
     /// Load generator: requests/s and latency percentiles of one RPC at each concurrency.
     Bench {
         #[arg(value_enum)]
@@ -98,6 +105,9 @@ enum Command {
         kind: String,
         #[arg(long, default_value = "http://localhost:8080/profile/link/callback")]
         redirect_uri: String,
+        /// Stop after listing: keep the link.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -313,7 +323,10 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             if cli.json { println!("{}", json!({"access_token": token})) } else { println!("{token}") }
         }
         Command::Link(command) => run_link(cli, command).await?,
-        Command::Demo { work_user, personal, kind, redirect_uri } => demo(cli, work_user, personal, kind, redirect_uri).await?,
+        Command::Demo { work_user, personal, kind, redirect_uri, keep } => {
+            demo(cli, work_user, personal, kind, redirect_uri, *keep).await?
+        }
+        Command::Health { wait, timeout_seconds } => health(cli, *wait, *timeout_seconds).await?,
         Command::Orgs(OrgsCommand::Upsert { tenant_id, partner_id, name, request_id }) => {
             let client = connect(cli, None).await?;
             let request = pb::UpsertOrganizationRequest {
@@ -461,7 +474,31 @@ async fn run_link(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo(cli: &Cli, work_user: &str, personal: &str, kind: &str, redirect_uri: &str) -> anyhow::Result<()> {
+async fn health(cli: &Cli, wait: bool, timeout_seconds: f64) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let started = std::time::Instant::now();
+    loop {
+        let status = match IdlinkClient::channel(&cli.endpoint).await {
+            Ok(channel) => {
+                HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok().map(|r| r.into_inner().status)
+            }
+            Err(_) => None,
+        };
+        let serving = status == Some(ServingStatus::Serving as i32);
+        if serving || !wait || started.elapsed().as_secs_f64() > timeout_seconds {
+            let name = status.and_then(|s| ServingStatus::try_from(s).ok()).map_or("UNREACHABLE", |s| s.as_str_name());
+            if cli.json {
+                println!("{}", json!({"status": name, "waited_ms": started.elapsed().as_millis()}));
+            } else {
+                println!("{name} (after {} ms)", started.elapsed().as_millis());
+            }
+            return if serving { Ok(()) } else { Err(anyhow!("not serving")) };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+async fn demo(cli: &Cli, work_user: &str, personal: &str, kind: &str, redirect_uri: &str, keep: bool) -> anyhow::Result<()> {
     let kind = parse_kind(kind)?;
     let client = connect(cli, Some(work_user)).await?;
     let step = |n: u8, text: &str| {
@@ -488,6 +525,9 @@ async fn demo(cli: &Cli, work_user: &str, personal: &str, kind: &str, redirect_u
     step(4, "GetLinks");
     for l in client.get_links().await? {
         print_link(cli, &l);
+    }
+    if keep {
+        return Ok(());
     }
     step(5, "RemoveLink (\"remove access\")");
     let tombstone =

@@ -128,4 +128,10 @@ async fn main() {
         recalc / baseline
     );
     println!("peak RSS:        {:.0} MiB", peak_rss_mib());
+    println!(
+        "{}",
+        serde_json::json!({"organizations": orgs, "links": links, "certifications": links * certs_per, "baseline_s": baseline,
+                           "recalc_s": recalc, "links_per_s": (links as f64 / recalc).round(), "ratio": recalc / baseline,
+                           "peak_rss_mib": peak_rss_mib().round()})
+    );
 }

@@ -14,6 +14,7 @@ use openidconnect::{
     reqwest,
 };
 use serde::Deserialize;
+use sha2::Digest;
 use tokio::sync::OnceCell;
 
 use super::jwks::JwksCache;
@@ -55,7 +56,14 @@ pub struct Authenticator {
     http: reqwest::Client,
     /// Per allowed issuer, discovered on first use; failures are not cached.
     issuers: HashMap<TenantId, OnceCell<Arc<JwksCache>>>,
+    /// Tokens already validated, by SHA-256 of the token (never the token itself), until
+    /// they expire: a signature check and two JSON parses per call otherwise (see
+    /// BENCHMARKS.md). Refusals are never cached.
+    validated: std::sync::Mutex<HashMap<[u8; 32], (Principal, i64)>>,
 }
+
+/// Past this many cached tokens, expired ones are dropped (and all, if none had expired).
+const MAX_CACHED_TOKENS: usize = 100_000;
 
 #[derive(Deserialize)]
 struct Header {
@@ -108,7 +116,7 @@ fn decode_part(part: &str) -> Result<Vec<u8>, AuthError> {
 impl Authenticator {
     pub fn new(config: InboundConfig, http: reqwest::Client) -> Self {
         let issuers = config.allowed_tenants.iter().map(|t| (t.clone(), OnceCell::new())).collect();
-        Self { config, http, issuers }
+        Self { config, http, issuers, validated: std::sync::Mutex::new(HashMap::new()) }
     }
 
     fn issuer_of(&self, tenant: &TenantId) -> String {
@@ -148,6 +156,32 @@ impl Authenticator {
         if token.len() > MAX_TOKEN_BYTES {
             return refuse("oversized token");
         }
+        let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(300);
+        let now_s = now.timestamp();
+        if let Some((principal, exp)) = self.cache().get(&key)
+            && exp + leeway > now_s
+        {
+            return Ok(principal.clone());
+        }
+        let (principal, exp) = self.validate(token, now).await?;
+        let mut cache = self.cache();
+        if cache.len() >= MAX_CACHED_TOKENS {
+            cache.retain(|_, (_, exp)| *exp + leeway > now_s);
+            if cache.len() >= MAX_CACHED_TOKENS {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (principal.clone(), exp));
+        Ok(principal)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Principal, i64)>> {
+        self.validated.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The full validation of a token not seen before; answers the caller and its expiry.
+    async fn validate(&self, token: &str, now: DateTime<Utc>) -> Result<(Principal, i64), AuthError> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return refuse("not a compact JWS");
@@ -169,7 +203,8 @@ impl Authenticator {
             return refuse("tenant not allowed");
         }
         self.verify_signature(&tenant, &kid, &token.as_bytes()[..h.len() + 1 + p.len()], &signature).await?;
-        self.check_claims(claims, tenant, now)
+        let exp = claims.exp;
+        Ok((self.check_claims(claims, tenant, now)?, exp))
     }
 
     async fn verify_signature(&self, tenant: &TenantId, kid: &str, message: &[u8], signature: &[u8]) -> Result<(), AuthError> {

@@ -207,3 +207,15 @@ async fn a_user_cannot_see_or_remove_another_users_links() {
     assert_refused(removal, Code::PermissionDenied, "NOT_PERMITTED");
     assert_eq!(blair.get_links().await.unwrap().len(), 1, "blair's link is untouched");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_token_is_still_refused_once_it_expires() {
+    let app = TestApp::spawn().await;
+    let alex = app.client_for("alex@contoso.example").await;
+    for _ in 0..3 {
+        alex.get_links().await.unwrap(); // validated once, then served from the cache
+    }
+    // The token lives an hour; past that (and the leeway) the cache must not keep it alive.
+    app.clock.advance(chrono::Duration::minutes(63));
+    assert_refused(alex.get_links().await, Code::Unauthenticated, "INVALID_TOKEN");
+}

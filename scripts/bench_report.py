@@ -1,0 +1,83 @@
+"""Turns the benchmark results (JSON lines) into BENCHMARKS.md and a JSON file, with every
+figure next to its same-run baseline and each target marked met or missed."""
+
+import json
+import platform
+import subprocess
+import sys
+
+mode, results_path, out_md, out_json, store_args, recalc_args, seconds = sys.argv[1:8]
+rows = [json.loads(line) for line in open(results_path) if line.strip()]
+rpc = [r["rpc"] for r in rows if "rpc" in r]
+one = {k: v for r in rows for k, v in r.items() if k != "rpc"}
+
+
+def cpu():
+    try:
+        return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+health = {r["concurrency"]: r for r in rpc if r["target"] == "health"}
+lines = [
+    "# idlink benchmarks",
+    "",
+    f"Machine: {cores} cores ({cpu()}), Linux {platform.release()}; server and load generator share it.",
+    f"Mode: {mode}. Rerun: `scripts/bench` (the full run; `scripts/bench --smoke` is what CI runs).",
+    "",
+    "## RPCs (idlink bench, 4 HTTP/2 connections, "
+    + f"{seconds} s per level; tokens validated on every call)",
+    "",
+    "| RPC | concurrency | requests/s | vs Health/Check | p50 ms | p90 ms | p99 ms | errors |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+]
+for r in rpc:
+    base = health.get(r["concurrency"], {}).get("rps") or 0
+    ratio = f"{r['rps'] / base:.0%}" if base else "—"
+    lines.append(f"| {r['target']} | {r['concurrency']} | {r['rps']:.0f} | {ratio} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['errors']} |")
+store, recalc, startup, footprint = one.get("store", {}), one.get("recalc", {}), one.get("startup", {}), one.get("footprint", {})
+lines += [
+    "",
+    f"## Store (sled, `store_throughput {store_args}`)",
+    "",
+    f"- durable link writes, 1 writer: {store.get('writes_1', 0):.0f}/s (the baseline)",
+    f"- durable link writes, 64 writers: {store.get('writes_64', 0):.0f}/s = {store.get('writes_ratio', 0)}x one writer",
+    f"- active-link reads: {store.get('reads', 0):.0f}/s; flow create + consume: {store.get('flows', 0):.0f}/s",
+    "",
+    f"## Recalculation (`recalc_throughput {recalc_args}`: organisations, links each, certifications each)",
+    "",
+    f"- {recalc.get('links', 0)} links / {recalc.get('certifications', 0)} certifications: {recalc.get('recalc_s', 0):.2f} s "
+    + f"({recalc.get('links_per_s', 0):.0f} links/s) = {recalc.get('ratio', 0):.2f}x a bare scan of the same links",
+    f"- peak RSS of that process (loading included): {recalc.get('peak_rss_mib', 0):.0f} MiB",
+    "",
+    "## Start-up and footprint (`idlinkd --dev`, empty store)",
+    "",
+    f"- exec to SERVING: {startup.get('exec_to_serving_ms', 0)} ms (includes the development provider's RSA key generation)",
+    f"- idle RSS: {startup.get('idle_rss_kib', 0) / 1024:.1f} MiB; peak RSS after the RPC runs: {footprint.get('peak_rss_under_load_kib', 0) / 1024:.1f} MiB",
+    "",
+    "## Targets (issue 7)",
+    "",
+]
+
+
+def target(name, met, detail):
+    lines.append(f"- {'met' if met else 'MISSED'}: {name} — {detail}")
+
+
+high = max(health) if health else 0
+for t in ("getlinks", "resolve"):
+    r = next((x for x in rpc if x["target"] == t and x["concurrency"] == high), None)
+    if r and health:
+        share = r["rps"] / health[high]["rps"]
+        detail = f"{share:.0%}, p99 {r['p99_ms']:.2f} ms (Health/Check's own p99 at this concurrency: {health[high]['p99_ms']:.2f} ms)"
+        target(f"{t} ≥ 50% of Health/Check at concurrency {high}, p99 ≤ 2 ms", share >= 0.5 and r["p99_ms"] <= 2.0, detail)
+target("durable writes ≥ 5,000/s with 64 writers and ≥ 20x one writer", store.get("writes_64", 0) >= 5000 and store.get("writes_ratio", 0) >= 20,
+       f"{store.get('writes_64', 0):.0f}/s, {store.get('writes_ratio', 0)}x")
+target("recalculation of 1M links / 5M certifications ≤ 30 s, RSS ≤ 256 MiB", False,
+       f"not run at that size yet; measured {recalc.get('links', 0)} links in {recalc.get('recalc_s', 0):.2f} s, peak RSS {recalc.get('peak_rss_mib', 0):.0f} MiB")
+target("idle RSS ≤ 30 MiB", startup.get("idle_rss_kib", 10**9) <= 30 * 1024, f"{startup.get('idle_rss_kib', 0) / 1024:.1f} MiB")
+target("exec to SERVING ≤ 1 s", startup.get("exec_to_serving_ms", 10**9) <= 1000, f"{startup.get('exec_to_serving_ms', 0)} ms")
+open(out_md, "w").write("\n".join(lines) + "\n")
+json.dump({"mode": mode, "cores": cores, "cpu": cpu(), "rpc": rpc, **one}, open(out_json, "w"), indent=2)

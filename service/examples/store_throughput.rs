@@ -1,0 +1,98 @@
+//! Store throughput: durable link writes with one writer and with 64 concurrent writers
+//! (group commit shares flushes), reads, and flow create/consume. The one-writer figure is
+//! the baseline of the 64-writer one.
+//!
+//!     cargo run --release -p idlink-service --example store_throughput -- [ONE_WRITER_LINKS] [CONCURRENT_LINKS]
+//!
+//! The last line printed is the same figures as JSON.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark fails loudly")]
+
+use std::{sync::Arc, time::Instant};
+
+use chrono::{Duration, Utc};
+use idlink_service::{
+    domain::{AccountKey, CONSUMER_TENANT, Catalog, Flow, LinkKind, LinkMode, NewLink, PersonalProfile, StateHash},
+    store::{Store, sled::SledStore},
+};
+
+fn request(n: u64) -> NewLink {
+    NewLink {
+        kind: LinkKind::MicrosoftLearning,
+        work: AccountKey::parse("3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01", &format!("00000000-0000-4000-8000-{n:012x}")).unwrap(),
+        work_upn: String::new(),
+        personal: AccountKey::parse(CONSUMER_TENANT, &format!("00000000-0000-4000-9000-{n:012x}")).unwrap(),
+        personal_sub: String::new(),
+        profile: PersonalProfile::default(),
+    }
+}
+
+async fn concurrent_writes(store: &Arc<SledStore>, from: u64, count: u64, writers: u64) -> f64 {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut n = from + w;
+                while n < from + count {
+                    store.link(request(n), LinkMode::default(), Utc::now()).await.unwrap();
+                    n += writers;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<u64> = std::env::args().skip(1).map(|a| a.parse().expect("numbers")).collect();
+    let (single, concurrent) = (args.first().copied().unwrap_or(2_000), args.get(1).copied().unwrap_or(20_000));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path(), Arc::new(Catalog::default_catalog())).unwrap());
+
+    let one = concurrent_writes(&store, 0, single, 1).await;
+    let many = concurrent_writes(&store, single, concurrent, 64).await;
+    println!("durable link writes, 1 writer:   {one:.0}/s");
+    println!("durable link writes, 64 writers: {many:.0}/s = {:.1}x one writer", many / one);
+
+    let total = single + concurrent;
+    let started = Instant::now();
+    let reads = 50_000u64;
+    for i in 0..reads {
+        let links = store.active_links(&request(i % total).work).await.unwrap();
+        assert_eq!(links.len(), 1);
+    }
+    let read_rate = reads as f64 / started.elapsed().as_secs_f64();
+    println!("active-link reads:               {read_rate:.0}/s");
+
+    let now = Utc::now();
+    let flows = 20_000u64;
+    let started = Instant::now();
+    for i in 0..flows {
+        let flow = Flow {
+            kind: LinkKind::MicrosoftLearning,
+            owner: request(i).work,
+            owner_upn: String::new(),
+            redirect_uri: "https://partner.example/cb".into(),
+            pkce_verifier: "v".repeat(86),
+            nonce: "n".repeat(43),
+            mode: LinkMode::default(),
+            created_at: now,
+            expires_at: now + Duration::minutes(10),
+        };
+        let state = StateHash::of(&format!("state-{i}"));
+        store.put_flow(&state, &flow).await.unwrap();
+        assert!(store.take_flow(&state).await.unwrap().is_some());
+    }
+    let flow_rate = flows as f64 / started.elapsed().as_secs_f64();
+    println!("flow create + consume:           {flow_rate:.0}/s");
+    println!(
+        "{}",
+        serde_json::json!({"writes_1": one.round(), "writes_64": many.round(), "writes_ratio": (many / one * 10.0).round() / 10.0,
+                           "reads": read_rate.round(), "flows": flow_rate.round()})
+    );
+}
