@@ -110,7 +110,7 @@ impl Application {
         let http = provider_http_client(PROVIDER_TIMEOUT)?;
         let catalog = Arc::new(settings.credit.load_catalog()?);
         let store: DynStore = match settings.store.backend.as_str() {
-            "sled" => Arc::new(SledStore::open(&settings.store.path, catalog.clone())?),
+            "sled" => Arc::new(SledStore::open_with_cache(&settings.store.path, catalog.clone(), settings.store.cache_mb * 1024 * 1024)?),
             other => return Err(ConfigError::Invalid(format!("store.backend {other:?}: only \"sled\" is available")).into()),
         };
         let report = store.check_integrity().await?;

@@ -56,6 +56,13 @@ pub struct StoreSettings {
     pub backend: String,
     #[serde(default = "default_path")]
     pub path: PathBuf,
+    /// sled's page cache, in MiB (the bulk of idlinkd's memory).
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
+}
+
+fn default_cache_mb() -> u64 {
+    128
 }
 
 fn default_backend() -> String {
@@ -67,7 +74,7 @@ fn default_path() -> PathBuf {
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self { backend: default_backend(), path: default_path() }
+        Self { backend: default_backend(), path: default_path(), cache_mb: default_cache_mb() }
     }
 }
 

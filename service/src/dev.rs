@@ -33,7 +33,7 @@ pub fn dev_settings(idp: &DevIdp, clients: &[DevClient], listen: SocketAddr, dat
     };
     Settings {
         listen,
-        store: StoreSettings { backend: "sled".into(), path: data },
+        store: StoreSettings { path: data, ..StoreSettings::default() },
         auth: AuthSettings {
             audience: DEV_AUDIENCE.into(),
             allowed_tenants: vec![CONTOSO_TENANT.into(), FABRIKAM_TENANT.into()],

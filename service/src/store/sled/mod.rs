@@ -61,6 +61,9 @@ pub struct SledStore {
 
 const PURGED_THROUGH: &[u8] = b"events_purged_through";
 
+/// sled's own default is 1 GiB; idlink's working set is far smaller.
+pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 fn unavailable(e: sled::Error) -> StoreError {
     StoreError::Unavailable { detail: e.to_string() }
 }
@@ -71,7 +74,12 @@ fn read_u64(bytes: Option<sled::IVec>) -> u64 {
 
 impl SledStore {
     pub fn open(path: &Path, catalog: Arc<Catalog>) -> Result<Self> {
-        let db = sled::Config::new().path(path).open().map_err(unavailable)?;
+        Self::open_with_cache(path, catalog, DEFAULT_CACHE_BYTES)
+    }
+
+    /// `cache_bytes` bounds sled's page cache, the bulk of the process's memory.
+    pub fn open_with_cache(path: &Path, catalog: Arc<Catalog>, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new().path(path).cache_capacity(cache_bytes).open().map_err(unavailable)?;
         let tree = |name: &str| db.open_tree(name).map_err(unavailable);
         let trees = Trees {
             links: tree("links")?,
