@@ -255,15 +255,21 @@ async fn dev_token(idp: &str, who: &str, name: &str) -> anyhow::Result<String> {
     body["access_token"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no access_token in the answer"))
 }
 
+/// The bearer token the flags ask for: --token, else a development token for --as-app or
+/// --user (or `default_user`); None when nothing names one.
+async fn bearer(cli: &Cli, default_user: Option<&str>) -> anyhow::Result<Option<String>> {
+    Ok(match (&cli.token, &cli.as_app, cli.user.as_deref().or(default_user)) {
+        (Some(token), _, _) => Some(token.clone()),
+        (None, Some(app), _) => Some(dev_token(&cli.idp, "app", app).await?),
+        (None, None, Some(user)) => Some(dev_token(&cli.idp, "user", user).await?),
+        (None, None, None) => None,
+    })
+}
+
 async fn connect(cli: &Cli, default_user: Option<&str>) -> anyhow::Result<IdlinkClient> {
-    let token = match (&cli.token, &cli.as_app, cli.user.as_deref().or(default_user)) {
-        (Some(token), _, _) => token.clone(),
-        (None, Some(app), _) => dev_token(&cli.idp, "app", app).await?,
-        (None, None, Some(user)) => dev_token(&cli.idp, "user", user).await?,
-        (None, None, None) => {
-            return Err(anyhow!("no credentials: pass --token (or IDLINK_TOKEN), or --user / --as-app with `idlinkd --dev`"));
-        }
-    };
+    let token = bearer(cli, default_user)
+        .await?
+        .ok_or_else(|| anyhow!("no credentials: pass --token (or IDLINK_TOKEN), or --user / --as-app with `idlinkd --dev`"))?;
     let mut options = ClientOptions::new(cli.endpoint.clone()).token(token);
     if let Some(lang) = &cli.lang {
         options = options.accept_language(lang.clone());
@@ -356,11 +362,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Bench { target, concurrency, connections, seconds, object_id } => {
             let token = match target {
                 bench::Target::Health => None,
-                _ => Some(match (&cli.token, &cli.as_app, cli.user.as_deref()) {
-                    (Some(t), _, _) => t.clone(),
-                    (None, Some(app), _) => dev_token(&cli.idp, "app", app).await?,
-                    (None, None, user) => dev_token(&cli.idp, "user", user.unwrap_or("alex@contoso.example")).await?,
-                }),
+                _ => bearer(cli, Some("alex@contoso.example")).await?,
             };
             let personal = object_id
                 .as_ref()

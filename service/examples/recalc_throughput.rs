@@ -33,14 +33,11 @@ fn tenant(org: u64) -> TenantId {
     TenantId::parse(&format!("{org:08x}-0000-4000-8000-000000000000")).unwrap()
 }
 
-fn peak_rss_mib() -> f64 {
+/// A `/proc/self/status` memory field (`VmRSS`, `VmHWM`) in MiB.
+fn proc_status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let kib: f64 =
+        status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     kib / 1024.0
 }
 
@@ -51,16 +48,6 @@ async fn main() {
         (args.first().copied().unwrap_or(200), args.get(1).copied().unwrap_or(100), args.get(2).copied().unwrap_or(3));
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(dir.path(), Arc::new(Catalog::default_catalog())).unwrap());
-    let rss_mib = || {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
-    };
     let now = Utc::now();
 
     let started = Instant::now();
@@ -118,7 +105,7 @@ async fn main() {
     assert_eq!(scanned as u64, links);
 
     // Full recalculation, as RecalculateCredits runs it: page through organisations.
-    let rss_before = rss_mib();
+    let rss_before = proc_status_mib("VmRSS");
     let mut rss_during: f64 = rss_before;
     let started = Instant::now();
     let (mut done, mut drifted, mut after) = (0u64, 0u64, None::<TenantId>);
@@ -130,7 +117,7 @@ async fn main() {
             drifted += u64::from(r.stored != r.recomputed);
             done += 1;
             if done % 256 == 0 {
-                rss_during = rss_during.max(rss_mib());
+                rss_during = rss_during.max(proc_status_mib("VmRSS"));
             }
         }
         after = Some(last);
@@ -144,10 +131,10 @@ async fn main() {
         orgs as f64 / recalc,
         recalc / baseline
     );
-    let rss_during = rss_during.max(rss_mib());
+    let rss_during = rss_during.max(proc_status_mib("VmRSS"));
     println!(
         "peak RSS:        {:.0} MiB for the whole process; {:.0} MiB during recalculation (was {:.0} MiB before)",
-        peak_rss_mib(),
+        proc_status_mib("VmHWM"),
         rss_during,
         rss_before
     );
@@ -155,6 +142,6 @@ async fn main() {
         "{}",
         serde_json::json!({"organizations": orgs, "links": links, "certifications": links * certs_per, "baseline_s": baseline,
                            "recalc_s": recalc, "links_per_s": (links as f64 / recalc).round(), "ratio": recalc / baseline,
-                           "peak_rss_mib": peak_rss_mib().round(), "recalc_rss_mib": rss_during.round()})
+                           "peak_rss_mib": proc_status_mib("VmHWM").round(), "recalc_rss_mib": rss_during.round()})
     );
 }

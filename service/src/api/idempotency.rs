@@ -13,7 +13,7 @@ use tonic::{Code, Request, Response, Status};
 use super::status::{ApiError, Locale, to_status};
 use crate::{
     clock::DynClock,
-    domain::Principal,
+    domain::{Principal, hex},
     store::{DynStore, Reservation, StoredOutcome},
 };
 
@@ -135,10 +135,6 @@ impl Requests {
             tracing::warn!(error = %e, "idempotency purge failed");
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn replay<Resp: Message + Default>(outcome: StoredOutcome) -> Result<Response<Resp>, Status> {

@@ -14,6 +14,7 @@ pub use credit::{Area, AreaId, Catalog, Certification, CertificationId, Credit, 
 pub use error::{DomainError, Result};
 pub use event::{EventType, LinkEvent};
 pub use flow::{DEFAULT_FLOW_TTL, Flow, StateHash};
+pub(crate) use ids::hex;
 pub use ids::{AccountKey, CONSUMER_TENANT, LinkId, LinkKind, ObjectId, TenantId};
 pub use link::{
     Link, LinkMode, LinkPlan, NewLink, PersonalProfile, REASON_REPLACED, REASON_TRANSFERRED, Removal, RemovePlan, plan_link, plan_remove,
