@@ -13,6 +13,7 @@ use crate::domain::{
     TenantId,
 };
 
+mod changes;
 #[cfg(test)]
 pub mod conformance;
 pub mod sled;

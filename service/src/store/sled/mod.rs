@@ -16,12 +16,14 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sled::{Transactional, transaction::TransactionError};
-use tx::{StoredCredit, Tx, TxResult, abort, decode, encode, expiry_bound, expiry_key, index_key, personal_key, tenant_key};
+use tx::{Tx, TxError};
 
-use super::{IntegrityReport, LinkPage, ListQuery, Recalculation, Recorded, Reservation, Result, Store, StoreError, StoredOutcome};
+use super::{
+    IntegrityReport, LinkPage, ListQuery, Recalculation, Recorded, Reservation, Result, Store, StoreError, StoredOutcome,
+    changes::{self, StoredCredit, decode, encode, expiry_bound, index_key, personal_key, tenant_key},
+};
 use crate::domain::{
-    AccountKey, Catalog, Certification, Credit, Flow, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, RemovePlan, StateHash,
-    TenantId, plan_link, plan_remove,
+    AccountKey, Catalog, Certification, Credit, Flow, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, StateHash, TenantId,
 };
 
 struct Trees {
@@ -111,12 +113,14 @@ impl SledStore {
         self.db.flush().map(drop).map_err(unavailable)
     }
 
-    fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T> {
+    /// Runs `f` in one transaction over every tree a change touches; returns its result and
+    /// the cursor of the last event it appended.
+    fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> std::result::Result<T, TxError>) -> Result<(T, Option<u64>)> {
         let t = &self.trees;
         let result =
             (&t.links, &t.by_work, &t.by_personal, &t.last_removed, &t.by_tenant, &t.events, &t.meta, &t.certs, &t.credit, &t.expiry)
                 .transaction(|(links, by_work, by_personal, last_removed, by_tenant, events, meta, certs, credit, expiry)| {
-                    f(&Tx {
+                    let tx = Tx {
                         links,
                         by_work,
                         by_personal,
@@ -128,7 +132,9 @@ impl SledStore {
                         credit,
                         expiry,
                         catalog: &self.catalog,
-                    })
+                        last_event: std::cell::Cell::new(None),
+                    };
+                    Ok((f(&tx)?, tx.last_event.get()))
                 });
         result.map_err(|e| match e {
             TransactionError::Abort(e) => e,

@@ -33,17 +33,7 @@ impl Store for SledStore {
     }
 
     async fn link(&self, new: NewLink, mode: LinkMode, now: DateTime<Utc>) -> Result<Link> {
-        let (work_key, personal_key) = (index_key(new.kind, &new.work), index_key(new.kind, &new.personal));
-        let (link, last_event) = self.transact(|tx| {
-            let of_work = tx.load_indexed(tx.by_work, &work_key)?;
-            let of_personal = tx.load_indexed(tx.by_personal, &personal_key)?;
-            let plan = plan_link(new.clone(), mode, of_work.as_ref(), of_personal.as_ref(), now).or_else(abort)?;
-            let last_event = tx.apply_link_plan(&plan, now)?;
-            let link = match plan {
-                crate::domain::LinkPlan::Unchanged(link) | crate::domain::LinkPlan::Create { create: link, .. } => link,
-            };
-            Ok((link, last_event))
-        })?;
+        let (link, last_event) = self.transact(|tx| changes::link(tx, &new, mode, now))?;
         // Also for an unchanged link: its creator's flush may not have finished yet.
         self.committed(last_event).await?;
         Ok(link)
@@ -58,18 +48,7 @@ impl Store for SledStore {
         expected_etag: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Link> {
-        let work_key = index_key(kind, work);
-        let (tombstone, last_event) = self.transact(|tx| {
-            let active = tx.load_indexed(tx.by_work, &work_key)?;
-            let last = tx.load_indexed(tx.last_removed, &work_key)?;
-            match plan_remove(kind, active.as_ref(), last, by, reason, expected_etag, now).or_else(abort)? {
-                RemovePlan::AlreadyRemoved(tombstone) => Ok((tombstone, None)),
-                RemovePlan::Retire(tombstone) => {
-                    let cursor = tx.apply_removal(&tombstone, now)?;
-                    Ok((tombstone, Some(cursor)))
-                }
-            }
-        })?;
+        let (tombstone, last_event) = self.transact(|tx| changes::remove(tx, kind, work, by, reason, expected_etag, now))?;
         self.committed(last_event).await?;
         Ok(tombstone)
     }
@@ -165,37 +144,7 @@ impl Store for SledStore {
     }
 
     async fn record_certifications(&self, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>> {
-        let outcomes = self.transact(|tx| {
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for incoming in batch {
-                let before = tx.certs_of(&incoming.personal)?;
-                let mut after = before.clone();
-                let fresh = Certification { expired: incoming.is_past_expiry(now), ..incoming.clone() };
-                let outcome = match after.iter_mut().find(|c| c.id == incoming.id) {
-                    // A renewal: a later (or no) expiry replaces the recorded one.
-                    Some(current) if renews(current, &fresh) => {
-                        if let Some(key) = expiry_key(current) {
-                            tx.expiry.remove(key)?;
-                        }
-                        *current = fresh.clone();
-                        Recorded::Accepted
-                    }
-                    Some(_) => Recorded::Duplicate,
-                    None => {
-                        after.push(fresh.clone());
-                        Recorded::Accepted
-                    }
-                };
-                if outcome == Recorded::Accepted {
-                    if let Some(key) = expiry_key(&fresh).filter(|_| !fresh.expired) {
-                        tx.expiry.insert(key, &[])?;
-                    }
-                    tx.replace_certs(&incoming.personal, &before, &after)?;
-                }
-                outcomes.push(outcome);
-            }
-            Ok(outcomes)
-        })?;
+        let (outcomes, _) = self.transact(|tx| changes::record_certifications(tx, batch, now))?;
         self.commit.durable().await?;
         Ok(outcomes)
     }
@@ -204,38 +153,18 @@ impl Store for SledStore {
         let bound = expiry_bound(now);
         let mut expired = 0;
         loop {
-            let due: Vec<sled::IVec> = self
+            let due: Vec<Vec<u8>> = self
                 .trees
                 .expiry
                 .range(..bound.to_vec())
                 .take(EXPIRY_BATCH)
-                .map(|e| e.map(|(k, _)| k))
+                .map(|e| e.map(|(k, _)| k.to_vec()))
                 .collect::<Result<_, _>>()
                 .map_err(unavailable)?;
             if due.is_empty() {
                 break;
             }
-            expired += self.transact(|tx| {
-                let mut count = 0;
-                for key in &due {
-                    if tx.expiry.remove(key)?.is_none() {
-                        continue; // renewed or expired meanwhile
-                    }
-                    let rest = &key[8..];
-                    let Some(split) = rest.iter().rposition(|b| *b == 0) else { continue };
-                    let personal_raw = String::from_utf8_lossy(&rest[..split]).into_owned();
-                    let Some((tid, oid)) = personal_raw.split_once('\0') else { continue };
-                    let personal = AccountKey::parse(tid, oid).or_else(abort)?;
-                    let before = tx.certs_of(&personal)?;
-                    let mut after = before.clone();
-                    for cert in after.iter_mut().filter(|c| !c.expired && c.is_past_expiry(now)) {
-                        cert.expired = true;
-                        count += 1;
-                    }
-                    tx.replace_certs(&personal, &before, &after)?;
-                }
-                Ok(count)
-            })?;
+            expired += self.transact(|tx| changes::expire_due(tx, &due, now))?.0;
             self.commit.durable().await?;
         }
         Ok(expired)
@@ -269,16 +198,7 @@ impl Store for SledStore {
             let stored = self.stored_credit(tenant)?;
             let recomputed = self.recompute(tenant)?;
             // Commit only if no write touched this organisation's credit meanwhile.
-            let committed = self.transact(|tx| {
-                let current = tx.stored_credit(tenant)?;
-                if current.version != stored.version {
-                    return Ok(false);
-                }
-                if current.credit != recomputed {
-                    tx.put_credit(tenant, recomputed.clone())?;
-                }
-                Ok(true)
-            })?;
+            let (committed, _) = self.transact(|tx| changes::commit_recalculation(tx, tenant, stored.version, &recomputed))?;
             if committed {
                 if stored.credit != recomputed {
                     self.commit.durable().await?;
@@ -290,7 +210,7 @@ impl Store for SledStore {
     }
 
     async fn overwrite_credit(&self, tenant: &TenantId, credit: &Credit) -> Result<()> {
-        self.transact(|tx| tx.put_credit(tenant, credit.clone()))?;
+        self.transact(|tx| changes::put_credit(tx, tenant, credit.clone()))?;
         self.commit.durable().await
     }
 
@@ -386,15 +306,5 @@ impl Store for SledStore {
             }
         }
         Ok(report)
-    }
-}
-
-/// Whether `incoming` replaces `current`: it expires later (or never), or revives an expired one.
-fn renews(current: &Certification, incoming: &Certification) -> bool {
-    match (current.expires_at, incoming.expires_at) {
-        _ if current.expired && !incoming.expired => true,
-        (Some(_), None) => true,
-        (Some(a), Some(b)) => b > a,
-        _ => false,
     }
 }
