@@ -1,5 +1,6 @@
-//! Durable state behind one trait. Backends: [`sled`] (embedded, one replica). Each passes
-//! [`conformance`], the store-agnostic checks. The store knows nothing of OAuth or gRPC:
+//! Durable state behind one trait. Backends: [`sled`] (embedded, one replica) and [`redis`]
+//! (shared by many replicas). Each passes [`conformance`], the store-agnostic checks, and
+//! both make their multi-key changes with the same code, [`changes`]. The store knows nothing of OAuth or gRPC:
 //! it asks the domain rules inside its own transaction and writes what they decide —
 //! links, both uniqueness indexes, tombstones, change-feed events and credit, atomically.
 
@@ -16,6 +17,7 @@ use crate::domain::{
 mod changes;
 #[cfg(test)]
 pub mod conformance;
+pub mod redis;
 pub mod sled;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,14 @@ pub struct StoredOutcome {
     pub code: i32,
     pub message: String,
     pub body: Vec<u8>,
+}
+
+/// An idempotency record as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RequestRecord {
+    fingerprint: String,
+    created_at: DateTime<Utc>,
+    outcome: Option<StoredOutcome>,
 }
 
 /// What [`Store::reserve_request`] found.
@@ -182,6 +192,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cross-checks links and indexes (tests, and the start-up self check).
     async fn check_integrity(&self) -> Result<IntegrityReport>;
+
+    /// Answers when the store is reachable now (health).
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -19,7 +19,7 @@ use sled::{Transactional, transaction::TransactionError};
 use tx::{Tx, TxError};
 
 use super::{
-    IntegrityReport, LinkPage, ListQuery, Recalculation, Recorded, Reservation, Result, Store, StoreError, StoredOutcome,
+    IntegrityReport, LinkPage, ListQuery, Recalculation, Recorded, RequestRecord, Reservation, Result, Store, StoreError, StoredOutcome,
     changes::{self, StoredCredit, decode, encode, expiry_bound, index_key, personal_key, tenant_key},
 };
 use crate::domain::{
@@ -216,14 +216,6 @@ impl SledStore {
     }
 }
 
-/// An idempotency record as stored.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct RequestRecord {
-    fingerprint: String,
-    created_at: DateTime<Utc>,
-    outcome: Option<StoredOutcome>,
-}
-
 /// One flush serves every write that finished before it started.
 struct GroupCommit {
     db: sled::Db,
@@ -262,10 +254,10 @@ mod tests {
     use super::*;
     use crate::store::conformance;
 
-    fn open() -> (tempfile::TempDir, Arc<SledStore>) {
+    async fn open() -> Option<(tempfile::TempDir, Arc<SledStore>)> {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), Arc::new(Catalog::default_catalog())).unwrap();
-        (dir, Arc::new(store))
+        Some((dir, Arc::new(store)))
     }
 
     conformance::suite!(open);

@@ -1,0 +1,250 @@
+//! The shared backend: many idlinkd replicas on one Redis.
+//!
+//! - **Keys.** Every key of a deployment starts with `{prefix}:` — the prefix is a Redis
+//!   Cluster hash tag, so all of a deployment's keys live in one slot and every script may
+//!   touch any of them (on Cluster too). Several deployments share one Redis by prefix.
+//! - **Atomicity.** A multi-key change ([`super::changes`]) runs over a snapshot fetched from
+//!   Redis; one Lua script ([`tx::CHECK_AND_APPLY`]) then checks that every key the change read
+//!   still holds what it read and applies all its writes — or nothing, and the change runs
+//!   again on fresh reads (optimistic concurrency, like `WATCH`/`MULTI` but on a shared
+//!   multiplexed connection). Scripts are called by SHA and reloaded on `NOSCRIPT`.
+//! - **Flows** are keys with a TTL, consumed by `GETDEL`: single use across replicas.
+//! - **Events** are a Redis stream whose entry ids are the cursors (`N-0`), assigned by
+//!   `INCR` inside the same script, so cursor order is commit order.
+//! - **Outages.** Every call has a timeout; errors and timeouts are `Unavailable`.
+
+mod store_impl;
+mod tx;
+
+use std::{sync::Arc, time::Duration};
+
+use redis::{AsyncCommands, aio::ConnectionManager};
+
+use super::{Result, StoreError, changes::Table};
+use crate::domain::Catalog;
+
+/// How to reach Redis and how careful to be.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://host:port/db` or `rediss://` for TLS.
+    pub url: String,
+    /// Overrides a password in the URL (kept out of configuration files).
+    pub password: Option<String>,
+    /// The deployment's key prefix and hash tag.
+    pub key_prefix: String,
+    /// Every Redis call fails with `Unavailable` after this long.
+    pub timeout: Duration,
+    /// Refuse to start unless acknowledged writes survive a crash (see [`Durability`]).
+    pub require_durable: bool,
+    /// After each change, wait until this many replicas have it (`WAIT`); 0 does not wait.
+    pub wait_replicas: u32,
+    pub wait_timeout: Duration,
+}
+
+impl RedisOptions {
+    pub fn new(url: impl Into<String>, key_prefix: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            password: None,
+            key_prefix: key_prefix.into(),
+            timeout: Duration::from_secs(1),
+            require_durable: false,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The server's persistence as read at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durability {
+    pub appendonly: String,
+    pub appendfsync: String,
+    pub save: String,
+    pub connected_replicas: u32,
+    pub maxmemory_policy: String,
+}
+
+impl Durability {
+    /// Why acknowledged writes could be lost, naming the setting; `None` when they cannot
+    /// (append-only file fsynced on every write, or on every second with replica acknowledgement).
+    pub fn risk(&self, wait_replicas: u32) -> Option<String> {
+        if self.appendonly != "yes" {
+            return Some(format!(
+                "Redis has appendonly={} (save=\"{}\"): writes acknowledged since the last snapshot are lost when Redis stops",
+                self.appendonly, self.save
+            ));
+        }
+        match self.appendfsync.as_str() {
+            "always" => None,
+            "everysec" if wait_replicas > 0 => None,
+            other => Some(format!(
+                "Redis has appendfsync={other}: up to a second of acknowledged writes is lost if its machine crashes \
+                 (use appendfsync always, or store.wait_replicas >= 1)"
+            )),
+        }
+    }
+}
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    catalog: Arc<Catalog>,
+    options: RedisOptions,
+    scripts: tx::Scripts,
+    /// The last event cursor this replica committed, for its own watchers (others poll).
+    feed: tokio::sync::watch::Sender<u64>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable { detail: format!("redis: {e}") }
+}
+
+impl RedisStore {
+    /// Connects (within the timeout), reads the server's persistence settings and refuses
+    /// when `require_durable` is set and acknowledged writes could be lost.
+    pub async fn connect(options: RedisOptions, catalog: Arc<Catalog>) -> Result<Self> {
+        if options.key_prefix.is_empty() || !options.key_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(StoreError::Unavailable {
+                detail: format!("store.key_prefix {:?}: use letters, digits, '-', '_' or '.'", options.key_prefix),
+            });
+        }
+        let mut info = redis::IntoConnectionInfo::into_connection_info(options.url.as_str()).map_err(unavailable)?;
+        if let Some(password) = &options.password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info).map_err(unavailable)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = tokio::time::timeout(options.timeout, ConnectionManager::new_with_config(client, config))
+            .await
+            .map_err(|_| unavailable(format!("no answer within {:?}", options.timeout)))?
+            .map_err(unavailable)?;
+        let store = Self {
+            conn,
+            keys: Keys(format!("{{{}}}:", options.key_prefix)),
+            catalog,
+            options,
+            scripts: tx::Scripts::new(),
+            feed: tokio::sync::watch::Sender::new(0),
+        };
+        let durability = store.durability().await?;
+        match durability.risk(store.options.wait_replicas) {
+            Some(risk) if store.options.require_durable => {
+                return Err(StoreError::Unavailable { detail: format!("store.require_durable is set but {risk}") });
+            }
+            Some(risk) => tracing::warn!(%risk, "acknowledged writes could be lost"),
+            None => tracing::info!(appendfsync = %durability.appendfsync, replicas = durability.connected_replicas, "redis persistence"),
+        }
+        if durability.maxmemory_policy != "noeviction" {
+            tracing::warn!(
+                policy = %durability.maxmemory_policy,
+                "Redis may evict idlink's keys under memory pressure: set maxmemory-policy noeviction"
+            );
+        }
+        Ok(store)
+    }
+
+    /// Reads `appendonly`, `appendfsync`, `save`, `maxmemory-policy` and the replica count.
+    pub async fn durability(&self) -> Result<Durability> {
+        let mut conn = self.conn.clone();
+        let info: String = self.call(redis::cmd("INFO").arg("replication").query_async(&mut conn)).await?;
+        let connected_replicas =
+            info.lines().find_map(|line| line.strip_prefix("connected_slaves:")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+        Ok(Durability {
+            appendonly: self.config("appendonly").await?,
+            appendfsync: self.config("appendfsync").await?,
+            save: self.config("save").await?,
+            maxmemory_policy: self.config("maxmemory-policy").await?,
+            connected_replicas,
+        })
+    }
+
+    /// One server setting; managed services that refuse `CONFIG` answer "unknown".
+    async fn config(&self, name: &str) -> Result<String> {
+        let mut conn = self.conn.clone();
+        let pair: Vec<String> = match self.call(redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut conn)).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(setting = name, error = %e, "cannot read the Redis setting");
+                Vec::new()
+            }
+        };
+        Ok(pair.get(1).cloned().unwrap_or_else(|| "unknown".into()))
+    }
+
+    /// Runs one Redis call within the timeout.
+    async fn call<T>(&self, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+        match tokio::time::timeout(self.options.timeout, fut).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(unavailable(format!("no answer within {:?}", self.options.timeout))),
+        }
+    }
+
+    /// Answers once this many replicas hold every write made so far (`store.wait_replicas`).
+    async fn replicated(&self) -> Result<()> {
+        let wanted = self.options.wait_replicas;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let millis = u64::try_from(self.options.wait_timeout.as_millis()).unwrap_or(u64::MAX);
+        let acked: u32 = self.call(redis::cmd("WAIT").arg(wanted).arg(millis).query_async(&mut conn)).await?;
+        if acked < wanted {
+            return Err(unavailable(format!("the change is written but only {acked} of {wanted} replicas acknowledged it")));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        let mut conn = self.conn.clone();
+        self.call(conn.get(key)).await
+    }
+}
+
+/// Key names: `{prefix}:name` and `{prefix}:name:key`.
+struct Keys(String);
+
+/// Where a table's entry lives: its own string key, or a member of one sorted set (for the
+/// tables that are scanned in order).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Slot {
+    Value(Vec<u8>),
+    Member { set: Vec<u8>, member: Vec<u8> },
+}
+
+impl Keys {
+    fn key(&self, name: &str) -> Vec<u8> {
+        format!("{}{name}", self.0).into_bytes()
+    }
+
+    fn entry(&self, name: &str, key: &[u8]) -> Vec<u8> {
+        [self.0.as_bytes(), name.as_bytes(), b":", key].concat()
+    }
+
+    fn slot(&self, table: Table, key: &[u8]) -> Slot {
+        let name = match table {
+            Table::ByTenant => return Slot::Member { set: self.key("by_tenant"), member: key.to_vec() },
+            Table::Expiry => return Slot::Member { set: self.key("expiry"), member: key.to_vec() },
+            Table::Links => "links",
+            Table::ByWork => "by_work",
+            Table::ByPersonal => "by_personal",
+            Table::LastRemoved => "last_removed",
+            Table::Certs => "certs",
+            Table::Credit => "credit",
+        };
+        Slot::Value(self.entry(name, key))
+    }
+
+    /// Tenants with links or stored credit (sorted set, by name).
+    fn tenants(&self) -> Vec<u8> {
+        self.key("tenants")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,505 @@
+//! `Store` for [`RedisStore`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redis::{AsyncCommands, streams::StreamRangeReply};
+
+use super::{RedisStore, unavailable};
+use crate::{
+    domain::{AccountKey, Certification, Credit, Flow, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, StateHash, TenantId},
+    store::{
+        IntegrityReport, LinkPage, ListQuery, Recalculation, Recorded, RequestRecord, Reservation, Result, Store, StoreError,
+        StoredOutcome,
+        changes::{self, StoredCredit, decode, encode, expiry_bound, index_key, personal_key, tenant_key},
+    },
+};
+
+/// Entries read per round trip when scanning an index.
+const BATCH: usize = 512;
+/// How often a watcher looks for events written through other replicas.
+const FEED_POLL: Duration = Duration::from_millis(200);
+/// Flows outlive their expiry in Redis by this much, so an expired flow is refused as
+/// expired rather than as unknown; `purge_expired_flows` removes them sooner.
+const FLOW_KEEP: chrono::Duration = chrono::Duration::minutes(5);
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+/// `[x` (inclusive) or `(x` (exclusive) for ZRANGEBYLEX.
+fn lex(bound: u8, key: &[u8]) -> Vec<u8> {
+    [&[bound], key].concat()
+}
+
+impl RedisStore {
+    fn flow_key(&self, state: &StateHash) -> Vec<u8> {
+        self.keys.entry("flow", state.as_str().as_bytes())
+    }
+
+    async fn load_by_ids(&self, ids: &[Vec<u8>]) -> Result<Vec<Link>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| self.keys.entry("links", id)).collect();
+        let mut conn = self.conn.clone();
+        let found: Vec<Option<Vec<u8>>> = self.call(redis::cmd("MGET").arg(keys).query_async(&mut conn)).await?;
+        found
+            .into_iter()
+            .map(|bytes| match bytes {
+                Some(bytes) => decode(&bytes),
+                None => Err(StoreError::Corrupt { detail: "an index points at a missing link".into() }),
+            })
+            .collect()
+    }
+
+    async fn load_indexed(&self, index: &str, key: &[u8]) -> Result<Option<Link>> {
+        let Some(id) = self.get(self.keys.entry(index, key)).await? else { return Ok(None) };
+        Ok(self.load_by_ids(&[id]).await?.pop())
+    }
+
+    /// Members of a sorted set in lexical order from `start` (a ZRANGEBYLEX bound) to `end`.
+    async fn lex_range(&self, set: &str, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Vec<u8>>> {
+        let mut conn = self.conn.clone();
+        self.call(
+            redis::cmd("ZRANGEBYLEX").arg(self.keys.key(set)).arg(start).arg(end).arg("LIMIT").arg(0).arg(limit).query_async(&mut conn),
+        )
+        .await
+    }
+
+    /// Every key matching `{prefix}:name:*`, page by page.
+    async fn scan(&self, name: &str) -> Result<Vec<Vec<u8>>> {
+        let pattern = self.keys.entry(name, b"*");
+        let (mut cursor, mut keys) = (0u64, Vec::new());
+        loop {
+            let mut conn = self.conn.clone();
+            let (next, page): (u64, Vec<Vec<u8>>) =
+                self.call(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut conn)).await?;
+            keys.extend(page);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Sum of the contributions of the organisation's active Microsoft Learning links.
+    async fn recompute(&self, tenant: &TenantId) -> Result<Credit> {
+        let prefix = tenant_key(tenant, None);
+        let end = lex(b'(', format!("{}\x01", tenant.as_str()).as_bytes());
+        let mut start = lex(b'[', &prefix);
+        let mut credit = Credit::default();
+        loop {
+            let members = self.lex_range("by_tenant", &start, &end, BATCH).await?;
+            let ids: Vec<Vec<u8>> = members.iter().map(|m| m[prefix.len()..].to_vec()).collect();
+            let people: Vec<Vec<u8>> = self
+                .load_by_ids(&ids)
+                .await?
+                .iter()
+                .filter(|link| link.is_active() && link.kind == LinkKind::MicrosoftLearning)
+                .map(|link| self.keys.entry("certs", &personal_key(&link.personal)))
+                .collect();
+            if !people.is_empty() {
+                let mut conn = self.conn.clone();
+                let certs: Vec<Option<Vec<u8>>> = self.call(redis::cmd("MGET").arg(people).query_async(&mut conn)).await?;
+                for bytes in certs.into_iter().flatten() {
+                    credit.add(&Credit::of_person(&self.catalog, &decode::<Vec<Certification>>(&bytes)?), 1);
+                }
+            }
+            match members.last() {
+                Some(last) if members.len() == BATCH => start = lex(b'(', last),
+                _ => return Ok(credit),
+            }
+        }
+    }
+
+    async fn stored_credit(&self, tenant: &TenantId) -> Result<StoredCredit> {
+        match self.get(self.keys.entry("credit", tenant.as_str().as_bytes())).await? {
+            Some(bytes) => decode(&bytes),
+            None => Ok(StoredCredit::default()),
+        }
+    }
+
+    /// Compare-and-set of one idempotency record (see [`super::tx::FIELD_SWAP`]).
+    async fn swap_request(&self, key: &str, expected: Option<&[u8]>, new: Option<(&[u8], DateTime<Utc>)>) -> Result<bool> {
+        let mut invocation = self.scripts.field_swap.prepare_invoke();
+        invocation
+            .key(self.keys.key("requests"))
+            .key(self.keys.key("requests_by_time"))
+            .arg(key)
+            .arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or_default())
+            .arg(if new.is_some() { "1" } else { "0" })
+            .arg(new.map(|(value, _)| value).unwrap_or_default())
+            .arg(new.map(|(_, at)| micros(at)).unwrap_or_default());
+        let mut conn = self.conn.clone();
+        let applied: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
+        Ok(applied == 1)
+    }
+
+    async fn request_record(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut conn = self.conn.clone();
+        self.call(conn.hget(self.keys.key("requests"), key)).await
+    }
+
+    async fn last_event(&self) -> Result<u64> {
+        let mut conn = self.conn.clone();
+        Ok(self.call(conn.get::<_, Option<u64>>(self.keys.key("event_seq"))).await?.unwrap_or(0))
+    }
+
+    /// Events from the stream, with their cursors taken from the entry ids.
+    async fn read_events(&self, start: String, limit: usize) -> Result<Vec<LinkEvent>> {
+        let mut conn = self.conn.clone();
+        let reply: StreamRangeReply = self
+            .call(redis::cmd("XRANGE").arg(self.keys.key("events")).arg(start).arg("+").arg("COUNT").arg(limit).query_async(&mut conn))
+            .await?;
+        reply
+            .ids
+            .into_iter()
+            .map(|entry| {
+                let cursor = entry.id.split('-').next().and_then(|n| n.parse().ok());
+                let body: Option<Vec<u8>> = entry.get("e");
+                match (cursor, body) {
+                    (Some(cursor), Some(body)) => Ok(LinkEvent { cursor, ..decode(&body)? }),
+                    _ => Err(StoreError::Corrupt { detail: format!("unreadable event entry {}", entry.id) }),
+                }
+            })
+            .collect()
+    }
+
+    async fn check_index(&self, name: &str, side: fn(&Link) -> &AccountKey, report: &mut IntegrityReport) -> Result<()> {
+        let prefix_len = self.keys.entry(name, b"").len();
+        for key in self.scan(name).await? {
+            let Some(id) = self.get(key.clone()).await? else { continue };
+            let Some(link) = self.load_by_ids(std::slice::from_ref(&id)).await.ok().and_then(|mut l| l.pop()) else {
+                report.problems.push(format!("{name}: entry points at missing link {}", String::from_utf8_lossy(&id)));
+                continue;
+            };
+            if !link.is_active() {
+                report.problems.push(format!("{name}: entry points at tombstone {}", link.id.as_str()));
+            }
+            if index_key(link.kind, side(&link)) != key[prefix_len..] {
+                report.problems.push(format!("{name}: entry key does not match link {}", link.id.as_str()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn put_flow(&self, state: &StateHash, flow: &Flow) -> Result<()> {
+        let keep = (flow.expires_at - flow.created_at).max(chrono::Duration::zero()) + FLOW_KEEP;
+        let keep_ms = u64::try_from(keep.num_milliseconds()).unwrap_or(1);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(self.flow_key(state))
+            .arg(encode(flow)?)
+            .arg("PX")
+            .arg(keep_ms)
+            .ignore()
+            .zadd(self.keys.key("flows"), state.as_str(), micros(flow.expires_at))
+            .ignore();
+        let mut conn = self.conn.clone();
+        self.call(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn take_flow(&self, state: &StateHash) -> Result<Option<Flow>> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("GETDEL").arg(self.flow_key(state)).zrem(self.keys.key("flows"), state.as_str()).ignore();
+        let mut conn = self.conn.clone();
+        let (taken,): (Option<Vec<u8>>,) = self.call(pipe.query_async(&mut conn)).await?;
+        taken.map(|bytes| decode(&bytes)).transpose()
+    }
+
+    async fn purge_expired_flows(&self, now: DateTime<Utc>) -> Result<usize> {
+        let mut purged = 0;
+        loop {
+            let mut conn = self.conn.clone();
+            let due: Vec<String> =
+                self.call(conn.zrangebyscore_limit(self.keys.key("flows"), "-inf", micros(now), 0, BATCH as isize)).await?;
+            if due.is_empty() {
+                return Ok(purged);
+            }
+            let mut pipe = redis::pipe();
+            for state in &due {
+                pipe.del(self.keys.entry("flow", state.as_bytes())).zrem(self.keys.key("flows"), state).ignore();
+            }
+            // A flow taken meanwhile deletes nothing here and is not counted.
+            let deleted: Vec<usize> = self.call(pipe.query_async(&mut conn)).await?;
+            purged += deleted.iter().sum::<usize>();
+        }
+    }
+
+    async fn link(&self, new: NewLink, mode: LinkMode, now: DateTime<Utc>) -> Result<Link> {
+        Ok(self.transact(|tx| changes::link(tx, &new, mode, now)).await?.0)
+    }
+
+    async fn remove(
+        &self,
+        kind: LinkKind,
+        work: &AccountKey,
+        by: &AccountKey,
+        reason: &str,
+        expected_etag: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Link> {
+        Ok(self.transact(|tx| changes::remove(tx, kind, work, by, reason, expected_etag, now)).await?.0)
+    }
+
+    async fn active_links(&self, work: &AccountKey) -> Result<Vec<Link>> {
+        let keys: Vec<Vec<u8>> = LinkKind::ALL.iter().map(|kind| self.keys.entry("by_work", &index_key(*kind, work))).collect();
+        let mut conn = self.conn.clone();
+        let ids: Vec<Option<Vec<u8>>> = self.call(redis::cmd("MGET").arg(keys).query_async(&mut conn)).await?;
+        self.load_by_ids(&ids.into_iter().flatten().collect::<Vec<_>>()).await
+    }
+
+    async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>> {
+        self.load_indexed("by_personal", &index_key(kind, personal)).await
+    }
+
+    async fn links_of_tenant(&self, tenant: &TenantId, query: &ListQuery) -> Result<LinkPage> {
+        let prefix = tenant_key(tenant, None);
+        let end = lex(b'(', format!("{}\x01", tenant.as_str()).as_bytes());
+        let mut start = match &query.after {
+            Some(after) => lex(b'(', &tenant_key(tenant, Some(after))),
+            None => lex(b'[', &prefix),
+        };
+        let mut links = Vec::new();
+        loop {
+            let members = self.lex_range("by_tenant", &start, &end, BATCH).await?;
+            let ids: Vec<Vec<u8>> = members.iter().map(|m| m[prefix.len()..].to_vec()).collect();
+            for link in self.load_by_ids(&ids).await? {
+                if query.kind.is_some_and(|k| k != link.kind) || (!query.include_removed && !link.is_active()) {
+                    continue;
+                }
+                if links.len() == query.limit {
+                    // One more matches: the page is full and there is a next one.
+                    let next = links.last().map(|l: &Link| l.id.clone());
+                    return Ok(LinkPage { links, next });
+                }
+                links.push(link);
+            }
+            match members.last() {
+                Some(last) if members.len() == BATCH => start = lex(b'(', last),
+                _ => return Ok(LinkPage { links, next: None }),
+            }
+        }
+    }
+
+    async fn events_after(&self, cursor: u64, limit: usize) -> Result<Vec<LinkEvent>> {
+        let mut conn = self.conn.clone();
+        let purged_through: Option<u64> = self.call(conn.get(self.keys.key("events_purged_through"))).await?;
+        let purged_through = purged_through.unwrap_or(0);
+        if cursor < purged_through {
+            return Err(StoreError::CursorExpired { cursor, oldest: purged_through });
+        }
+        self.read_events(format!("{}-0", cursor.saturating_add(1)), limit).await
+    }
+
+    async fn wait_for_events(&self, cursor: u64, max_wait: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut feed = self.feed.subscribe();
+        loop {
+            if self.last_event().await? > cursor {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            // Our own commits wake us at once; other replicas' are seen by polling.
+            let _ = tokio::time::timeout(left.min(FEED_POLL), feed.wait_for(|last| *last > cursor)).await;
+        }
+    }
+
+    async fn purge_events_before(&self, before: DateTime<Utc>) -> Result<usize> {
+        let mut through = None;
+        let mut start = "-".to_owned();
+        'pages: loop {
+            let page = self.read_events(start, BATCH).await?;
+            for event in &page {
+                if event.at >= before {
+                    break 'pages;
+                }
+                through = Some(event.cursor);
+            }
+            match page.last() {
+                Some(last) if page.len() == BATCH => start = format!("({}-0", last.cursor),
+                _ => break,
+            }
+        }
+        let Some(through) = through else { return Ok(0) };
+        let mut invocation = self.scripts.purge_events.prepare_invoke();
+        invocation.key(self.keys.key("events_purged_through")).key(self.keys.key("events")).arg(through);
+        let mut conn = self.conn.clone();
+        self.call(invocation.invoke_async(&mut conn)).await
+    }
+
+    async fn upsert_organization(&self, organization: &Organization) -> Result<()> {
+        let mut conn = self.conn.clone();
+        self.call(conn.set::<_, _, ()>(self.keys.entry("org", organization.tenant.as_str().as_bytes()), encode(organization)?)).await?;
+        self.replicated().await
+    }
+
+    async fn organization(&self, tenant: &TenantId) -> Result<Option<Organization>> {
+        self.get(self.keys.entry("org", tenant.as_str().as_bytes())).await?.map(|b| decode(&b)).transpose()
+    }
+
+    async fn record_certifications(&self, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>> {
+        Ok(self.transact(|tx| changes::record_certifications(tx, batch, now)).await?.0)
+    }
+
+    async fn expire_certifications(&self, now: DateTime<Utc>) -> Result<usize> {
+        let end = lex(b'(', &expiry_bound(now));
+        let mut expired = 0;
+        loop {
+            let due = self.lex_range("expiry", b"-", &end, BATCH).await?;
+            if due.is_empty() {
+                return Ok(expired);
+            }
+            expired += self.transact(|tx| changes::expire_due(tx, &due, now)).await?.0;
+        }
+    }
+
+    async fn credit(&self, tenant: &TenantId) -> Result<Credit> {
+        Ok(self.stored_credit(tenant).await?.credit)
+    }
+
+    async fn credit_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantId>> {
+        let start = after.map(|a| lex(b'(', a.as_str().as_bytes())).unwrap_or_else(|| b"-".to_vec());
+        let found = self.lex_range("tenants", &start, b"+", limit).await?;
+        found
+            .iter()
+            .map(|t| TenantId::parse(&String::from_utf8_lossy(t)).map_err(|e| StoreError::Corrupt { detail: e.to_string() }))
+            .collect()
+    }
+
+    async fn recalculate(&self, tenant: &TenantId) -> Result<Recalculation> {
+        for _ in 0..16 {
+            let stored = self.stored_credit(tenant).await?;
+            let recomputed = self.recompute(tenant).await?;
+            // Commit only if no write touched this organisation's credit meanwhile.
+            let (committed, _) = self.transact(|tx| changes::commit_recalculation(tx, tenant, stored.version, &recomputed)).await?;
+            if committed {
+                return Ok(Recalculation { stored: stored.credit, recomputed });
+            }
+        }
+        Err(unavailable(format!("credit of {} kept changing during recalculation", tenant.as_str())))
+    }
+
+    async fn overwrite_credit(&self, tenant: &TenantId, credit: &Credit) -> Result<()> {
+        self.transact(|tx| changes::put_credit(tx, tenant, credit.clone())).await.map(drop)
+    }
+
+    async fn reserve_request(&self, key: &str, fingerprint: &str, now: DateTime<Utc>, stale_before: DateTime<Utc>) -> Result<Reservation> {
+        let pending = encode(&RequestRecord { fingerprint: fingerprint.to_owned(), created_at: now, outcome: None })?;
+        for _ in 0..64 {
+            let current = self.request_record(key).await?;
+            if let Some(bytes) = &current {
+                let record: RequestRecord = decode(bytes)?;
+                if record.fingerprint != fingerprint {
+                    return Ok(Reservation::Mismatch);
+                }
+                if let Some(outcome) = record.outcome {
+                    return Ok(Reservation::Done(outcome));
+                }
+                if record.created_at >= stale_before {
+                    return Ok(Reservation::InFlight);
+                }
+            }
+            // Compare-and-swap: of racing first attempts exactly one reserves.
+            if self.swap_request(key, current.as_deref(), Some((&pending, now))).await? {
+                return Ok(Reservation::Reserved);
+            }
+        }
+        Err(unavailable("an idempotency key kept changing; try again"))
+    }
+
+    async fn finish_request(&self, key: &str, outcome: Option<StoredOutcome>) -> Result<()> {
+        let Some(current) = self.request_record(key).await? else {
+            return match outcome {
+                None => Ok(()),
+                Some(_) => Err(StoreError::Corrupt { detail: "an idempotency reservation vanished".into() }),
+            };
+        };
+        let record: RequestRecord = decode(&current)?;
+        let created_at = record.created_at;
+        let new = match outcome {
+            Some(outcome) => Some(encode(&RequestRecord { outcome: Some(outcome), ..record })?),
+            None => None,
+        };
+        if !self.swap_request(key, Some(&current), new.as_deref().map(|n| (n, created_at))).await? {
+            return Err(StoreError::Corrupt { detail: "an idempotency reservation changed under its owner".into() });
+        }
+        self.replicated().await
+    }
+
+    async fn purge_requests_before(&self, before: DateTime<Utc>) -> Result<usize> {
+        let mut conn = self.conn.clone();
+        let old: Vec<String> = self
+            .call(conn.zrangebyscore_limit(
+                self.keys.key("requests_by_time"),
+                "-inf",
+                format!("({}", micros(before)),
+                0,
+                4 * BATCH as isize,
+            ))
+            .await?;
+        let mut purged = 0;
+        for key in old {
+            let Some(bytes) = self.request_record(&key).await? else { continue };
+            let stale = decode::<RequestRecord>(&bytes).map(|r| r.created_at < before).unwrap_or(true);
+            if stale && self.swap_request(&key, Some(&bytes), None).await? {
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    async fn secret(&self, name: &str) -> Result<Vec<u8>> {
+        let key = self.keys.entry("secret", name.as_bytes());
+        let fresh = rand::random::<[u8; 32]>().to_vec();
+        // Two first users race: the first write wins and both use it.
+        let mut conn = self.conn.clone();
+        self.call(redis::cmd("SET").arg(&key).arg(fresh).arg("NX").query_async::<()>(&mut conn)).await?;
+        self.get(key).await?.ok_or_else(|| StoreError::Corrupt { detail: "secret vanished".into() })
+    }
+
+    async fn check_integrity(&self) -> Result<IntegrityReport> {
+        let mut report = IntegrityReport::default();
+        self.check_index("by_work", |l| &l.work, &mut report).await?;
+        self.check_index("by_personal", |l| &l.personal, &mut report).await?;
+        let prefix_len = self.keys.entry("links", b"").len();
+        let ids: Vec<Vec<u8>> = self.scan("links").await?.into_iter().map(|key| key[prefix_len..].to_vec()).collect();
+        for chunk in ids.chunks(BATCH) {
+            for link in self.load_by_ids(chunk).await? {
+                let mut conn = self.conn.clone();
+                let member = tenant_key(&link.work.tenant, Some(&link.id));
+                let listed: Option<f64> = self.call(conn.zscore(self.keys.key("by_tenant"), member)).await?;
+                if listed.is_none() {
+                    report.problems.push(format!("link {} is missing from by_tenant", link.id.as_str()));
+                }
+                if !link.is_active() {
+                    report.tombstones += 1;
+                    continue;
+                }
+                report.active_links += 1;
+                for (index, side) in [("by_work", &link.work), ("by_personal", &link.personal)] {
+                    if self.get(self.keys.entry(index, &index_key(link.kind, side))).await?.as_deref() != Some(link.id.as_str().as_bytes())
+                    {
+                        report.problems.push(format!("active link {} is missing from {index}", link.id.as_str()));
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        self.call(redis::cmd("PING").query_async::<()>(&mut conn)).await
+    }
+}

@@ -1,0 +1,3 @@
+use crate::store::conformance;
+
+conformance::suite!(conformance::redis_store);
