@@ -30,13 +30,14 @@ use crate::{
     limits::{BeginLimiter, LimitSettings},
     linking::Linker,
     oidc::{AssociationClient, Authenticator, KindSettings, OidcError, provider_http_client},
-    store::{DynStore, StoreError, sled::SledStore},
+    store::{DynStore, StoreError, redis::RedisStore, sled::SledStore},
 };
 
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 const PROVIDER_RETRY: Duration = Duration::from_secs(2);
 const JWKS_REFRESH: Duration = Duration::from_secs(3600);
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
+const STORE_PROBE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -96,6 +97,34 @@ async fn set_all(health: &HealthReporter, status: ServingStatus) {
     }
 }
 
+/// Health follows the store: NOT_SERVING while it does not answer, SERVING again when it
+/// does (until shutdown, which owns health from then on).
+async fn watch_store(store: DynStore, health: HealthReporter, stop: tokio::sync::watch::Receiver<bool>) {
+    let mut up = true;
+    let mut probe = tokio::time::interval(STORE_PROBE);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        probe.tick().await;
+        let answered = store.ping().await;
+        if *stop.borrow() {
+            return;
+        }
+        match (up, answered) {
+            (true, Err(e)) => {
+                tracing::error!(error = %e, "store unreachable: health NOT_SERVING until it answers");
+                set_all(&health, ServingStatus::NotServing).await;
+                up = false;
+            }
+            (false, Ok(())) => {
+                tracing::info!("store reachable again: health SERVING");
+                set_all(&health, ServingStatus::Serving).await;
+                up = true;
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Application {
     /// Validates the configuration (naming the bad key), opens the store, binds the port.
     pub async fn build(settings: &Settings, clock: DynClock) -> Result<Self, StartupError> {
@@ -111,7 +140,8 @@ impl Application {
         let catalog = Arc::new(settings.credit.load_catalog()?);
         let store: DynStore = match settings.store.backend.as_str() {
             "sled" => Arc::new(SledStore::open_with_cache(&settings.store.path, catalog.clone(), settings.store.cache_mb * 1024 * 1024)?),
-            other => return Err(ConfigError::Invalid(format!("store.backend {other:?}: only \"sled\" is available")).into()),
+            "redis" => Arc::new(RedisStore::connect(settings.redis()?, catalog.clone()).await?),
+            other => return Err(ConfigError::Invalid(format!("store.backend {other:?}: use \"sled\" or \"redis\"")).into()),
         };
         let report = store.check_integrity().await?;
         if !report.problems.is_empty() {
@@ -245,6 +275,7 @@ impl Application {
             .serve_with_incoming_shutdown(incoming(self.listener.clone()), drain);
         set_all(&health, ServingStatus::Serving).await;
         tracing::info!(addr = %self.addr, "idlinkd serving");
+        let probe = tokio::spawn(watch_store(self.store.clone(), health.clone(), stop.clone()));
         let grace = Duration::from_secs(limits.grace_seconds);
         let result = tokio::select! {
             served = serve => served.map_err(|e| StartupError::Serve(e.to_string())),
@@ -257,6 +288,7 @@ impl Application {
             }
         };
         background.abort();
+        probe.abort();
         result
     }
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::{
     domain::{LinkKind, TenantId},
     oidc::{InboundConfig, KindSettings},
+    store::redis::RedisOptions,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,38 @@ pub struct StoreSettings {
     /// sled's page cache, in MiB (the bulk of idlinkd's memory).
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
+    /// Redis: `redis://host:port/db`, or `rediss://` for TLS. No password here: URLs get
+    /// logged; use `redis_password` (`IDLINK_STORE__REDIS_PASSWORD`).
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    #[serde(default)]
+    pub redis_password: Option<SecretString>,
+    /// Redis: every key of this deployment starts with `{key_prefix}:` (a Cluster hash tag).
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Redis: refuse to start when the server's persistence could lose acknowledged writes.
+    #[serde(default)]
+    pub require_durable: bool,
+    /// Redis: each call fails with UNAVAILABLE after this long.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Redis: answer a change only once this many replicas hold it (`WAIT`); 0 does not wait.
+    #[serde(default)]
+    pub wait_replicas: u32,
+    #[serde(default = "default_wait_timeout_ms")]
+    pub wait_timeout_ms: u64,
+}
+
+fn default_key_prefix() -> String {
+    "idlink".into()
+}
+
+fn default_timeout_ms() -> u64 {
+    1000
+}
+
+fn default_wait_timeout_ms() -> u64 {
+    500
 }
 
 fn default_cache_mb() -> u64 {
@@ -74,7 +107,18 @@ fn default_path() -> PathBuf {
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self { backend: default_backend(), path: default_path(), cache_mb: default_cache_mb() }
+        Self {
+            backend: default_backend(),
+            path: default_path(),
+            cache_mb: default_cache_mb(),
+            redis_url: None,
+            redis_password: None,
+            key_prefix: default_key_prefix(),
+            require_durable: false,
+            timeout_ms: default_timeout_ms(),
+            wait_replicas: 0,
+            wait_timeout_ms: default_wait_timeout_ms(),
+        }
     }
 }
 
@@ -251,6 +295,37 @@ impl Settings {
             set_path(&mut table, &path, parse_env_value(&value))?;
         }
         Self::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The Redis connection settings, validated (`store.backend = "redis"`).
+    pub fn redis(&self) -> Result<RedisOptions, ConfigError> {
+        use secrecy::ExposeSecret;
+        let store = &self.store;
+        let Some(url) = &store.redis_url else {
+            return Err(ConfigError::Invalid("store.redis_url is required when store.backend = \"redis\"".into()));
+        };
+        let parsed = url::Url::parse(url).map_err(|e| ConfigError::Invalid(format!("store.redis_url: {e}")))?;
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return Err(ConfigError::Invalid("store.redis_url must start with redis:// or rediss:// (TLS)".into()));
+        }
+        if parsed.password().is_some() {
+            return Err(ConfigError::Invalid(
+                "store.redis_url must not hold a password (URLs get logged): set store.redis_password, e.g. IDLINK_STORE__REDIS_PASSWORD"
+                    .into(),
+            ));
+        }
+        if store.timeout_ms == 0 {
+            return Err(ConfigError::Invalid("store.timeout_ms must be at least 1".into()));
+        }
+        Ok(RedisOptions {
+            url: url.clone(),
+            password: store.redis_password.as_ref().map(|p| p.expose_secret().to_owned()),
+            key_prefix: store.key_prefix.clone(),
+            timeout: Duration::from_millis(store.timeout_ms),
+            require_durable: store.require_durable,
+            wait_replicas: store.wait_replicas,
+            wait_timeout: Duration::from_millis(store.wait_timeout_ms),
+        })
     }
 
     pub fn inbound(&self) -> Result<InboundConfig, ConfigError> {

@@ -10,10 +10,14 @@ use std::{
 };
 
 use idlink_client::{ClientOptions, IdlinkClient};
+
+use crate::redis::SharedRedis;
 use idlink_service::{
     clock::SystemClock,
     dev::dev_clients,
+    domain::Catalog,
     oidc::devidp::{CONTOSO_TENANT, DEV_REDIRECT_URI, DevClient, DevIdp, FABRIKAM_TENANT},
+    store::{DynStore, sled::SledStore},
 };
 
 pub fn idlinkd_binary() -> PathBuf {
@@ -33,6 +37,13 @@ pub struct Harness {
     pub idp: DevIdp,
     pub dir: tempfile::TempDir,
     ml: DevClient,
+    store: HarnessStore,
+}
+
+/// Where the daemons keep their data: sled in `dir`, or a Redis key prefix.
+enum HarnessStore {
+    Sled,
+    Redis { url: String, prefix: String, _shared: Option<SharedRedis> },
 }
 
 pub struct Daemon {
@@ -50,7 +61,32 @@ impl Daemon {
 }
 
 impl Harness {
+    /// sled, or the shared Redis when the suite runs with `IDLINK_TEST_BACKEND=redis`.
     pub async fn new() -> Self {
+        let store = match crate::redis::redis_backend_requested() {
+            false => HarnessStore::Sled,
+            true => {
+                let shared = SharedRedis::new().expect("IDLINK_TEST_BACKEND=redis needs a reachable Redis");
+                HarnessStore::Redis { url: shared.url.clone(), prefix: shared.prefix.clone(), _shared: Some(shared) }
+            }
+        };
+        Self::with_store(store).await
+    }
+
+    /// Daemons sharing this Redis key prefix (the test cleans up after itself).
+    pub async fn on_redis(url: &str, prefix: &str) -> Self {
+        Self::with_store(HarnessStore::Redis { url: url.into(), prefix: prefix.into(), _shared: None }).await
+    }
+
+    /// The daemons' store, opened by the test itself (with no daemon running, for sled).
+    pub async fn open_store(&self) -> DynStore {
+        match &self.store {
+            HarnessStore::Sled => Arc::new(SledStore::open(&self.data_dir(), Arc::new(Catalog::default_catalog())).unwrap()),
+            HarnessStore::Redis { url, prefix, .. } => crate::redis::open_store(url, prefix).await,
+        }
+    }
+
+    async fn with_store(store: HarnessStore) -> Self {
         crate::capture_logs();
         let clients = dev_clients();
         let ml = clients[1].clone();
@@ -68,7 +104,7 @@ impl Harness {
             ml.client_id
         );
         std::fs::write(dir.path().join("idlink.toml"), config).unwrap();
-        Self { idp, dir, ml }
+        Self { idp, dir, ml, store }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -89,12 +125,17 @@ impl Harness {
     /// Starts idlinkd and returns as soon as it accepts connections (it may not be ready).
     pub async fn start_listening(&self, port: u16, label: &str, env: &[(&str, &str)]) -> Daemon {
         let log = |suffix: &str| std::fs::File::create(self.dir.path().join(format!("{label}.{suffix}"))).unwrap();
+        let store_env = match &self.store {
+            HarnessStore::Sled => Vec::new(),
+            HarnessStore::Redis { url, prefix, .. } => crate::redis::store_env(url, prefix),
+        };
         let child = tokio::process::Command::new(idlinkd_binary())
             .arg("--config")
             .arg(self.dir.path().join("idlink.toml"))
             .env("IDLINK_LISTEN", format!("127.0.0.1:{port}"))
             .env("IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET", &self.ml.client_secret)
             .env("RUST_LOG", "debug,h2=info,hyper=info,hyper_util=info,tower=info,sled=info")
+            .envs(store_env)
             .envs(env.iter().copied())
             .stdout(Stdio::from(log("out")))
             .stderr(Stdio::from(log("err")))

@@ -22,6 +22,7 @@ use idlink_service::{
 pub use idlink_service::oidc::devidp::{FABRIKAM_TENANT, Misbehaviour};
 
 pub mod daemon;
+pub mod redis;
 
 // --- log capture: every test in this binary logs into one buffer that tests can scan ---
 
@@ -75,6 +76,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub store: DynStore,
     _data: tempfile::TempDir,
+    _redis: Option<redis::SharedRedis>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -102,6 +104,13 @@ impl TestApp {
         let data = tempfile::tempdir().unwrap();
         let mut settings = dev_settings(&idp, &clients, "127.0.0.1:0".parse().unwrap(), data.path().join("data"));
         settings.limits.begin_global_burst = 1_000_000;
+        let redis =
+            redis::redis_backend_requested().then(|| redis::SharedRedis::new().expect("IDLINK_TEST_BACKEND=redis needs a reachable Redis"));
+        if let Some(redis) = &redis {
+            settings.store.backend = "redis".into();
+            settings.store.redis_url = Some(redis.url.clone());
+            settings.store.key_prefix = redis.prefix.clone();
+        }
         adjust(&mut settings);
         let app = Application::build(&settings, clock.clone()).await.unwrap();
         let (addr, store) = (app.addr(), app.store());
@@ -110,7 +119,7 @@ impl TestApp {
             let _ = rx.await;
         }));
         wait_until_serving(&format!("http://{addr}")).await;
-        Self { idp, clock, addr, store, _data: data, shutdown: Some(tx) }
+        Self { idp, clock, addr, store, _data: data, _redis: redis, shutdown: Some(tx) }
     }
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {

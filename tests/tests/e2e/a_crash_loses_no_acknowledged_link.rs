@@ -2,13 +2,7 @@
 //! links, restarts on the same data directory with every acknowledged link present and its
 //! indexes consistent. Also runs the binary from a TOML file plus environment overrides.
 
-use std::sync::Arc;
-
-use idlink_service::{
-    domain::Catalog,
-    oidc::devidp::{AccountType, CONTOSO_TENANT},
-    store::{Store, sled::SledStore},
-};
+use idlink_service::oidc::devidp::{AccountType, CONTOSO_TENANT};
 use idlink_tests::{daemon::Harness, *};
 
 const ROUNDS: usize = 5;
@@ -65,7 +59,7 @@ async fn acknowledged_links_survive_kill_9() {
     }
     assert!(acknowledged.len() >= ROUNDS * KILL_AFTER_ACKS);
 
-    let store = SledStore::open(&harness.data_dir(), Arc::new(Catalog::default_catalog())).unwrap();
+    let store = harness.open_store().await;
     let report = store.check_integrity().await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(report.active_links >= acknowledged.len());
