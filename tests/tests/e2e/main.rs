@@ -12,6 +12,7 @@ mod keys_survive_a_provider_outage;
 mod links_have_a_lifecycle;
 mod organisations_list_their_links_in_sealed_pages;
 mod races_have_exactly_one_winner;
+mod replicas_share_one_redis;
 mod retries_are_idempotent;
 mod secrets_never_reach_the_logs;
 mod shutdown_finishes_what_it_started;
