@@ -111,7 +111,13 @@ def _():
     assert k["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == 6
     assert k["NetworkPolicy"]["spec"]["policyTypes"] == ["Ingress"]
     assert 'redis_url = "rediss://redis:6379"' in k["ConfigMap"]["data"]["idlink.toml"]
+    env = {e["name"]: e for e in k["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "IDLINK_STORE__REDIS_PASSWORD" not in env, "no password unless the Secret holds one"
     assert_valid_and_hardened(docs)
+    k = kinds(render(merged(values, {"existingSecret": {"redisPasswordKey": "redis-password"}})))
+    env = {e["name"]: e for e in k["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["IDLINK_STORE__REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "idlink-secrets", "key": "redis-password"}
+    assert "password" not in k["ConfigMap"]["data"]["idlink.toml"]
 
 
 @case("secrets come from the existing Secret, the OTLP endpoint from values")

@@ -437,4 +437,27 @@ mod tests {
         let err = load(&[("IDLINK_AUTH__AUDIENCES", "x")]).unwrap_err();
         assert!(err.to_string().contains("audiences"), "{err}");
     }
+
+    #[test]
+    fn redis_settings_are_checked_and_the_password_stays_out_of_the_url() {
+        let redis = |env: &[(&str, &str)]| load(&[&[("IDLINK_STORE__BACKEND", "redis")], env].concat()).unwrap().redis();
+        let err = redis(&[]).unwrap_err().to_string();
+        assert!(err.contains("store.redis_url is required"), "{err}");
+        let err = redis(&[("IDLINK_STORE__REDIS_URL", "redis://:hunter2@cache:6379")]).unwrap_err().to_string();
+        assert!(err.contains("store.redis_password") && !err.contains("hunter2"), "{err}");
+        let err = redis(&[("IDLINK_STORE__REDIS_URL", "http://cache:6379")]).unwrap_err().to_string();
+        assert!(err.contains("redis:// or rediss://"), "{err}");
+
+        let env = [
+            ("IDLINK_STORE__REDIS_URL", "rediss://cache:6380/2"),
+            ("IDLINK_STORE__REDIS_PASSWORD", "s3cret-from-env"),
+            ("IDLINK_STORE__REQUIRE_DURABLE", "true"),
+            ("IDLINK_STORE__TIMEOUT_MS", "250"),
+        ];
+        let options = redis(&env).unwrap();
+        assert_eq!((options.url.as_str(), options.password.as_deref()), ("rediss://cache:6380/2", Some("s3cret-from-env")));
+        assert_eq!((options.key_prefix.as_str(), options.require_durable, options.timeout), ("idlink", true, Duration::from_millis(250)));
+        let settings = load(&[&[("IDLINK_STORE__BACKEND", "redis")], &env[..]].concat()).unwrap();
+        assert!(!format!("{settings:?}").contains("s3cret-from-env"), "Debug must mask the Redis password");
+    }
 }

@@ -8,25 +8,35 @@ use secrecy::SecretString;
 
 use crate::{
     config::{AuthSettings, DevSettings, FlowSettings, KindConfig, KindsSettings, Settings, StoreSettings},
-    oidc::devidp::{CONTOSO_TENANT, DEV_AUDIENCE, DEV_REDIRECT_URI, DevClient, DevIdp, FABRIKAM_TENANT},
+    domain::CONSUMER_TENANT,
+    oidc::devidp::{CONTOSO_TENANT, DEV_AUDIENCE, DEV_REDIRECT_URI, DevClient, FABRIKAM_TENANT, authority},
 };
 
-/// One OAuth client per link kind, with a fresh random secret per run.
+const CLIENT_IDS: [&str; 2] = ["idlink-partner-university", "idlink-microsoft-learning"];
+
+/// One OAuth client per link kind, with a fresh random secret per run (tests).
 pub fn dev_clients() -> Vec<DevClient> {
-    ["idlink-partner-university", "idlink-microsoft-learning"]
+    clients(|_| crate::domain::LinkId::random().as_str().to_owned())
+}
+
+/// The clients of `idlinkd --dev`: their secrets are derived from the client id, so that a
+/// second `idlinkd --dev --dev-idp URL` can use the provider the first one started (loopback,
+/// development only).
+pub fn shared_dev_clients() -> Vec<DevClient> {
+    clients(|id| format!("{id}-development-secret"))
+}
+
+fn clients(secret: impl Fn(&str) -> String) -> Vec<DevClient> {
+    CLIENT_IDS
         .into_iter()
-        .map(|id| DevClient {
-            client_id: id.to_owned(),
-            client_secret: crate::domain::LinkId::random().as_str().to_owned(),
-            redirect_uris: vec![DEV_REDIRECT_URI.to_owned()],
-        })
+        .map(|id| DevClient { client_id: id.to_owned(), client_secret: secret(id), redirect_uris: vec![DEV_REDIRECT_URI.to_owned()] })
         .collect()
 }
 
-/// Settings pointing idlinkd at a running development provider.
-pub fn dev_settings(idp: &DevIdp, clients: &[DevClient], listen: SocketAddr, data: PathBuf) -> Settings {
+/// Settings pointing idlinkd at the development provider served from `idp_base`.
+pub fn dev_settings(idp_base: &str, clients: &[DevClient], listen: SocketAddr, data: PathBuf) -> Settings {
     let kind = |client: &DevClient| KindConfig {
-        authority: idp.consumer_authority(),
+        authority: authority(idp_base, CONSUMER_TENANT),
         client_id: client.client_id.clone(),
         client_secret: SecretString::from(client.client_secret.clone()),
         redirect_uris: client.redirect_uris.clone(),
@@ -37,7 +47,7 @@ pub fn dev_settings(idp: &DevIdp, clients: &[DevClient], listen: SocketAddr, dat
         auth: AuthSettings {
             audience: DEV_AUDIENCE.into(),
             allowed_tenants: vec![CONTOSO_TENANT.into(), FABRIKAM_TENANT.into()],
-            issuer_template: idp.issuer_template(),
+            issuer_template: authority(idp_base, "{tid}"),
             leeway_seconds: 120,
             jwks_refetch_seconds: 300,
         },

@@ -7,7 +7,7 @@ use idlink_service::{
     app::{Application, StartupError},
     clock::SystemClock,
     config::Settings,
-    dev::{dev_clients, dev_settings},
+    dev::{dev_settings, shared_dev_clients},
     oidc::devidp::{DEV_REDIRECT_URI, DevIdp},
     telemetry,
 };
@@ -30,6 +30,13 @@ struct Args {
     /// With --dev: the data directory.
     #[arg(long, default_value = "data")]
     data: PathBuf,
+    /// With --dev: keep links in this Redis (e.g. redis://127.0.0.1:6379) instead of sled.
+    #[arg(long, requires = "dev")]
+    dev_redis: Option<String>,
+    /// With --dev: use the development identity provider another `idlinkd --dev` started at
+    /// this URL (e.g. http://127.0.0.1:50052) instead of starting one: a second replica.
+    #[arg(long, requires = "dev")]
+    dev_idp: Option<String>,
     /// Overrides `listen` (flags win over the environment and the file).
     #[arg(long, conflicts_with = "dev")]
     listen: Option<SocketAddr>,
@@ -69,9 +76,21 @@ async fn run(args: Args) -> Result<(), StartupError> {
     let clock = Arc::new(SystemClock);
     if args.dev {
         let telemetry = telemetry::init(&Default::default());
-        let clients = dev_clients();
-        let idp = DevIdp::start(args.dev_idp_listen, clients.clone(), clock.clone()).await?;
-        let settings = dev_settings(&idp, &clients, args.dev_listen, args.data.clone());
+        let clients = shared_dev_clients();
+        // The provider lives as long as this process (unless another process's is used).
+        let (_idp, idp_base) = match &args.dev_idp {
+            Some(base) => (None, base.trim_end_matches('/').to_owned()),
+            None => {
+                let idp = DevIdp::start(args.dev_idp_listen, clients.clone(), clock.clone()).await?;
+                let base = idp.base_url().to_owned();
+                (Some(idp), base)
+            }
+        };
+        let mut settings = dev_settings(&idp_base, &clients, args.dev_listen, args.data.clone());
+        if let Some(url) = &args.dev_redis {
+            settings.store.backend = "redis".into();
+            settings.store.redis_url = Some(url.clone());
+        }
         if args.print_config {
             println!("{settings:#?}");
             return Ok(());
@@ -81,8 +100,8 @@ async fn run(args: Args) -> Result<(), StartupError> {
             "idlinkd --dev\n  gRPC:              http://{}\n  identity provider: {}\n  data:              {}\n  redirect URI:      {DEV_REDIRECT_URI}\n\
              Try it:  cargo run --bin idlink -- demo\n         cargo run --bin idlink -- token --user alex@contoso.example",
             app.addr(),
-            idp.base_url(),
-            args.data.display()
+            idp_base,
+            args.dev_redis.as_deref().unwrap_or(&args.data.display().to_string())
         );
         let result = app.run_until_stopped(shutdown_signal()).await;
         telemetry.shutdown();

@@ -102,7 +102,7 @@ impl TestApp {
         let clients = dev_clients();
         let idp = DevIdp::start("127.0.0.1:0".parse().unwrap(), clients.clone(), clock.clone()).await.unwrap();
         let data = tempfile::tempdir().unwrap();
-        let mut settings = dev_settings(&idp, &clients, "127.0.0.1:0".parse().unwrap(), data.path().join("data"));
+        let mut settings = dev_settings(idp.base_url(), &clients, "127.0.0.1:0".parse().unwrap(), data.path().join("data"));
         settings.limits.begin_global_burst = 1_000_000;
         let redis =
             redis::redis_backend_requested().then(|| redis::SharedRedis::new().expect("IDLINK_TEST_BACKEND=redis needs a reachable Redis"));

@@ -50,6 +50,13 @@ containers:
             name: {{ required "existingSecret.name is required: client secrets never go in values" .Values.existingSecret.name }}
             key: {{ .Values.existingSecret.microsoftLearningClientSecretKey }}
       {{- end }}
+      {{- if and (ne (include "idlink.sled" .) "true") .Values.existingSecret.redisPasswordKey }}
+      - name: IDLINK_STORE__REDIS_PASSWORD
+        valueFrom:
+          secretKeyRef:
+            name: {{ .Values.existingSecret.name }}
+            key: {{ .Values.existingSecret.redisPasswordKey }}
+      {{- end }}
       {{- with .Values.telemetry.otlpEndpoint }}
       - name: OTEL_EXPORTER_OTLP_ENDPOINT
         value: {{ . | quote }}

@@ -49,7 +49,7 @@ async fn two_replicas_share_flows_races_and_the_change_feed() {
     personal(&harness, "alex.home@outlook.example");
     let complete = begin_and_sign_in(&on_a, ML, "alex.home@outlook.example").await;
     let linked = on_b.complete_link(complete.clone()).await.unwrap();
-    assert_eq!(on_a.get_links().await.unwrap().iter().map(|l| l.id.clone()).collect::<Vec<_>>(), [linked.id.clone()]);
+    assert_eq!(on_a.get_links().await.unwrap().iter().map(|l| l.id.clone()).collect::<Vec<_>>(), std::slice::from_ref(&linked.id));
     assert_refused(on_a.complete_link(complete).await, Code::NotFound, "FLOW_NOT_FOUND");
 
     // Written through B, seen by the watcher on A.

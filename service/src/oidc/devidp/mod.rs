@@ -108,6 +108,11 @@ impl Drop for DevIdp {
     }
 }
 
+/// The authority and issuer of `tenant` at the development provider served from `base`.
+pub fn authority(base: &str, tenant: &str) -> String {
+    format!("{base}/{tenant}/v2.0")
+}
+
 impl DevIdp {
     /// Binds `listen` (port 0 for any) and serves until dropped.
     pub async fn start(listen: SocketAddr, clients: Vec<DevClient>, clock: DynClock) -> Result<Self, OidcError> {
@@ -154,7 +159,7 @@ impl DevIdp {
 
     /// `{base}/{tenant}/v2.0`, the authority and issuer of a tenant.
     pub fn authority(&self, tenant: &str) -> String {
-        format!("{}/{tenant}/v2.0", self.inner.base)
+        authority(&self.inner.base, tenant)
     }
 
     pub fn consumer_authority(&self) -> String {
