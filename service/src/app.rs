@@ -143,10 +143,6 @@ impl Application {
             "redis" => Arc::new(RedisStore::connect(settings.redis()?, catalog.clone()).await?),
             other => return Err(ConfigError::Invalid(format!("store.backend {other:?}: use \"sled\" or \"redis\"")).into()),
         };
-        let report = store.check_integrity().await?;
-        if !report.problems.is_empty() {
-            tracing::error!(problems = ?report.problems, "store integrity check found problems");
-        }
         let page_tokens = PageTokens::new(store.secret("page-token").await?);
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
@@ -276,6 +272,18 @@ impl Application {
         set_all(&health, ServingStatus::Serving).await;
         tracing::info!(addr = %self.addr, "idlinkd serving");
         let probe = tokio::spawn(watch_store(self.store.clone(), health.clone(), stop.clone()));
+        // The self check reads every link: in the background, so a large store (or a Redis
+        // shared by many replicas) does not hold up start-up. It reports; it does not repair.
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            match store.check_integrity().await {
+                Ok(report) if report.problems.is_empty() => {
+                    tracing::info!(active_links = report.active_links, tombstones = report.tombstones, "store integrity check passed")
+                }
+                Ok(report) => tracing::error!(problems = ?report.problems, "store integrity check found problems"),
+                Err(e) => tracing::warn!(error = %e, "store integrity check could not run"),
+            }
+        });
         let grace = Duration::from_secs(limits.grace_seconds);
         let result = tokio::select! {
             served = serve => served.map_err(|e| StartupError::Serve(e.to_string())),

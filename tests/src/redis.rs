@@ -114,6 +114,21 @@ impl RedisServer {
         self.dir.path().to_owned()
     }
 
+    /// Waits until `n` replicas are connected and in sync with this server.
+    pub fn wait_for_replicas(&self, n: usize) {
+        for _ in 0..200 {
+            let info: String = redis::Client::open(self.url().as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
+                .unwrap_or_default();
+            if info.lines().filter(|l| l.starts_with("slave") && l.contains("state=online")).count() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server on port {} never had {n} replicas in sync", self.port);
+    }
+
     /// SIGKILL: no shutdown, no final save.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

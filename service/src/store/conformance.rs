@@ -23,7 +23,7 @@ fn personal(n: u32) -> AccountKey {
     AccountKey::parse(CONSUMER_TENANT, &format!("00000000-0000-0000-0001-{n:012x}")).unwrap()
 }
 
-fn request(kind: LinkKind, w: u32, p: u32) -> NewLink {
+pub(crate) fn request(kind: LinkKind, w: u32, p: u32) -> NewLink {
     NewLink {
         kind,
         work: work(w),
@@ -475,6 +475,12 @@ pub(crate) use suite;
 pub struct RedisKeys {
     url: String,
     prefix: String,
+}
+
+impl RedisKeys {
+    pub fn url(&self) -> &str {
+        &self.url
+    }
 }
 
 impl Drop for RedisKeys {

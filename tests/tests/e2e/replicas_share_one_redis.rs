@@ -232,3 +232,38 @@ async fn require_durable_refuses_a_redis_without_an_append_only_file() {
     assert!(!output.status.success());
     assert!(text.contains("appendonly=no") && text.contains("require_durable"), "names the setting: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_wait_replicas_a_change_is_answered_only_once_a_redis_replica_holds_it() {
+    let Some(primary) = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "everysec"]) else { return };
+    let replica_of = primary.port.to_string();
+    let Some(mut replica) = RedisServer::start(&["--replicaof", "127.0.0.1", &replica_of]) else { return };
+    let url = primary.url();
+    // everysec alone could lose a second of writes; with a replica acknowledging each change
+    // require_durable accepts it.
+    let app = TestApp::spawn_with(|s| {
+        s.store.backend = "redis".into();
+        s.store.redis_url = Some(url.clone());
+        s.store.key_prefix = "wait".into();
+        s.store.require_durable = true;
+        s.store.wait_replicas = 1;
+        s.store.wait_timeout_ms = 300;
+    })
+    .await;
+    let (_, alex) = app.new_work_user("alex@contoso.example").await;
+    app.new_personal("alex@outlook.example");
+    primary.wait_for_replicas(1);
+    link(&alex, ML, "alex@outlook.example").await.unwrap();
+
+    replica.kill();
+    let (_, sam) = app.new_work_user("sam@contoso.example").await;
+    app.new_personal("sam@outlook.example");
+    assert_refused(link(&sam, ML, "sam@outlook.example").await, Code::Unavailable, "STORE_UNAVAILABLE");
+
+    // The replica returns and catches up; the retried change is answered (and was not doubled).
+    replica.restart();
+    primary.wait_for_replicas(1);
+    let retried = link(&sam, ML, "sam@outlook.example").await.unwrap();
+    assert_eq!(sam.get_links().await.unwrap().iter().map(|l| l.id.clone()).collect::<Vec<_>>(), [retried.id]);
+    assert_eq!(app.integrity().await.active_links, 2);
+}

@@ -140,6 +140,13 @@ impl RedisStore {
             Some(risk) => tracing::warn!(%risk, "acknowledged writes could be lost"),
             None => tracing::info!(appendfsync = %durability.appendfsync, replicas = durability.connected_replicas, "redis persistence"),
         }
+        if store.options.wait_replicas > durability.connected_replicas {
+            tracing::warn!(
+                wanted = store.options.wait_replicas,
+                connected = durability.connected_replicas,
+                "store.wait_replicas exceeds the replicas connected now: changes fail UNAVAILABLE until they connect"
+            );
+        }
         if durability.maxmemory_policy != "noeviction" {
             tracing::warn!(
                 policy = %durability.maxmemory_policy,

@@ -56,7 +56,7 @@ impl RedisStore {
 
     async fn load_indexed(&self, index: &str, key: &[u8]) -> Result<Option<Link>> {
         let Some(id) = self.get(self.keys.entry(index, key)).await? else { return Ok(None) };
-        Ok(self.load_by_ids(&[id]).await?.pop())
+        Ok(self.load_by_ids(&[id]).await?.pop().filter(Link::is_active))
     }
 
     /// Members of a sorted set in lexical order from `start` (a ZRANGEBYLEX bound) to `end`.
@@ -168,19 +168,36 @@ impl RedisStore {
             .collect()
     }
 
+    async fn mget(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        self.call(redis::cmd("MGET").arg(keys).query_async(&mut conn)).await
+    }
+
+    /// The links of these ids that exist (integrity checks report the rest).
+    async fn links_if_any(&self, ids: &[Vec<u8>]) -> Result<Vec<Option<Link>>> {
+        let found = self.mget(ids.iter().map(|id| self.keys.entry("links", id)).collect()).await?;
+        found.into_iter().map(|bytes| bytes.map(|b| decode(&b)).transpose()).collect()
+    }
+
+    /// Every entry of a uniqueness index points at an active link with the same key.
     async fn check_index(&self, name: &str, side: fn(&Link) -> &AccountKey, report: &mut IntegrityReport) -> Result<()> {
         let prefix_len = self.keys.entry(name, b"").len();
-        for key in self.scan(name).await? {
-            let Some(id) = self.get(key.clone()).await? else { continue };
-            let Some(link) = self.load_by_ids(std::slice::from_ref(&id)).await.ok().and_then(|mut l| l.pop()) else {
-                report.problems.push(format!("{name}: entry points at missing link {}", String::from_utf8_lossy(&id)));
-                continue;
-            };
-            if !link.is_active() {
-                report.problems.push(format!("{name}: entry points at tombstone {}", link.id.as_str()));
-            }
-            if index_key(link.kind, side(&link)) != key[prefix_len..] {
-                report.problems.push(format!("{name}: entry key does not match link {}", link.id.as_str()));
+        for keys in self.scan(name).await?.chunks(BATCH) {
+            let ids: Vec<Vec<u8>> = self.mget(keys.to_vec()).await?.into_iter().map(Option::unwrap_or_default).collect();
+            for ((key, id), link) in keys.iter().zip(&ids).zip(self.links_if_any(&ids).await?) {
+                let Some(link) = link else {
+                    report.problems.push(format!("{name}: entry points at missing link {}", String::from_utf8_lossy(id)));
+                    continue;
+                };
+                if !link.is_active() {
+                    report.problems.push(format!("{name}: entry points at tombstone {}", link.id.as_str()));
+                }
+                if index_key(link.kind, side(&link)) != key[prefix_len..] {
+                    report.problems.push(format!("{name}: entry key does not match link {}", link.id.as_str()));
+                }
             }
         }
         Ok(())
@@ -253,7 +270,8 @@ impl Store for RedisStore {
         let keys: Vec<Vec<u8>> = LinkKind::ALL.iter().map(|kind| self.keys.entry("by_work", &index_key(*kind, work))).collect();
         let mut conn = self.conn.clone();
         let ids: Vec<Option<Vec<u8>>> = self.call(redis::cmd("MGET").arg(keys).query_async(&mut conn)).await?;
-        self.load_by_ids(&ids.into_iter().flatten().collect::<Vec<_>>()).await
+        // Two reads, not one snapshot: an entry read just before a removal may lead to its tombstone.
+        Ok(self.load_by_ids(&ids.into_iter().flatten().collect::<Vec<_>>()).await?.into_iter().filter(Link::is_active).collect())
     }
 
     async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>> {
@@ -475,10 +493,24 @@ impl Store for RedisStore {
         let prefix_len = self.keys.entry("links", b"").len();
         let ids: Vec<Vec<u8>> = self.scan("links").await?.into_iter().map(|key| key[prefix_len..].to_vec()).collect();
         for chunk in ids.chunks(BATCH) {
-            for link in self.load_by_ids(chunk).await? {
-                let mut conn = self.conn.clone();
-                let member = tenant_key(&link.work.tenant, Some(&link.id));
-                let listed: Option<f64> = self.call(conn.zscore(self.keys.key("by_tenant"), member)).await?;
+            let links: Vec<Link> = self.links_if_any(chunk).await?.into_iter().flatten().collect();
+            // Per link, in one round trip: listed for its organisation, and both index entries.
+            let mut pipe = redis::pipe();
+            for link in &links {
+                pipe.zscore(self.keys.key("by_tenant"), tenant_key(&link.work.tenant, Some(&link.id)))
+                    .get(self.keys.entry("by_work", &index_key(link.kind, &link.work)))
+                    .get(self.keys.entry("by_personal", &index_key(link.kind, &link.personal)));
+            }
+            let mut conn = self.conn.clone();
+            let found: Vec<(Option<f64>, Option<Vec<u8>>, Option<Vec<u8>>)> = if links.is_empty() {
+                Vec::new()
+            } else {
+                let flat: Vec<redis::Value> = self.call(pipe.query_async(&mut conn)).await?;
+                flat.chunks(3)
+                    .map(|c| redis::from_redis_value(redis::Value::Array(c.to_vec())).map_err(unavailable))
+                    .collect::<Result<_>>()?
+            };
+            for (link, (listed, by_work, by_personal)) in links.iter().zip(found) {
                 if listed.is_none() {
                     report.problems.push(format!("link {} is missing from by_tenant", link.id.as_str()));
                 }
@@ -487,9 +519,8 @@ impl Store for RedisStore {
                     continue;
                 }
                 report.active_links += 1;
-                for (index, side) in [("by_work", &link.work), ("by_personal", &link.personal)] {
-                    if self.get(self.keys.entry(index, &index_key(link.kind, side))).await?.as_deref() != Some(link.id.as_str().as_bytes())
-                    {
+                for (index, held) in [("by_work", by_work), ("by_personal", by_personal)] {
+                    if held.as_deref() != Some(link.id.as_str().as_bytes()) {
                         report.problems.push(format!("active link {} is missing from {index}", link.id.as_str()));
                     }
                 }

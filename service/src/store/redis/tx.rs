@@ -214,9 +214,9 @@ impl RedisStore {
             match self.check_and_apply(&snapshot, &read, &writes).await? {
                 Some(last) => {
                     let value = outcome?;
-                    if !writes.is_empty() {
-                        self.replicated().await?;
-                    }
+                    // Also when nothing was written: the answer may rest on a change whose
+                    // own caller was refused because too few replicas held it yet.
+                    self.replicated().await?;
                     if last > 0 {
                         self.feed.send_if_modified(|current| {
                             let newer = last > *current;
