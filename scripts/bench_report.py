@@ -46,6 +46,19 @@ lines += [
     f"- durable link writes, 64 writers: {store.get('writes_64', 0):.0f}/s = {store.get('writes_ratio', 0)}x one writer",
     f"- active-link reads: {store.get('reads', 0):.0f}/s; flow create + consume: {store.get('flows', 0):.0f}/s",
     "",
+]
+redis_store = one.get("store_redis")
+if redis_store:
+    lines += [
+        f"## Store (Redis, appendonly yes + appendfsync always, `store_throughput {store_args} redis://…`)",
+        "",
+        f"- durable link writes, 1 writer: {redis_store['writes_1']:.0f}/s (the baseline)",
+        f"- durable link writes, 64 writers: {redis_store['writes_64']:.0f}/s = {redis_store['writes_ratio']}x one writer"
+        + (f" = {redis_store['writes_64'] / store['writes_64']:.2f}x sled's 64 writers" if store.get("writes_64") else ""),
+        f"- active-link reads: {redis_store['reads']:.0f}/s; flow create + consume: {redis_store['flows']:.0f}/s",
+        "",
+    ]
+lines += [
     f"## Recalculation (`recalc_throughput {recalc_args}`: organisations, links each, certifications each)",
     "",
     f"- {recalc.get('links', 0)} links / {recalc.get('certifications', 0)} certifications: {recalc.get('recalc_s', 0):.2f} s "

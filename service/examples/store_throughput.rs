@@ -2,8 +2,10 @@
 //! (group commit shares flushes), reads, and flow create/consume. The one-writer figure is
 //! the baseline of the 64-writer one.
 //!
-//!     cargo run --release -p idlink-service --example store_throughput -- [ONE_WRITER_LINKS] [CONCURRENT_LINKS]
+//!     cargo run --release -p idlink-service --example store_throughput -- [ONE_WRITER_LINKS] [CONCURRENT_LINKS] [REDIS_URL]
 //!
+//! With a Redis URL the same runs against Redis (under a fresh key prefix, deleted after),
+//! else against sled in a temporary directory.
 //! The last line printed is the same figures as JSON.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark fails loudly")]
@@ -13,7 +15,11 @@ use std::{sync::Arc, time::Instant};
 use chrono::{Duration, Utc};
 use idlink_service::{
     domain::{AccountKey, CONSUMER_TENANT, Catalog, Flow, LinkKind, LinkMode, NewLink, PersonalProfile, StateHash},
-    store::{Store, sled::SledStore},
+    store::{
+        DynStore,
+        redis::{RedisOptions, RedisStore},
+        sled::SledStore,
+    },
 };
 
 fn request(n: u64) -> NewLink {
@@ -27,7 +33,7 @@ fn request(n: u64) -> NewLink {
     }
 }
 
-async fn concurrent_writes(store: &Arc<SledStore>, from: u64, count: u64, writers: u64) -> f64 {
+async fn concurrent_writes(store: &DynStore, from: u64, count: u64, writers: u64) -> f64 {
     let started = Instant::now();
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
@@ -49,10 +55,16 @@ async fn concurrent_writes(store: &Arc<SledStore>, from: u64, count: u64, writer
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).map(|a| a.parse().expect("numbers")).collect();
-    let (single, concurrent) = (args.first().copied().unwrap_or(2_000), args.get(1).copied().unwrap_or(20_000));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let number = |i: usize, default: u64| args.get(i).map(|a| a.parse().expect("a number")).unwrap_or(default);
+    let (single, concurrent) = (number(0, 2_000), number(1, 20_000));
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SledStore::open(dir.path(), Arc::new(Catalog::default_catalog())).unwrap());
+    let catalog = Arc::new(Catalog::default_catalog());
+    let prefix = format!("idlink-bench-{:016x}", rand::random::<u64>());
+    let store: DynStore = match args.get(2) {
+        Some(url) => Arc::new(RedisStore::connect(RedisOptions::new(url.as_str(), prefix.as_str()), catalog).await.unwrap()),
+        None => Arc::new(SledStore::open(dir.path(), catalog).unwrap()),
+    };
 
     let one = concurrent_writes(&store, 0, single, 1).await;
     let many = concurrent_writes(&store, single, concurrent, 64).await;
@@ -90,6 +102,11 @@ async fn main() {
     }
     let flow_rate = flows as f64 / started.elapsed().as_secs_f64();
     println!("flow create + consume:           {flow_rate:.0}/s");
+    if let Some(url) = args.get(2) {
+        let mut conn = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(format!("{{{prefix}}}:*")).query(&mut conn).unwrap();
+        let () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
+    }
     println!(
         "{}",
         serde_json::json!({"writes_1": one.round(), "writes_64": many.round(), "writes_ratio": (many / one * 10.0).round() / 10.0,
