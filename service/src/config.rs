@@ -66,6 +66,9 @@ pub struct StoreSettings {
     pub redis_url: Option<String>,
     #[serde(default)]
     pub redis_password: Option<SecretString>,
+    /// Redis over TLS with a private certificate authority: its PEM certificate(s).
+    #[serde(default)]
+    pub redis_ca_file: Option<PathBuf>,
     /// Redis: every key of this deployment starts with `{key_prefix}:` (a Cluster hash tag).
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
@@ -113,6 +116,7 @@ impl Default for StoreSettings {
             cache_mb: default_cache_mb(),
             redis_url: None,
             redis_password: None,
+            redis_ca_file: None,
             key_prefix: default_key_prefix(),
             require_durable: false,
             timeout_ms: default_timeout_ms(),
@@ -314,12 +318,20 @@ impl Settings {
                     .into(),
             ));
         }
+        let ca_pem = match &store.redis_ca_file {
+            Some(path) if parsed.scheme() == "rediss" => {
+                Some(std::fs::read(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?)
+            }
+            Some(_) => return Err(ConfigError::Invalid("store.redis_ca_file needs a rediss:// (TLS) store.redis_url".into())),
+            None => None,
+        };
         if store.timeout_ms == 0 {
             return Err(ConfigError::Invalid("store.timeout_ms must be at least 1".into()));
         }
         Ok(RedisOptions {
             url: url.clone(),
             password: store.redis_password.as_ref().map(|p| p.expose_secret().to_owned()),
+            ca_pem,
             key_prefix: store.key_prefix.clone(),
             timeout: Duration::from_millis(store.timeout_ms),
             require_durable: store.require_durable,

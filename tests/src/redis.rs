@@ -154,7 +154,8 @@ impl RedisServer {
             let answers = redis::Client::open(self.url().as_str())
                 .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if answers.is_ok() {
+            // Up: it answers, even if only to say a password is needed.
+            if answers.as_ref().map_or_else(|e| !e.is_io_error() && !e.is_connection_refusal(), |_| true) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -92,6 +92,20 @@ struct RequestRecord {
     outcome: Option<StoredOutcome>,
 }
 
+impl RequestRecord {
+    /// What a new attempt with `fingerprint` finds in this record; `None`: the reservation
+    /// is stale (its owner died) and may be taken over.
+    fn found_by(self, fingerprint: &str, stale_before: DateTime<Utc>) -> Option<Reservation> {
+        if self.fingerprint != fingerprint {
+            return Some(Reservation::Mismatch);
+        }
+        if let Some(outcome) = self.outcome {
+            return Some(Reservation::Done(outcome));
+        }
+        (self.created_at >= stale_before).then_some(Reservation::InFlight)
+    }
+}
+
 /// What [`Store::reserve_request`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {

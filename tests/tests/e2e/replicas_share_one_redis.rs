@@ -267,3 +267,100 @@ async fn with_wait_replicas_a_change_is_answered_only_once_a_redis_replica_holds
     assert_eq!(sam.get_links().await.unwrap().iter().map(|l| l.id.clone()).collect::<Vec<_>>(), [retried.id]);
     assert_eq!(app.integrity().await.active_links, 2);
 }
+
+/// A certificate authority and a server certificate for 127.0.0.1, made with `openssl`.
+fn tls_files(dir: &std::path::Path) -> Option<()> {
+    let openssl =
+        |args: &[&str]| std::process::Command::new("openssl").args(args).current_dir(dir).output().ok().filter(|o| o.status.success());
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=idlink test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ])?;
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"])?;
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").ok()?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ])?;
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_with_a_password_from_the_environment() {
+    let certs = tempfile::tempdir().unwrap();
+    if tls_files(certs.path()).is_none() {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "openssl is required under CI=true");
+        eprintln!("SKIPPED: openssl cannot make test certificates");
+        return;
+    }
+    let tls_port = free_port().to_string();
+    let path = |name: &str| certs.path().join(name).display().to_string();
+    let (cert, key, ca) = (path("server.pem"), path("server.key"), path("ca.pem"));
+    let args = [
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+        "--requirepass",
+        "s3cret-redis-password",
+    ];
+    let Some(_redis) = RedisServer::start(&args) else { return };
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+
+    let with = |ca: Option<&str>, password: &str| {
+        let (url, ca, password) = (url.clone(), ca.map(std::path::PathBuf::from), password.to_owned());
+        move |s: &mut idlink_service::config::Settings| {
+            s.store.backend = "redis".into();
+            s.store.redis_url = Some(url);
+            s.store.redis_ca_file = ca;
+            s.store.redis_password = Some(password.into());
+            s.store.key_prefix = "tls".into();
+        }
+    };
+    // Wrong password, or a certificate nobody vouched for: start-up refuses, the password unsaid.
+    for (ca, password, why) in [(Some(ca.as_str()), "wrong", "authentication"), (None, "s3cret-redis-password", "certificate")] {
+        let mut settings =
+            idlink_service::dev::dev_settings("http://127.0.0.1:1", &[], "127.0.0.1:0".parse().unwrap(), certs.path().into());
+        with(ca, password)(&mut settings);
+        let clock = std::sync::Arc::new(idlink_service::clock::SystemClock);
+        let err = idlink_service::app::Application::build(&settings, clock).await.err().expect("refused").to_string();
+        assert!(err.contains(why) && !err.contains(password), "{err}");
+    }
+
+    let app = TestApp::spawn_with(with(Some(&ca), "s3cret-redis-password")).await;
+    let (_, alex) = app.new_work_user("alex@contoso.example").await;
+    app.new_personal("alex@outlook.example");
+    let linked = link(&alex, ML, "alex@outlook.example").await.unwrap();
+    assert_eq!(alex.get_links().await.unwrap()[0].id, linked.id);
+    assert!(!captured_logs().contains("s3cret-redis-password"), "the Redis password never reaches a log");
+}

@@ -30,6 +30,9 @@ pub struct RedisOptions {
     pub url: String,
     /// Overrides a password in the URL (kept out of configuration files).
     pub password: Option<String>,
+    /// For `rediss://`: trust these PEM certificates instead of the public web roots (a
+    /// private certificate authority).
+    pub ca_pem: Option<Vec<u8>>,
     /// The deployment's key prefix and hash tag.
     pub key_prefix: String,
     /// Every Redis call fails with `Unavailable` after this long.
@@ -46,6 +49,7 @@ impl RedisOptions {
         Self {
             url: url.into(),
             password: None,
+            ca_pem: None,
             key_prefix: key_prefix.into(),
             timeout: Duration::from_secs(1),
             require_durable: false,
@@ -114,7 +118,11 @@ impl RedisStore {
             let settings = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(settings);
         }
-        let client = redis::Client::open(info).map_err(unavailable)?;
+        let client = match &options.ca_pem {
+            Some(pem) => redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) }),
+            None => redis::Client::open(info),
+        }
+        .map_err(unavailable)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.timeout))
             .set_response_timeout(Some(options.timeout))

@@ -416,17 +416,10 @@ impl Store for RedisStore {
         let pending = encode(&RequestRecord { fingerprint: fingerprint.to_owned(), created_at: now, outcome: None })?;
         for _ in 0..64 {
             let current = self.request_record(key).await?;
-            if let Some(bytes) = &current {
-                let record: RequestRecord = decode(bytes)?;
-                if record.fingerprint != fingerprint {
-                    return Ok(Reservation::Mismatch);
-                }
-                if let Some(outcome) = record.outcome {
-                    return Ok(Reservation::Done(outcome));
-                }
-                if record.created_at >= stale_before {
-                    return Ok(Reservation::InFlight);
-                }
+            if let Some(found) =
+                current.as_deref().map(decode::<RequestRecord>).transpose()?.and_then(|r| r.found_by(fingerprint, stale_before))
+            {
+                return Ok(found);
             }
             // Compare-and-swap: of racing first attempts exactly one reserves.
             if self.swap_request(key, current.as_deref(), Some((&pending, now))).await? {

@@ -221,15 +221,8 @@ impl Store for SledStore {
             let replace = match &current {
                 None => None,
                 Some(bytes) => {
-                    let record: RequestRecord = decode(bytes)?;
-                    if record.fingerprint != fingerprint {
-                        return Ok(Reservation::Mismatch);
-                    }
-                    if let Some(outcome) = record.outcome {
-                        return Ok(Reservation::Done(outcome));
-                    }
-                    if record.created_at >= stale_before {
-                        return Ok(Reservation::InFlight);
+                    if let Some(found) = decode::<RequestRecord>(bytes)?.found_by(fingerprint, stale_before) {
+                        return Ok(found);
                     }
                     current.clone()
                 }
