@@ -27,3 +27,16 @@ async fn the_integrity_check_sees_a_missing_or_stray_index_entry() {
     ];
     assert_eq!(report.problems, expected);
 }
+
+/// Scripts are called by SHA: after a `SCRIPT FLUSH` (a Redis restart or failover does the
+/// same) the next change reloads them and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_survive_a_script_flush() {
+    let Some((keys, store)) = conformance::redis_store().await else { return };
+    let now = Utc::now();
+    store.link(conformance::request(LinkKind::MicrosoftLearning, 1, 1), LinkMode::default(), now).await.unwrap();
+    let mut conn = redis::Client::open(keys.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
+    store.link(conformance::request(LinkKind::MicrosoftLearning, 2, 2), LinkMode::default(), now).await.unwrap();
+    assert_eq!(store.check_integrity().await.unwrap().active_links, 2);
+}
