@@ -296,7 +296,12 @@ impl Settings {
             if !SECTIONS.contains(&path[0].as_str()) {
                 continue;
             }
-            set_path(&mut table, &path, parse_env_value(&value))?;
+            // A secret is text whatever it looks like: a password `1234` is not a number.
+            let value = match path.last() {
+                Some(key) if key.ends_with("secret") || key.ends_with("password") => toml::Value::String(value),
+                _ => parse_env_value(&value),
+            };
+            set_path(&mut table, &path, value)?;
         }
         Self::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid(e.to_string()))
     }
@@ -462,14 +467,15 @@ mod tests {
 
         let env = [
             ("IDLINK_STORE__REDIS_URL", "rediss://cache:6380/2"),
-            ("IDLINK_STORE__REDIS_PASSWORD", "s3cret-from-env"),
+            ("IDLINK_STORE__REDIS_PASSWORD", "123456"),
             ("IDLINK_STORE__REQUIRE_DURABLE", "true"),
             ("IDLINK_STORE__TIMEOUT_MS", "250"),
         ];
         let options = redis(&env).unwrap();
-        assert_eq!((options.url.as_str(), options.password.as_deref()), ("rediss://cache:6380/2", Some("s3cret-from-env")));
+        // A password that looks like a number stays text.
+        assert_eq!((options.url.as_str(), options.password.as_deref()), ("rediss://cache:6380/2", Some("123456")));
         assert_eq!((options.key_prefix.as_str(), options.require_durable, options.timeout), ("idlink", true, Duration::from_millis(250)));
         let settings = load(&[&[("IDLINK_STORE__BACKEND", "redis")], &env[..]].concat()).unwrap();
-        assert!(!format!("{settings:?}").contains("s3cret-from-env"), "Debug must mask the Redis password");
+        assert!(!format!("{settings:?}").contains("123456"), "Debug must mask the Redis password");
     }
 }
