@@ -11,12 +11,13 @@ use super::DomainError;
 pub const CONSUMER_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
 /// A GUID in canonical lowercase form (`8-4-4-4-12` hex digits).
+/// Checked byte by byte without splitting: every stored link is parsed back through here (four
+/// GUIDs a link), so this is on the path of every read and of recalculation.
 fn canonical_guid(field: &'static str, raw: &str) -> Result<String, DomainError> {
-    let lower = raw.trim().to_ascii_lowercase();
-    let groups: Vec<&str> = lower.split('-').collect();
-    let shape_ok =
-        groups.len() == 5 && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
-    if shape_ok { Ok(lower) } else { Err(DomainError::InvalidField { field, why: "must be a GUID" }) }
+    let raw = raw.trim();
+    let shape_ok = raw.len() == 36
+        && raw.bytes().enumerate().all(|(i, b)| if matches!(i, 8 | 13 | 18 | 23) { b == b'-' } else { b.is_ascii_hexdigit() });
+    if shape_ok { Ok(raw.to_ascii_lowercase()) } else { Err(DomainError::InvalidField { field, why: "must be a GUID" }) }
 }
 
 /// An Entra / Microsoft account tenant id.
@@ -131,7 +132,16 @@ mod tests {
     fn guids_are_canonicalised_and_garbage_refused() {
         let t = TenantId::parse(" 9188040D-6C67-4C5B-B112-36A304B66DAD ").unwrap();
         assert!(t.is_consumer());
-        for bad in ["", "not-a-guid", "9188040d6c674c5bb11236a304b66dad", "9188040d-6c67-4c5b-b112-36a304b66dag"] {
+        for bad in [
+            "",
+            "not-a-guid",
+            "9188040d6c674c5bb11236a304b66dad",
+            "9188040d-6c67-4c5b-b112-36a304b66dag",
+            "9188040d6-c67-4c5b-b112-36a304b66dad",
+            "9188040d-6c67-4c5b-b112-36a304b66dä",
+            "9188040d-6c67-4c5b-b112-36a304b66d-",
+            "+188040d-6c67-4c5b-b112-36a304b66dad",
+        ] {
             assert!(TenantId::parse(bad).is_err(), "{bad}");
         }
     }
