@@ -17,7 +17,8 @@ use idlink_service::{
     domain::{
         AccountKey, CONSUMER_TENANT, Catalog, Certification, CertificationId, LinkKind, LinkMode, NewLink, PersonalProfile, TenantId,
     },
-    store::{ListQuery, Store, sled::SledStore},
+    credits::Credits,
+    store::{DynStore, ListQuery, sled::SledStore},
 };
 
 const CERTS: [&str; 6] = [
@@ -47,7 +48,7 @@ async fn main() {
     let (orgs, per_org, certs_per) =
         (args.first().copied().unwrap_or(200), args.get(1).copied().unwrap_or(100), args.get(2).copied().unwrap_or(3));
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SledStore::open(dir.path(), Arc::new(Catalog::default_catalog())).unwrap());
+    let store: DynStore = Arc::new(SledStore::open(dir.path(), Arc::new(Catalog::default_catalog())).unwrap());
     let now = Utc::now();
 
     let started = Instant::now();
@@ -94,26 +95,40 @@ async fn main() {
     let links = orgs * per_org;
     println!("loaded {links} links, {} certifications in {:.1}s", links * certs_per, started.elapsed().as_secs_f64());
 
-    // Baseline: read every organisation's links, nothing else.
+    // Baseline: read every organisation's links, nothing else — as many organisations at a
+    // time as the recalculation does (one per core).
     let started = Instant::now();
+    let permits = Arc::new(tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)));
+    let scans: Vec<_> = (0..orgs)
+        .map(|o| {
+            let (store, permits) = (store.clone(), permits.clone());
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await.unwrap();
+                let query = ListQuery { kind: Some(LinkKind::MicrosoftLearning), include_removed: false, after: None, limit: usize::MAX };
+                store.links_of_tenant(&tenant(o), &query).await.unwrap().links.len()
+            })
+        })
+        .collect();
     let mut scanned = 0;
-    for o in 0..orgs {
-        let query = ListQuery { kind: Some(LinkKind::MicrosoftLearning), include_removed: false, after: None, limit: usize::MAX };
-        scanned += store.links_of_tenant(&tenant(o), &query).await.unwrap().links.len();
+    for scan in scans {
+        scanned += scan.await.unwrap();
     }
     let baseline = started.elapsed().as_secs_f64();
     assert_eq!(scanned as u64, links);
 
-    // Full recalculation, as RecalculateCredits runs it: page through organisations.
+    // Full recalculation, as RecalculateCredits runs it: page through organisations, each page
+    // recalculated several organisations at a time.
+    let credits = Arc::new(Credits::new(store.clone(), Arc::new(Catalog::default_catalog())));
     let rss_before = proc_status_mib("VmRSS");
     let mut rss_during: f64 = rss_before;
     let started = Instant::now();
     let (mut done, mut drifted, mut after) = (0u64, 0u64, None::<TenantId>);
     loop {
-        let page = store.credit_tenants(after.as_ref(), 64).await.unwrap();
+        let page = credits.organizations_after(after.as_ref(), 64).await.unwrap();
         let Some(last) = page.last().cloned() else { break };
-        for t in &page {
-            let r = store.recalculate(t).await.unwrap();
+        let mut running = credits.recalculate_page(&page);
+        while let Some(outcome) = running.next().await {
+            let r = outcome.unwrap();
             drifted += u64::from(r.stored != r.recomputed);
             done += 1;
             if done % 256 == 0 {

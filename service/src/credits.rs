@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     domain::{Catalog, Certification, Credit, Operation, Organization, TenantId},
     linking::{Actor, LinkingError, Result},
-    store::{DynStore, Recalculation, Recorded},
+    store::{DynStore, Recalculation, Recorded, StoreError},
 };
 
 pub struct Credits {
@@ -41,6 +41,25 @@ impl Credits {
 
     pub async fn organization(&self, organization: &TenantId) -> Result<Option<Organization>> {
         Ok(self.store.organization(organization).await?)
+    }
+
+    /// Starts recalculating every organisation of `page`, as many at a time as there are
+    /// cores, each on its own task: sled's reads are synchronous, so one task would use one
+    /// core. [`Recalculating::next`] answers in `page` order; dropping it stops the rest.
+    pub fn recalculate_page(self: &Arc<Self>, page: &[TenantId]) -> Recalculating {
+        let parallel = std::thread::available_parallelism().map_or(2, usize::from);
+        let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
+        let running = page
+            .iter()
+            .map(|tenant| {
+                let (credits, tenant, permits) = (self.clone(), tenant.clone(), permits.clone());
+                tokio::spawn(async move {
+                    let _permit = permits.acquire_owned().await.map_err(|_| StoreError::Unavailable { detail: "shutting down".into() })?;
+                    credits.recalculate(&tenant).await
+                })
+            })
+            .collect();
+        Recalculating { running }
     }
 
     /// Recomputes one organisation (the caller was authorized when the stream opened).
@@ -76,5 +95,26 @@ impl Credits {
     /// Background: certifications whose expiry passed stop counting.
     pub async fn expire(&self, now: DateTime<Utc>) -> Result<usize> {
         Ok(self.store.expire_certifications(now).await?)
+    }
+}
+
+/// Recalculations running for a page of organisations, answered in order.
+pub struct Recalculating {
+    running: std::collections::VecDeque<tokio::task::JoinHandle<Result<Recalculation>>>,
+}
+
+impl Recalculating {
+    /// The next organisation's outcome, in page order; `None` after the last.
+    pub async fn next(&mut self) -> Option<Result<Recalculation>> {
+        let running = self.running.pop_front()?;
+        Some(running.await.unwrap_or_else(|e| Err(StoreError::Unavailable { detail: format!("recalculation task: {e}") }.into())))
+    }
+}
+
+impl Drop for Recalculating {
+    fn drop(&mut self) {
+        for running in &self.running {
+            running.abort();
+        }
     }
 }

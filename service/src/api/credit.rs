@@ -14,7 +14,7 @@ use crate::{
     clock::DynClock,
     credits::Credits,
     domain::{Certification, Operation, TenantId},
-    store::Recorded,
+    store::{Recalculation, Recorded},
 };
 
 /// Certifications written per transaction (and per flush).
@@ -119,8 +119,7 @@ impl CreditService for CreditApi {
         let credits = self.credits.clone();
         tokio::spawn(async move {
             let mut summary = pb::RecalculationSummary::default();
-            let mut one = async |tenant: &TenantId| -> Result<bool, ApiError> {
-                let outcome = credits.recalculate(tenant).await?;
+            let mut answer = async |tenant: &TenantId, outcome: Recalculation| -> Result<bool, ApiError> {
                 let org = credits.organization(tenant).await?;
                 let drift = convert::drift(credits.catalog(), &outcome.stored, &outcome.recomputed);
                 summary.organizations += 1;
@@ -132,27 +131,31 @@ impl CreditService for CreditApi {
                 let message = pb::RecalculateCreditsResponse { item: Some(pb::recalculate_credits_response::Item::Organization(item)) };
                 Ok(tx.send(Ok(message)).await.is_ok())
             };
-            let result: Result<(), ApiError> = async {
-                if named.is_empty() {
-                    let mut after: Option<TenantId> = None;
-                    loop {
-                        let page = credits.organizations_after(after.as_ref(), RECALC_PAGE).await?;
-                        let Some(last) = page.last().cloned() else { break };
-                        for tenant in &page {
-                            if !one(tenant).await? {
-                                return Ok(());
-                            }
-                        }
-                        after = Some(last);
-                    }
-                } else {
-                    for tenant in &named {
-                        if !one(tenant).await? {
-                            return Ok(());
-                        }
+            // Recalculates a page (several organisations at once), answering in order; false
+            // once the caller has gone (the rest of the page is stopped).
+            let mut page = async |tenants: &[TenantId]| -> Result<bool, ApiError> {
+                let mut running = credits.recalculate_page(tenants);
+                for tenant in tenants {
+                    let Some(outcome) = running.next().await else { break };
+                    if !answer(tenant, outcome?).await? {
+                        return Ok(false);
                     }
                 }
-                Ok(())
+                Ok(true)
+            };
+            let result: Result<(), ApiError> = async {
+                if !named.is_empty() {
+                    return page(&named).await.map(drop);
+                }
+                let mut after: Option<TenantId> = None;
+                loop {
+                    let tenants = credits.organizations_after(after.as_ref(), RECALC_PAGE).await?;
+                    let Some(last) = tenants.last().cloned() else { return Ok(()) };
+                    if !page(&tenants).await? {
+                        return Ok(());
+                    }
+                    after = Some(last);
+                }
             }
             .await;
             let last = match result {
