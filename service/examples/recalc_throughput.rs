@@ -14,10 +14,10 @@ use std::{sync::Arc, time::Instant};
 
 use chrono::{Duration, Utc};
 use idlink_service::{
+    credits::Credits,
     domain::{
         AccountKey, CONSUMER_TENANT, Catalog, Certification, CertificationId, LinkKind, LinkMode, NewLink, PersonalProfile, TenantId,
     },
-    credits::Credits,
     store::{DynStore, ListQuery, sled::SledStore},
 };
 
