@@ -17,7 +17,7 @@ use idlink_service::{
     domain::{AccountKey, CONSUMER_TENANT, Catalog, Flow, LinkKind, LinkMode, NewLink, PersonalProfile, StateHash},
     store::{
         DynStore,
-        redis::{RedisOptions, RedisStore},
+        redis::{RedisOptions, RedisStore, ScratchPrefix},
         sled::SledStore,
     },
 };
@@ -60,9 +60,10 @@ async fn main() {
     let (single, concurrent) = (number(0, 2_000), number(1, 20_000));
     let dir = tempfile::tempdir().unwrap();
     let catalog = Arc::new(Catalog::default_catalog());
-    let prefix = format!("idlink-bench-{:016x}", rand::random::<u64>());
-    let store: DynStore = match args.get(2) {
-        Some(url) => Arc::new(RedisStore::connect(RedisOptions::new(url.as_str(), prefix.as_str()), catalog).await.unwrap()),
+    // On Redis, a key prefix of this run's own, deleted at the end.
+    let scratch = args.get(2).map(|url| ScratchPrefix::new(url, "idlink-bench"));
+    let store: DynStore = match &scratch {
+        Some(s) => Arc::new(RedisStore::connect(RedisOptions::new(s.url.as_str(), s.prefix.as_str()), catalog).await.unwrap()),
         None => Arc::new(SledStore::open(dir.path(), catalog).unwrap()),
     };
 
@@ -102,11 +103,6 @@ async fn main() {
     }
     let flow_rate = flows as f64 / started.elapsed().as_secs_f64();
     println!("flow create + consume:           {flow_rate:.0}/s");
-    if let Some(url) = args.get(2) {
-        let mut conn = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
-        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(format!("{{{prefix}}}:*")).query(&mut conn).unwrap();
-        let () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
-    }
     println!(
         "{}",
         serde_json::json!({"writes_1": one.round(), "writes_64": many.round(), "writes_ratio": (many / one * 10.0).round() / 10.0,

@@ -8,7 +8,7 @@ use idlink_service::{
     domain::Catalog,
     store::{
         DynStore,
-        redis::{RedisOptions, RedisStore},
+        redis::{RedisOptions, RedisStore, ScratchPrefix},
     },
 };
 
@@ -31,9 +31,13 @@ fn unavailable(what: &str) -> Option<std::convert::Infallible> {
 }
 
 /// A key prefix on the shared Redis, its keys deleted when dropped.
-pub struct SharedRedis {
-    pub url: String,
-    pub prefix: String,
+pub struct SharedRedis(ScratchPrefix);
+
+impl std::ops::Deref for SharedRedis {
+    type Target = ScratchPrefix;
+    fn deref(&self) -> &ScratchPrefix {
+        &self.0
+    }
 }
 
 impl SharedRedis {
@@ -46,26 +50,7 @@ impl SharedRedis {
         if let Err(e) = answers {
             unavailable(&format!("Redis at {url} is unreachable ({e}); set IDLINK_TEST_REDIS_URL or start redis-server"))?;
         }
-        Some(Self { url, prefix: format!("idlink-e2e-{:016x}", rand::random::<u64>()) })
-    }
-
-    /// The settings that point idlinkd at this prefix, as environment overrides.
-    pub fn env(&self) -> Vec<(String, String)> {
-        store_env(&self.url, &self.prefix)
-    }
-
-    pub async fn open(&self) -> DynStore {
-        open_store(&self.url, &self.prefix).await
-    }
-}
-
-impl Drop for SharedRedis {
-    fn drop(&mut self) {
-        let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection()) else { return };
-        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(format!("{{{}}}:*", self.prefix)).query(&mut conn).unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
-        }
+        Some(Self(ScratchPrefix::new(&url, "idlink-e2e")))
     }
 }
 

@@ -471,37 +471,14 @@ macro_rules! suite {
 }
 pub(crate) use suite;
 
-/// Removes a test's keys when it ends.
-pub struct RedisKeys {
-    url: String,
-    prefix: String,
-}
-
-impl RedisKeys {
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-impl Drop for RedisKeys {
-    fn drop(&mut self) {
-        let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection()) else { return };
-        let pattern = format!("{{{}}}:*", self.prefix);
-        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(pattern).query(&mut conn).unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
-        }
-    }
-}
-
 /// The Redis of `IDLINK_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) under a key prefix
 /// of its own. Unreachable: the test fails under `CI=true` and is skipped, saying so, elsewhere.
-pub async fn redis_store() -> Option<(RedisKeys, Arc<super::redis::RedisStore>)> {
+pub async fn redis_store() -> Option<(super::redis::ScratchPrefix, Arc<super::redis::RedisStore>)> {
     let url = std::env::var("IDLINK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let prefix = format!("idlink-test-{:016x}", rand::random::<u64>());
-    let options = super::redis::RedisOptions::new(url.clone(), prefix.clone());
+    let scratch = super::redis::ScratchPrefix::new(&url, "idlink-test");
+    let options = super::redis::RedisOptions::new(url.clone(), scratch.prefix.clone());
     match super::redis::RedisStore::connect(options, Arc::new(Catalog::default_catalog())).await {
-        Ok(store) => Some((RedisKeys { url, prefix }, Arc::new(store))),
+        Ok(store) => Some((scratch, Arc::new(store))),
         Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("Redis at {url} is required under CI=true: {e}"),
         Err(e) => {
             eprintln!("SKIPPED: Redis at {url} is unreachable ({e}); set IDLINK_TEST_REDIS_URL or start redis-server");

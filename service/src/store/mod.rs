@@ -214,3 +214,12 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// Tells this replica's watchers that events up to `cursor` are committed.
+fn announce(feed: &tokio::sync::watch::Sender<u64>, cursor: u64) {
+    feed.send_if_modified(|current| {
+        let newer = cursor > *current;
+        *current = (*current).max(cursor);
+        newer
+    });
+}

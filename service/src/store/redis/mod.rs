@@ -261,5 +261,29 @@ impl Keys {
     }
 }
 
+/// A key prefix of its own for a test or a benchmark run, its keys deleted when dropped
+/// (with `KEYS`: never point this at a production Redis).
+pub struct ScratchPrefix {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl ScratchPrefix {
+    /// `{label}-{random}` on the Redis at `url`.
+    pub fn new(url: &str, label: &str) -> Self {
+        Self { url: url.to_owned(), prefix: format!("{label}-{:016x}", rand::random::<u64>()) }
+    }
+}
+
+impl Drop for ScratchPrefix {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection()) else { return };
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(format!("{{{}}}:*", self.prefix)).query(&mut conn).unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -38,19 +38,12 @@ impl RedisStore {
         self.keys.entry("flow", state.as_str().as_bytes())
     }
 
+    /// The links of ids an index holds: one missing is corruption.
     async fn load_by_ids(&self, ids: &[Vec<u8>]) -> Result<Vec<Link>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<Vec<u8>> = ids.iter().map(|id| self.keys.entry("links", id)).collect();
-        let mut conn = self.conn.clone();
-        let found: Vec<Option<Vec<u8>>> = self.call(redis::cmd("MGET").arg(keys).query_async(&mut conn)).await?;
-        found
+        self.links_if_any(ids)
+            .await?
             .into_iter()
-            .map(|bytes| match bytes {
-                Some(bytes) => decode(&bytes),
-                None => Err(StoreError::Corrupt { detail: "an index points at a missing link".into() }),
-            })
+            .map(|link| link.ok_or_else(|| StoreError::Corrupt { detail: "an index points at a missing link".into() }))
             .collect()
     }
 
@@ -84,32 +77,35 @@ impl RedisStore {
         }
     }
 
-    /// Sum of the contributions of the organisation's active Microsoft Learning links.
-    async fn recompute(&self, tenant: &TenantId) -> Result<Credit> {
+    /// One batch of the organisation's links (tombstones too) from `start`, a ZRANGEBYLEX
+    /// bound (`None`: from its first link); and where the next batch starts, if there may be one.
+    async fn tenant_batch(&self, tenant: &TenantId, start: Option<Vec<u8>>) -> Result<(Vec<Link>, Option<Vec<u8>>)> {
         let prefix = tenant_key(tenant, None);
         let end = lex(b'(', format!("{}\x01", tenant.as_str()).as_bytes());
-        let mut start = lex(b'[', &prefix);
+        let start = start.unwrap_or_else(|| lex(b'[', &prefix));
+        let members = self.lex_range("by_tenant", &start, &end, BATCH).await?;
+        let ids: Vec<Vec<u8>> = members.iter().map(|m| m[prefix.len()..].to_vec()).collect();
+        let next = members.last().filter(|_| members.len() == BATCH).map(|last| lex(b'(', last));
+        Ok((self.load_by_ids(&ids).await?, next))
+    }
+
+    /// Sum of the contributions of the organisation's active Microsoft Learning links.
+    async fn recompute(&self, tenant: &TenantId) -> Result<Credit> {
         let mut credit = Credit::default();
+        let mut start = None;
         loop {
-            let members = self.lex_range("by_tenant", &start, &end, BATCH).await?;
-            let ids: Vec<Vec<u8>> = members.iter().map(|m| m[prefix.len()..].to_vec()).collect();
-            let people: Vec<Vec<u8>> = self
-                .load_by_ids(&ids)
-                .await?
+            let (links, next) = self.tenant_batch(tenant, start).await?;
+            let people: Vec<Vec<u8>> = links
                 .iter()
                 .filter(|link| link.is_active() && link.kind == LinkKind::MicrosoftLearning)
                 .map(|link| self.keys.entry("certs", &personal_key(&link.personal)))
                 .collect();
-            if !people.is_empty() {
-                let mut conn = self.conn.clone();
-                let certs: Vec<Option<Vec<u8>>> = self.call(redis::cmd("MGET").arg(people).query_async(&mut conn)).await?;
-                for bytes in certs.into_iter().flatten() {
-                    credit.add(&Credit::of_person(&self.catalog, &decode::<Vec<Certification>>(&bytes)?), 1);
-                }
+            for bytes in self.mget(people).await?.into_iter().flatten() {
+                credit.add(&Credit::of_person(&self.catalog, &decode::<Vec<Certification>>(&bytes)?), 1);
             }
-            match members.last() {
-                Some(last) if members.len() == BATCH => start = lex(b'(', last),
-                _ => return Ok(credit),
+            match next {
+                Some(next) => start = Some(next),
+                None => return Ok(credit),
             }
         }
     }
@@ -267,9 +263,7 @@ impl Store for RedisStore {
     }
 
     async fn active_links(&self, work: &AccountKey) -> Result<Vec<Link>> {
-        let keys: Vec<Vec<u8>> = LinkKind::ALL.iter().map(|kind| self.keys.entry("by_work", &index_key(*kind, work))).collect();
-        let mut conn = self.conn.clone();
-        let ids: Vec<Option<Vec<u8>>> = self.call(redis::cmd("MGET").arg(keys).query_async(&mut conn)).await?;
+        let ids = self.mget(LinkKind::ALL.iter().map(|kind| self.keys.entry("by_work", &index_key(*kind, work))).collect()).await?;
         // Two reads, not one snapshot: an entry read just before a removal may lead to its tombstone.
         Ok(self.load_by_ids(&ids.into_iter().flatten().collect::<Vec<_>>()).await?.into_iter().filter(Link::is_active).collect())
     }
@@ -279,17 +273,11 @@ impl Store for RedisStore {
     }
 
     async fn links_of_tenant(&self, tenant: &TenantId, query: &ListQuery) -> Result<LinkPage> {
-        let prefix = tenant_key(tenant, None);
-        let end = lex(b'(', format!("{}\x01", tenant.as_str()).as_bytes());
-        let mut start = match &query.after {
-            Some(after) => lex(b'(', &tenant_key(tenant, Some(after))),
-            None => lex(b'[', &prefix),
-        };
+        let mut start = query.after.as_ref().map(|after| lex(b'(', &tenant_key(tenant, Some(after))));
         let mut links = Vec::new();
         loop {
-            let members = self.lex_range("by_tenant", &start, &end, BATCH).await?;
-            let ids: Vec<Vec<u8>> = members.iter().map(|m| m[prefix.len()..].to_vec()).collect();
-            for link in self.load_by_ids(&ids).await? {
+            let (batch, next) = self.tenant_batch(tenant, start).await?;
+            for link in batch {
                 if query.kind.is_some_and(|k| k != link.kind) || (!query.include_removed && !link.is_active()) {
                     continue;
                 }
@@ -300,9 +288,9 @@ impl Store for RedisStore {
                 }
                 links.push(link);
             }
-            match members.last() {
-                Some(last) if members.len() == BATCH => start = lex(b'(', last),
-                _ => return Ok(LinkPage { links, next: None }),
+            match next {
+                Some(next) => start = Some(next),
+                None => return Ok(LinkPage { links, next: None }),
             }
         }
     }

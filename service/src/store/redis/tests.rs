@@ -14,7 +14,7 @@ async fn the_integrity_check_sees_a_missing_or_stray_index_entry() {
     let link = store.link(conformance::request(LinkKind::MicrosoftLearning, 1, 1), LinkMode::default(), Utc::now()).await.unwrap();
     assert!(store.check_integrity().await.unwrap().problems.is_empty());
 
-    let mut conn = redis::Client::open(keys.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis::Client::open(keys.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let held = store.keys.entry("by_personal", &index_key(link.kind, &link.personal));
     let () = redis::cmd("DEL").arg(&held).query_async(&mut conn).await.unwrap();
     let stray = store.keys.entry("by_work", &index_key(LinkKind::PartnerUniversity, &link.work));
@@ -35,7 +35,7 @@ async fn changes_survive_a_script_flush() {
     let Some((keys, store)) = conformance::redis_store().await else { return };
     let now = Utc::now();
     store.link(conformance::request(LinkKind::MicrosoftLearning, 1, 1), LinkMode::default(), now).await.unwrap();
-    let mut conn = redis::Client::open(keys.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis::Client::open(keys.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
     store.link(conformance::request(LinkKind::MicrosoftLearning, 2, 2), LinkMode::default(), now).await.unwrap();
     assert_eq!(store.check_integrity().await.unwrap().active_links, 2);

@@ -217,13 +217,7 @@ impl RedisStore {
                     // Also when nothing was written: the answer may rest on a change whose
                     // own caller was refused because too few replicas held it yet.
                     self.replicated().await?;
-                    if last > 0 {
-                        self.feed.send_if_modified(|current| {
-                            let newer = last > *current;
-                            *current = (*current).max(last);
-                            newer
-                        });
-                    }
+                    super::super::announce(&self.feed, last);
                     return Ok((value, (last > 0).then_some(last)));
                 }
                 None => snapshot.clear(),
@@ -233,27 +227,37 @@ impl RedisStore {
     }
 
     async fn fetch(&self, entries: HashSet<Entry>) -> Result<Vec<(Entry, Option<Vec<u8>>)>> {
-        let entries: Vec<Entry> = entries.into_iter().collect();
         let mut pipe = redis::pipe();
-        for (table, key) in &entries {
-            match self.keys.slot(*table, key) {
-                Slot::Value(key) => pipe.get(key),
-                Slot::Member { set, member } => pipe.zscore(set, member),
-            };
-        }
+        let entries: Vec<(Entry, bool)> = entries
+            .into_iter()
+            .map(|entry| {
+                // Sorted-set members answer with a score: only presence matters.
+                let member = match self.keys.slot(entry.0, &entry.1) {
+                    Slot::Value(key) => {
+                        pipe.get(key);
+                        false
+                    }
+                    Slot::Member { set, member } => {
+                        pipe.zscore(set, member);
+                        true
+                    }
+                };
+                (entry, member)
+            })
+            .collect();
         let mut conn = self.conn.clone();
         let values: Vec<redis::Value> = self.call(pipe.query_async(&mut conn)).await?;
         entries
             .into_iter()
             .zip(values)
-            .map(|((table, key), value)| {
-                let value = match (self.keys.slot(table, &key), value) {
+            .map(|((entry, member), value)| {
+                let value = match (member, value) {
                     (_, redis::Value::Nil) => None,
-                    (Slot::Member { .. }, _) => Some(Vec::new()),
-                    (Slot::Value(_), redis::Value::BulkString(bytes)) => Some(bytes),
-                    (Slot::Value(_), other) => return Err(StoreError::Corrupt { detail: format!("unexpected reply {other:?}") }),
+                    (true, _) => Some(Vec::new()),
+                    (false, redis::Value::BulkString(bytes)) => Some(bytes),
+                    (false, other) => return Err(StoreError::Corrupt { detail: format!("unexpected reply {other:?}") }),
                 };
-                Ok(((table, key), value))
+                Ok((entry, value))
             })
             .collect()
     }

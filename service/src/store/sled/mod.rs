@@ -146,13 +146,7 @@ impl SledStore {
     async fn committed(&self, last_event: Option<u64>) -> Result<()> {
         self.commit.durable().await?;
         if let Some(cursor) = last_event {
-            self.feed.send_if_modified(|current| {
-                let newer = cursor > *current;
-                if newer {
-                    *current = cursor;
-                }
-                newer
-            });
+            super::announce(&self.feed, cursor);
         }
         Ok(())
     }
