@@ -1,16 +1,19 @@
-//! Full credit recalculation throughput, reported against a baseline measured in the same run
-//! on the same data: a bare scan of every organisation's links (same reads, no credit math).
+//! Full credit recalculation, as `RecalculateCredits` with no organisation named runs it,
+//! reported against a baseline measured in the same run on the same data: one ordered read
+//! of every record the recalculation reads (the Microsoft Learning holders, their
+//! certifications, the stored credit), decoding nothing — the least any recalculation reads.
 //!
-//!     cargo run --release -p idlink-service --example recalc_throughput -- [ORGS] [LINKS_PER_ORG] [CERTS_PER_PERSON]
+//!     cargo run --release -p idlink-service --example recalc_throughput -- [ORGS] [LINKS_PER_ORG] [CERTS_PER_PERSON] [DATA_DIR]
 //!
-//! Defaults: 200 organisations × 100 links × 3 certifications. Loads through the store API
-//! (64 concurrent writers, group commit), in a temporary directory, with idlinkd's default
-//! sled cache. Peak RSS is reported for the whole process and for the recalculation alone
-//! (the growth of the resident set while it runs).
+//! Defaults: 200 organisations × 100 links × 3 certifications, in a temporary directory.
+//! Loads through the store API (64 concurrent writers, group commit) unless DATA_DIR already
+//! holds this load. The baseline and the recalculation each run in a fresh process that opens
+//! the store with idlinkd's default sled cache, as idlinkd after a restart would: their peak
+//! RSS is their own, not the loader's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark fails loudly")]
 
-use std::{sync::Arc, time::Instant};
+use std::{path::Path, process::Command, sync::Arc, time::Instant};
 
 use chrono::{Duration, Utc};
 use idlink_service::{
@@ -18,7 +21,7 @@ use idlink_service::{
     domain::{
         AccountKey, CONSUMER_TENANT, Catalog, Certification, CertificationId, LinkKind, LinkMode, NewLink, PersonalProfile, TenantId,
     },
-    store::{DynStore, ListQuery, sled::SledStore},
+    store::{DynStore, sled::SledStore},
 };
 
 const CERTS: [&str; 6] = [
@@ -42,15 +45,14 @@ fn proc_status_mib(field: &str) -> f64 {
     kib / 1024.0
 }
 
-#[tokio::main]
-async fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).map(|a| a.parse().expect("numbers")).collect();
-    let (orgs, per_org, certs_per) =
-        (args.first().copied().unwrap_or(200), args.get(1).copied().unwrap_or(100), args.get(2).copied().unwrap_or(3));
-    let dir = tempfile::tempdir().unwrap();
-    let store: DynStore = Arc::new(SledStore::open(dir.path(), Arc::new(Catalog::default_catalog())).unwrap());
-    let now = Utc::now();
+fn open(dir: &Path) -> DynStore {
+    Arc::new(SledStore::open(dir, Arc::new(Catalog::default_catalog())).unwrap())
+}
 
+/// Loads `orgs × per_org` Microsoft Learning links and `certs_per` certifications each.
+async fn load(dir: &Path, orgs: u64, per_org: u64, certs_per: u64) {
+    let store = open(dir);
+    let now = Utc::now();
     let started = Instant::now();
     let people: Vec<(u64, u64)> = (0..orgs).flat_map(|o| (0..per_org).map(move |l| (o, l))).collect();
     for chunk in people.chunks(64) {
@@ -92,71 +94,94 @@ async fn main() {
         }
     }
     store.record_certifications(&batch, now).await.unwrap();
-    let links = orgs * per_org;
-    println!("loaded {links} links, {} certifications in {:.1}s", links * certs_per, started.elapsed().as_secs_f64());
+    eprintln!("loaded {} links, {} certifications in {:.1}s", orgs * per_org, orgs * per_org * certs_per, started.elapsed().as_secs_f64());
+}
 
-    // Baseline: read every organisation's links, nothing else — as many organisations at a
-    // time as the recalculation does (one per core).
+/// The baseline, in its own process: every record the recalculation reads, in key order,
+/// through sled with idlinkd's cache, decoding nothing. Prints seconds, records and peak RSS.
+fn baseline(dir: &Path) {
+    let db = sled::Config::new().path(dir).cache_capacity(idlink_service::store::sled::DEFAULT_CACHE_BYTES).open().unwrap();
     let started = Instant::now();
-    let permits = Arc::new(tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)));
-    let scans: Vec<_> = (0..orgs)
-        .map(|o| {
-            let (store, permits) = (store.clone(), permits.clone());
-            tokio::spawn(async move {
-                let _permit = permits.acquire_owned().await.unwrap();
-                let query = ListQuery { kind: Some(LinkKind::MicrosoftLearning), include_removed: false, after: None, limit: usize::MAX };
-                store.links_of_tenant(&tenant(o), &query).await.unwrap().links.len()
-            })
-        })
-        .collect();
-    let mut scanned = 0;
-    for scan in scans {
-        scanned += scan.await.unwrap();
-    }
-    let baseline = started.elapsed().as_secs_f64();
-    assert_eq!(scanned as u64, links);
-
-    // Full recalculation, as RecalculateCredits runs it: page through organisations, each page
-    // recalculated several organisations at a time.
-    let credits = Arc::new(Credits::new(store.clone(), Arc::new(Catalog::default_catalog())));
-    let rss_before = proc_status_mib("VmRSS");
-    let mut rss_during: f64 = rss_before;
-    let started = Instant::now();
-    let (mut done, mut drifted, mut after) = (0u64, 0u64, None::<TenantId>);
-    loop {
-        let page = credits.organizations_after(after.as_ref(), 64).await.unwrap();
-        let Some(last) = page.last().cloned() else { break };
-        let mut running = credits.recalculate_page(&page);
-        while let Some(outcome) = running.next().await {
-            let r = outcome.unwrap();
-            drifted += u64::from(r.stored != r.recomputed);
-            done += 1;
-            if done % 256 == 0 {
-                rss_during = rss_during.max(proc_status_mib("VmRSS"));
-            }
+    let mut records = 0u64;
+    let mut bytes = 0usize;
+    for tree in ["links_by_personal", "certifications", "credit"] {
+        for entry in db.open_tree(tree).unwrap().iter() {
+            let (key, value) = entry.unwrap();
+            records += 1;
+            bytes += key.len() + value.len();
         }
-        after = Some(last);
     }
-    let recalc = started.elapsed().as_secs_f64();
-    assert_eq!((done, drifted), (orgs, 0));
-    println!("baseline scan:   {baseline:.3}s ({:.0} links/s)", links as f64 / baseline);
+    let seconds = started.elapsed().as_secs_f64();
     println!(
-        "recalculation:   {recalc:.3}s ({:.0} links/s, {:.0} organisations/s) = {:.2}x the baseline",
-        links as f64 / recalc,
-        orgs as f64 / recalc,
-        recalc / baseline
+        "{}",
+        serde_json::json!({"seconds": seconds, "records": records, "mib": bytes / (1 << 20), "peak_rss_mib": proc_status_mib("VmHWM").round()})
     );
-    let rss_during = rss_during.max(proc_status_mib("VmRSS"));
+}
+
+/// The recalculation, in its own process, exactly as RecalculateCredits runs it for every
+/// organisation. Prints seconds, organisations, drift and peak RSS.
+async fn recalculate(dir: &Path) {
+    let store = open(dir);
+    let credits = Arc::new(Credits::new(store, Arc::new(Catalog::default_catalog())));
+    let started = Instant::now();
+    let (mut done, mut drifted) = (0u64, 0u64);
+    let mut all = credits.recalculate_all().await.unwrap();
+    while let Some(outcome) = all.next().await {
+        let (_, r) = outcome.unwrap();
+        drifted += u64::from(r.stored != r.recomputed);
+        done += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
     println!(
-        "peak RSS:        {:.0} MiB for the whole process; {:.0} MiB during recalculation (was {:.0} MiB before)",
-        proc_status_mib("VmHWM"),
-        rss_during,
-        rss_before
+        "{}",
+        serde_json::json!({"seconds": seconds, "organizations": done, "drifted": drifted, "peak_rss_mib": proc_status_mib("VmHWM").round()})
+    );
+}
+
+/// Runs this program again as `--phase DIR` and returns the JSON it prints.
+fn in_own_process(phase: &str, dir: &Path) -> serde_json::Value {
+    let out = Command::new(std::env::current_exe().unwrap()).arg(phase).arg(dir).output().unwrap();
+    assert!(out.status.success(), "{phase} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--baseline") => return baseline(Path::new(&args[1])),
+        Some("--recalculate") => return recalculate(Path::new(&args[1])).await,
+        _ => {}
+    }
+    let number = |i: usize, default: u64| args.get(i).map_or(default, |a| a.parse().expect("numbers"));
+    let (orgs, per_org, certs_per) = (number(0, 200), number(1, 100), number(2, 3));
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = args.get(3).map_or(scratch.path(), Path::new);
+    let marker = dir.join(format!("loaded-{orgs}-{per_org}-{certs_per}"));
+    if !marker.exists() {
+        load(dir, orgs, per_org, certs_per).await;
+        std::fs::write(&marker, b"").unwrap();
+    }
+    let links = orgs * per_org;
+
+    let base = in_own_process("--baseline", dir);
+    let recalc = in_own_process("--recalculate", dir);
+    assert_eq!(base["records"].as_u64().unwrap(), links * 2 + orgs, "the baseline read another layout than the store's");
+    assert_eq!((recalc["organizations"].as_u64().unwrap(), recalc["drifted"].as_u64().unwrap()), (orgs, 0));
+    let (baseline_s, recalc_s) = (base["seconds"].as_f64().unwrap(), recalc["seconds"].as_f64().unwrap());
+    println!("baseline read:   {baseline_s:.3}s ({} records, {} MiB, peak RSS {} MiB)", base["records"], base["mib"], base["peak_rss_mib"]);
+    println!(
+        "recalculation:   {recalc_s:.3}s ({:.0} links/s, {:.0} organisations/s) = {:.2}x the baseline; peak RSS {} MiB",
+        links as f64 / recalc_s,
+        orgs as f64 / recalc_s,
+        recalc_s / baseline_s,
+        recalc["peak_rss_mib"]
     );
     println!(
         "{}",
-        serde_json::json!({"organizations": orgs, "links": links, "certifications": links * certs_per, "baseline_s": baseline,
-                           "recalc_s": recalc, "links_per_s": (links as f64 / recalc).round(), "ratio": recalc / baseline,
-                           "peak_rss_mib": proc_status_mib("VmHWM").round(), "recalc_rss_mib": rss_during.round()})
+        serde_json::json!({"organizations": orgs, "links": links, "certifications": links * certs_per, "baseline_s": baseline_s,
+                           "baseline_mib": base["mib"], "baseline_rss_mib": base["peak_rss_mib"],
+                           "recalc_s": recalc_s, "links_per_s": (links as f64 / recalc_s).round(), "ratio": recalc_s / baseline_s,
+                           "recalc_rss_mib": recalc["peak_rss_mib"]})
     );
 }

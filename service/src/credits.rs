@@ -1,15 +1,21 @@
 //! Certification credit and organisations as callers see them: authorization (the domain
 //! table), then the store. Knows nothing of gRPC.
 
-use std::sync::Arc;
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+};
 
 use chrono::{DateTime, Utc};
 
 use crate::{
     domain::{Catalog, Certification, Credit, Operation, Organization, TenantId},
     linking::{Actor, LinkingError, Result},
-    store::{DynStore, Recalculation, Recorded, StoreError},
+    store::{DynStore, Recalculation, Recomputed, Recorded, StoreError},
 };
+
+/// Organisations read at a time when recalculating all of them.
+const RECALC_PAGE: usize = 64;
 
 pub struct Credits {
     store: DynStore,
@@ -64,16 +70,38 @@ impl Credits {
 
     /// Recomputes one organisation (the caller was authorized when the stream opened).
     pub async fn recalculate(&self, organization: &TenantId) -> Result<Recalculation> {
-        let outcome = self.store.recalculate(organization).await?;
+        Ok(Self::repaired(organization, self.store.recalculate(organization).await?))
+    }
+
+    /// Starts recalculating every organisation: the store's one pass over everything when it
+    /// has one (then each organisation is committed in turn), pages of
+    /// [`Self::recalculate_page`] otherwise. Answers in organisation order.
+    pub async fn recalculate_all(self: &Arc<Self>) -> Result<RecalculatingAll> {
+        Ok(RecalculatingAll {
+            credits: self.clone(),
+            pass: self.store.recompute_all().await?,
+            page: VecDeque::new(),
+            running: Recalculating { running: VecDeque::new() },
+            after: None,
+            finished: false,
+        })
+    }
+
+    /// Commits one organisation's part of the pass; when a change touched its credit during
+    /// the pass, recalculates it alone.
+    async fn commit(&self, organization: &TenantId, recomputed: Recomputed) -> Result<Recalculation> {
+        let outcome = match self.store.commit_recomputed(organization, &recomputed).await? {
+            true => recomputed.into(),
+            false => self.store.recalculate(organization).await?,
+        };
+        Ok(Self::repaired(organization, outcome))
+    }
+
+    fn repaired(organization: &TenantId, outcome: Recalculation) -> Recalculation {
         if outcome.stored != outcome.recomputed {
             tracing::warn!(target: "audit", action = "credit.repair", organization = organization.as_str(), "credit drift repaired");
         }
-        Ok(outcome)
-    }
-
-    /// Organisations to recalculate when none are named, a page at a time.
-    pub async fn organizations_after(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantId>> {
-        Ok(self.store.credit_tenants(after, limit).await?)
+        outcome
     }
 
     pub async fn upsert_organization(&self, actor: &Actor, organization: Organization) -> Result<Organization> {
@@ -100,7 +128,7 @@ impl Credits {
 
 /// Recalculations running for a page of organisations, answered in order.
 pub struct Recalculating {
-    running: std::collections::VecDeque<tokio::task::JoinHandle<Result<Recalculation>>>,
+    running: VecDeque<tokio::task::JoinHandle<Result<Recalculation>>>,
 }
 
 impl Recalculating {
@@ -111,10 +139,135 @@ impl Recalculating {
     }
 }
 
+/// Every organisation's recalculation, in organisation order (see [`Credits::recalculate_all`]).
+pub struct RecalculatingAll {
+    credits: Arc<Credits>,
+    /// The store's pass, when it has one; organisations are taken out as they are committed.
+    pass: Option<BTreeMap<TenantId, Recomputed>>,
+    /// The current page of organisations, not yet answered.
+    page: VecDeque<TenantId>,
+    /// The current page's recalculations, when there is no pass.
+    running: Recalculating,
+    /// The last organisation paged in.
+    after: Option<TenantId>,
+    finished: bool,
+}
+
+impl RecalculatingAll {
+    /// The next organisation and its outcome; `None` after the last.
+    pub async fn next(&mut self) -> Option<Result<(TenantId, Recalculation)>> {
+        if self.page.is_empty() {
+            if self.finished {
+                return None;
+            }
+            let page = match self.credits.store.credit_tenants(self.after.as_ref(), RECALC_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    self.finished = true;
+                    return Some(Err(e.into()));
+                }
+            };
+            let Some(last) = page.last().cloned() else {
+                self.finished = true;
+                return None;
+            };
+            self.after = Some(last);
+            if self.pass.is_none() {
+                self.running = self.credits.recalculate_page(&page);
+            }
+            self.page = page.into();
+        }
+        let tenant = self.page.pop_front()?;
+        let outcome = match &mut self.pass {
+            Some(pass) => self.credits.commit(&tenant, pass.remove(&tenant).unwrap_or_default()).await,
+            None => self.running.next().await?,
+        };
+        Some(outcome.map(|outcome| (tenant, outcome)))
+    }
+}
+
 impl Drop for Recalculating {
     fn drop(&mut self) {
         for running in &self.running {
             running.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::{
+        domain::{AccountKey, CONSUMER_TENANT, CertificationId, LinkKind, LinkMode, NewLink, PersonalProfile},
+        store::sled::SledStore,
+    };
+
+    /// Full recalculations run beside writers that keep changing credit: the store's credit is
+    /// always consistent, so none may report drift, and none may leave any. A pass that read an
+    /// organisation's version after its links and certifications, or a commit that did not
+    /// check it, would write a stale sum here.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_recalculations_beside_writers_report_and_leave_no_drift() {
+        const ORGS: u32 = 6;
+        const PEOPLE: u32 = 30;
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(Catalog::default_catalog());
+        let store: DynStore = Arc::new(SledStore::open(dir.path(), catalog.clone()).unwrap());
+        let credits = Arc::new(Credits::new(store.clone(), catalog));
+        let tenant = |o: u32| TenantId::parse(&format!("{o:08x}-0000-4000-8000-000000000000")).unwrap();
+        let person = |p: u32| AccountKey::parse(CONSUMER_TENANT, &format!("00000000-0000-4000-8000-{p:012x}")).unwrap();
+        let now = Utc::now();
+        for p in 0..ORGS * PEOPLE {
+            let new = NewLink {
+                kind: LinkKind::MicrosoftLearning,
+                work: AccountKey::parse(tenant(p % ORGS).as_str(), &format!("00000000-0000-4000-8000-{p:012x}")).unwrap(),
+                work_upn: String::new(),
+                personal: person(p),
+                personal_sub: String::new(),
+                profile: PersonalProfile::default(),
+            };
+            store.link(new, LinkMode::default(), now).await.unwrap();
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut writes = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Each write is a renewal (a later expiry): always a change to credit.
+                    let cert = Certification {
+                        personal: person(writes * 7 % (ORGS * PEOPLE)),
+                        id: CertificationId::parse(
+                            ["azure-administrator-associate", "security-operations-analyst-associate"][writes as usize % 2],
+                        )
+                        .unwrap(),
+                        earned_at: now,
+                        expires_at: Some(now + chrono::Duration::days(365) + chrono::Duration::seconds(i64::from(writes))),
+                        expired: false,
+                    };
+                    store.record_certifications(&[cert], now).await.unwrap();
+                    writes += 1;
+                }
+                writes
+            })
+        };
+        for round in 0..12 {
+            let mut all = credits.recalculate_all().await.unwrap();
+            let mut seen = 0;
+            while let Some(outcome) = all.next().await {
+                let (organization, r) = outcome.unwrap();
+                assert_eq!(r.stored, r.recomputed, "round {round}: drift reported for {}", organization.as_str());
+                seen += 1;
+            }
+            assert_eq!(seen, ORGS);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(writer.await.unwrap() > 12, "the writer kept writing during the recalculations");
+        for o in 0..ORGS {
+            let r = store.recompute(&tenant(o)).await.unwrap();
+            assert_eq!(r.stored, r.recomputed, "drift left in {}", tenant(o).as_str());
         }
     }
 }

@@ -20,8 +20,6 @@ use crate::{
 /// Certifications written per transaction (and per flush).
 const RECORD_BATCH: usize = 512;
 const MAX_REJECTIONS_LISTED: usize = 1000;
-/// Organisations read ahead while recalculating everything; memory stays flat.
-const RECALC_PAGE: usize = 64;
 
 pub struct CreditApi {
     credits: Arc<Credits>,
@@ -131,31 +129,27 @@ impl CreditService for CreditApi {
                 let message = pb::RecalculateCreditsResponse { item: Some(pb::recalculate_credits_response::Item::Organization(item)) };
                 Ok(tx.send(Ok(message)).await.is_ok())
             };
-            // Recalculates a page (several organisations at once), answering in order; false
-            // once the caller has gone (the rest of the page is stopped).
-            let mut page = async |tenants: &[TenantId]| -> Result<bool, ApiError> {
-                let mut running = credits.recalculate_page(tenants);
-                for tenant in tenants {
-                    let Some(outcome) = running.next().await else { break };
-                    if !answer(tenant, outcome?).await? {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            };
             let result: Result<(), ApiError> = async {
                 if !named.is_empty() {
-                    return page(&named).await.map(drop);
+                    // Several organisations at once, answered in order; the rest stop when
+                    // the caller goes.
+                    let mut running = credits.recalculate_page(&named);
+                    for tenant in &named {
+                        let Some(outcome) = running.next().await else { break };
+                        if !answer(tenant, outcome?).await? {
+                            return Ok(());
+                        }
+                    }
+                    return Ok(());
                 }
-                let mut after: Option<TenantId> = None;
-                loop {
-                    let tenants = credits.organizations_after(after.as_ref(), RECALC_PAGE).await?;
-                    let Some(last) = tenants.last().cloned() else { return Ok(()) };
-                    if !page(&tenants).await? {
+                let mut all = credits.recalculate_all().await?;
+                while let Some(outcome) = all.next().await {
+                    let (tenant, outcome) = outcome?;
+                    if !answer(&tenant, outcome).await? {
                         return Ok(());
                     }
-                    after = Some(last);
                 }
+                Ok(())
             }
             .await;
             let last = match result {

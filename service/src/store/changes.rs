@@ -18,11 +18,11 @@ use crate::domain::{
 pub(crate) enum Table {
     /// link id → link.
     Links,
-    /// (kind, work account) → id of its active link.
+    /// (kind, work account) → [`index_entry`] of its active link.
     ByWork,
-    /// (kind, personal account) → id of the active link holding it.
+    /// (kind, personal account) → [`index_entry`] of the active link holding it.
     ByPersonal,
-    /// (kind, work account) → id of its latest tombstone, for idempotent removal.
+    /// (kind, work account) → [`index_entry`] of its latest tombstone, for idempotent removal.
     LastRemoved,
     /// (work tenant, link id) → (): every link and tombstone of an organisation (ordered).
     ByTenant,
@@ -55,8 +55,46 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { detail: e.to_string() })
 }
 
+/// (kind, account): the kind's [`index_prefix`], then the account's [`personal_key`].
 pub(crate) fn index_key(kind: LinkKind, account: &AccountKey) -> Vec<u8> {
-    format!("{}\0{}\0{}", kind.key(), account.tenant.as_str(), account.object.as_str()).into_bytes()
+    let mut key = index_prefix(kind);
+    key.extend_from_slice(&personal_key(account));
+    key
+}
+
+pub(crate) fn index_prefix(kind: LinkKind) -> Vec<u8> {
+    format!("{}\0", kind.key()).into_bytes()
+}
+
+/// The value of an index entry: the link's id, then its organisation, so a pass over an
+/// index in key order learns whose link each entry is without loading the link.
+pub(crate) fn index_entry(link: &Link) -> Vec<u8> {
+    format!("{}\0{}", link.id.as_str(), link.work.tenant.as_str()).into_bytes()
+}
+
+/// The link id of an index entry (entries written before the organisation was added hold
+/// the id alone).
+pub(crate) fn entry_link_id(entry: &[u8]) -> &[u8] {
+    entry.split(|b| *b == 0).next().unwrap_or_default()
+}
+
+/// The organisation of an index entry, when it holds one.
+pub(crate) fn entry_tenant(entry: &[u8]) -> Result<Option<TenantId>, StoreError> {
+    let Some(split) = entry.iter().position(|b| *b == 0) else { return Ok(None) };
+    let raw = std::str::from_utf8(&entry[split + 1..]).map_err(|e| StoreError::Corrupt { detail: e.to_string() })?;
+    TenantId::parse(raw).map(Some).map_err(|e| StoreError::Corrupt { detail: e.to_string() })
+}
+
+/// What the integrity check reports when an active link's entry in `index` is not
+/// [`index_entry`]; `None` when it is.
+pub(crate) fn entry_problem(index: &str, link: &Link, held: Option<&[u8]>) -> Option<String> {
+    match held {
+        Some(held) if held == index_entry(link) => None,
+        Some(held) if entry_link_id(held) == link.id.as_str().as_bytes() => {
+            Some(format!("{index}: entry of link {} does not name its organisation", link.id.as_str()))
+        }
+        _ => Some(format!("active link {} is missing from {index}", link.id.as_str())),
+    }
 }
 
 pub(crate) fn tenant_key(tenant: &TenantId, id: Option<&LinkId>) -> Vec<u8> {
@@ -105,8 +143,8 @@ pub(crate) struct StoredCredit {
 }
 
 pub(crate) fn load_indexed<K: Kv>(kv: &K, index: Table, key: &[u8]) -> Result<Option<Link>, K::Error> {
-    let Some(id) = kv.get(index, key)? else { return Ok(None) };
-    match kv.get(Table::Links, id.as_ref())? {
+    let Some(entry) = kv.get(index, key)? else { return Ok(None) };
+    match kv.get(Table::Links, entry_link_id(entry.as_ref()))? {
         Some(bytes) => Ok(Some(decode(bytes.as_ref())?)),
         None => Err(StoreError::Corrupt { detail: "an index points at a missing link".into() }.into()),
     }
@@ -155,7 +193,7 @@ fn retire<K: Kv>(kv: &K, tombstone: &Link) -> Result<(), K::Error> {
     put_link(kv, tombstone)?;
     kv.remove(Table::ByWork, &work_key)?;
     kv.remove(Table::ByPersonal, &index_key(tombstone.kind, &tombstone.personal))?;
-    kv.insert(Table::LastRemoved, &work_key, tombstone.id.as_str().as_bytes())?;
+    kv.insert(Table::LastRemoved, &work_key, &index_entry(tombstone))?;
     if tombstone.kind == LinkKind::MicrosoftLearning {
         add_credit(kv, &tombstone.work.tenant, &contribution(kv, &tombstone.personal)?, -1)?;
     }
@@ -174,8 +212,8 @@ pub(crate) fn link<K: Kv>(kv: &K, new: &NewLink, mode: LinkMode, now: DateTime<U
         }
         put_link(kv, create)?;
         kv.insert(Table::ByTenant, &tenant_key(&create.work.tenant, Some(&create.id)), &[])?;
-        kv.insert(Table::ByWork, &index_key(create.kind, &create.work), create.id.as_str().as_bytes())?;
-        kv.insert(Table::ByPersonal, &index_key(create.kind, &create.personal), create.id.as_str().as_bytes())?;
+        kv.insert(Table::ByWork, &index_key(create.kind, &create.work), &index_entry(create))?;
+        kv.insert(Table::ByPersonal, &index_key(create.kind, &create.personal), &index_entry(create))?;
         if create.kind == LinkKind::MicrosoftLearning {
             add_credit(kv, &create.work.tenant, &contribution(kv, &create.personal)?, 1)?;
         }

@@ -256,7 +256,7 @@ pub async fn events_follow_commit_order_without_personal_data<S: Store + ?Sized>
     assert!(store.events_after(5, 10).await.unwrap().is_empty());
 }
 
-fn cert(p: u32, id: &str, earned: chrono::DateTime<Utc>, expires: Option<chrono::DateTime<Utc>>) -> Certification {
+pub(crate) fn cert(p: u32, id: &str, earned: chrono::DateTime<Utc>, expires: Option<chrono::DateTime<Utc>>) -> Certification {
     Certification { personal: personal(p), id: CertificationId::parse(id).unwrap(), earned_at: earned, expires_at: expires, expired: false }
 }
 
@@ -370,6 +370,15 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
                 assert_eq!(r.stored, r.recomputed, "seed {seed}, step {step}: drift");
             }
         }
+        // The one-pass recomputation of every organisation agrees with the model too.
+        if step % 97 == 0
+            && let Some(all) = store.recompute_all().await.unwrap()
+        {
+            for tenant in TENANTS.map(|t| TenantId::parse(t).unwrap()) {
+                let (r, credit) = (all.get(&tenant).cloned().unwrap_or_default(), store.credit(&tenant).await.unwrap());
+                assert_eq!((&r.stored, &r.recomputed), (&credit, &credit), "seed {seed}, step {step}: the pass, {}", tenant.as_str());
+            }
+        }
     }
     assert_consistent_links(store).await;
 
@@ -379,6 +388,11 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
     let mut wrong = truth.clone();
     wrong.add(&Credit::of_person(&catalog, &[cert(0, "m365-administrator-expert", now, None)]), 1);
     store.overwrite_credit(&victim, &wrong).await.unwrap();
+    if let Some(all) = store.recompute_all().await.unwrap() {
+        let drifted: Vec<_> = all.iter().filter(|(_, r)| r.stored != r.recomputed).collect();
+        assert_eq!(drifted.len(), 1, "the pass finds exactly the corrupted organisation");
+        assert_eq!((drifted[0].0, &drifted[0].1.stored, &drifted[0].1.recomputed), (&victim, &wrong, &truth));
+    }
     let mut drifted = Vec::new();
     let mut after = None;
     loop {
@@ -395,6 +409,31 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
     assert_eq!(drifted.len(), 1, "exactly the corrupted organisation drifted");
     assert_eq!((&drifted[0].0, &drifted[0].1.stored, &drifted[0].1.recomputed), (&victim, &wrong, &truth));
     assert_eq!(store.credit(&victim).await.unwrap(), truth, "repaired");
+}
+
+/// A recomputation is committed only if nothing changed the organisation's credit since it
+/// was read: a stale one, from either path, is refused and writes nothing.
+pub async fn a_stale_recomputation_is_not_committed<S: Store + ?Sized>(store: &S) {
+    let now = Utc::now();
+    let org = work(1).tenant;
+    store.link(request(KIND, 1, 1), LinkMode::default(), now).await.unwrap();
+    store.record_certifications(&[cert(1, "azure-administrator-associate", now, None)], now).await.unwrap();
+    let stale = store.recompute(&org).await.unwrap();
+    let pass = store.recompute_all().await.unwrap();
+    // A change to the organisation's credit after both were read.
+    store.record_certifications(&[cert(1, "azure-developer-associate", now, None)], now).await.unwrap();
+    let truth = store.credit(&org).await.unwrap();
+    assert_ne!(truth, stale.recomputed);
+    assert!(!store.commit_recomputed(&org, &stale).await.unwrap());
+    if let Some(mut pass) = pass {
+        let from_pass = pass.remove(&org).unwrap();
+        assert_eq!(from_pass, stale, "the pass and the organisation's own recomputation agree");
+        assert!(!store.commit_recomputed(&org, &from_pass).await.unwrap());
+    }
+    assert_eq!(store.credit(&org).await.unwrap(), truth, "nothing stale was written");
+    let fresh = store.recompute(&org).await.unwrap();
+    assert_eq!(fresh.recomputed, truth);
+    assert!(store.commit_recomputed(&org, &fresh).await.unwrap());
 }
 
 async fn assert_consistent_links<S: Store + ?Sized>(store: &S) {
@@ -447,7 +486,8 @@ macro_rules! suite {
             secrets_are_created_once_and_kept,
             events_follow_commit_order_without_personal_data,
             certifications_count_while_linked_and_unexpired,
-            credit_always_equals_a_recomputation);
+            credit_always_equals_a_recomputation,
+            a_stale_recomputation_is_not_committed);
         $crate::store::conformance::suite!(@by_arc $open,
             racing_links_of_one_personal_account_have_one_winner,
             racing_links_of_one_work_user_have_one_winner,

@@ -4,7 +4,7 @@
 //! it asks the domain rules inside its own transaction and writes what they decide —
 //! links, both uniqueness indexes, tombstones, change-feed events and credit, atomically.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -73,6 +73,22 @@ pub enum Recorded {
 pub struct Recalculation {
     pub stored: Credit,
     pub recomputed: Credit,
+}
+
+/// A recomputation before it is committed: the stored credit and the version of its record
+/// (every change moves it), read first, then the credit recomputed from links and
+/// certifications. An organisation with no stored credit has version 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recomputed {
+    pub stored: Credit,
+    pub version: u64,
+    pub recomputed: Credit,
+}
+
+impl From<Recomputed> for Recalculation {
+    fn from(r: Recomputed) -> Self {
+        Self { stored: r.stored, recomputed: r.recomputed }
+    }
 }
 
 /// The remembered answer of an idempotent request: a response (`code` 0, `body` the encoded
@@ -183,9 +199,34 @@ pub trait Store: Send + Sync + 'static {
     /// Organisations that have links or stored credit, in order, after `after`.
     async fn credit_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantId>>;
 
-    /// Recomputes the organisation's credit from links and certifications and stores it when
-    /// it drifted (consistently with concurrent writers).
-    async fn recalculate(&self, tenant: &TenantId) -> Result<Recalculation>;
+    /// Reads the organisation's stored credit, then recomputes it from its links and their
+    /// people's certifications.
+    async fn recompute(&self, tenant: &TenantId) -> Result<Recomputed>;
+
+    /// Every organisation recomputed in one pass over the Microsoft Learning holders in key
+    /// order (their certifications are kept in the same order), for a full recalculation:
+    /// versions are read before the pass, so a change during it makes that organisation's
+    /// commit fail. Organisations absent have no stored credit and no Microsoft Learning link.
+    /// `None`: this backend has no such pass; recalculate one organisation at a time.
+    async fn recompute_all(&self) -> Result<Option<BTreeMap<TenantId, Recomputed>>> {
+        Ok(None)
+    }
+
+    /// Stores the recomputed credit (durably) if no change touched the organisation's credit
+    /// since its version was read; false when one did.
+    async fn commit_recomputed(&self, tenant: &TenantId, recomputed: &Recomputed) -> Result<bool>;
+
+    /// Recomputes the organisation's credit and stores it when it drifted, consistently with
+    /// concurrent writers (recomputing again when one changed it meanwhile).
+    async fn recalculate(&self, tenant: &TenantId) -> Result<Recalculation> {
+        for _ in 0..16 {
+            let recomputed = self.recompute(tenant).await?;
+            if self.commit_recomputed(tenant, &recomputed).await? {
+                return Ok(recomputed.into());
+            }
+        }
+        Err(StoreError::Unavailable { detail: format!("credit of {} kept changing during recalculation", tenant.as_str()) })
+    }
 
     /// Replaces stored credit without recomputation: repair drills and tests only.
     async fn overwrite_credit(&self, tenant: &TenantId, credit: &Credit) -> Result<()>;

@@ -10,9 +10,8 @@ use super::{RedisStore, unavailable};
 use crate::{
     domain::{AccountKey, Certification, Credit, Flow, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, StateHash, TenantId},
     store::{
-        IntegrityReport, LinkPage, ListQuery, Recalculation, Recorded, RequestRecord, Reservation, Result, Store, StoreError,
-        StoredOutcome,
-        changes::{self, StoredCredit, decode, encode, expiry_bound, index_key, personal_key, tenant_key},
+        IntegrityReport, LinkPage, ListQuery, Recomputed, Recorded, RequestRecord, Reservation, Result, Store, StoreError, StoredOutcome,
+        changes::{self, StoredCredit, decode, encode, entry_link_id, expiry_bound, index_key, personal_key, tenant_key},
     },
 };
 
@@ -48,8 +47,8 @@ impl RedisStore {
     }
 
     async fn load_indexed(&self, index: &str, key: &[u8]) -> Result<Option<Link>> {
-        let Some(id) = self.get(self.keys.entry(index, key)).await? else { return Ok(None) };
-        Ok(self.load_by_ids(&[id]).await?.pop().filter(Link::is_active))
+        let Some(entry) = self.get(self.keys.entry(index, key)).await? else { return Ok(None) };
+        Ok(self.load_by_ids(&[entry_link_id(&entry).to_vec()]).await?.pop().filter(Link::is_active))
     }
 
     /// Members of a sorted set in lexical order from `start` (a ZRANGEBYLEX bound) to `end`.
@@ -90,7 +89,7 @@ impl RedisStore {
     }
 
     /// Sum of the contributions of the organisation's active Microsoft Learning links.
-    async fn recompute(&self, tenant: &TenantId) -> Result<Credit> {
+    async fn recompute_tenant(&self, tenant: &TenantId) -> Result<Credit> {
         let mut credit = Credit::default();
         let mut start = None;
         loop {
@@ -182,7 +181,8 @@ impl RedisStore {
     async fn check_index(&self, name: &str, side: fn(&Link) -> &AccountKey, report: &mut IntegrityReport) -> Result<()> {
         let prefix_len = self.keys.entry(name, b"").len();
         for keys in self.scan(name).await?.chunks(BATCH) {
-            let ids: Vec<Vec<u8>> = self.mget(keys.to_vec()).await?.into_iter().map(Option::unwrap_or_default).collect();
+            let ids: Vec<Vec<u8>> =
+                self.mget(keys.to_vec()).await?.into_iter().map(|held| entry_link_id(&held.unwrap_or_default()).to_vec()).collect();
             for ((key, id), link) in keys.iter().zip(&ids).zip(self.links_if_any(&ids).await?) {
                 let Some(link) = link else {
                     report.problems.push(format!("{name}: entry points at missing link {}", String::from_utf8_lossy(id)));
@@ -263,9 +263,10 @@ impl Store for RedisStore {
     }
 
     async fn active_links(&self, work: &AccountKey) -> Result<Vec<Link>> {
-        let ids = self.mget(LinkKind::ALL.iter().map(|kind| self.keys.entry("by_work", &index_key(*kind, work))).collect()).await?;
+        let entries = self.mget(LinkKind::ALL.iter().map(|kind| self.keys.entry("by_work", &index_key(*kind, work))).collect()).await?;
+        let ids: Vec<Vec<u8>> = entries.iter().flatten().map(|entry| entry_link_id(entry).to_vec()).collect();
         // Two reads, not one snapshot: an entry read just before a removal may lead to its tombstone.
-        Ok(self.load_by_ids(&ids.into_iter().flatten().collect::<Vec<_>>()).await?.into_iter().filter(Link::is_active).collect())
+        Ok(self.load_by_ids(&ids).await?.into_iter().filter(Link::is_active).collect())
     }
 
     async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>> {
@@ -383,17 +384,14 @@ impl Store for RedisStore {
             .collect()
     }
 
-    async fn recalculate(&self, tenant: &TenantId) -> Result<Recalculation> {
-        for _ in 0..16 {
-            let stored = self.stored_credit(tenant).await?;
-            let recomputed = self.recompute(tenant).await?;
-            // Commit only if no write touched this organisation's credit meanwhile.
-            let (committed, _) = self.transact(|tx| changes::commit_recalculation(tx, tenant, stored.version, &recomputed)).await?;
-            if committed {
-                return Ok(Recalculation { stored: stored.credit, recomputed });
-            }
-        }
-        Err(unavailable(format!("credit of {} kept changing during recalculation", tenant.as_str())))
+    async fn recompute(&self, tenant: &TenantId) -> Result<Recomputed> {
+        let stored = self.stored_credit(tenant).await?;
+        Ok(Recomputed { stored: stored.credit, version: stored.version, recomputed: self.recompute_tenant(tenant).await? })
+    }
+
+    async fn commit_recomputed(&self, tenant: &TenantId, recomputed: &Recomputed) -> Result<bool> {
+        let (version, credit) = (recomputed.version, &recomputed.recomputed);
+        Ok(self.transact(|tx| changes::commit_recalculation(tx, tenant, version, credit)).await?.0)
     }
 
     async fn overwrite_credit(&self, tenant: &TenantId, credit: &Credit) -> Result<()> {
@@ -501,9 +499,7 @@ impl Store for RedisStore {
                 }
                 report.active_links += 1;
                 for (index, held) in [("by_work", by_work), ("by_personal", by_personal)] {
-                    if held.as_deref() != Some(link.id.as_str().as_bytes()) {
-                        report.problems.push(format!("active link {} is missing from {index}", link.id.as_str()));
-                    }
+                    report.problems.extend(changes::entry_problem(index, link, held.as_deref()));
                 }
             }
         }

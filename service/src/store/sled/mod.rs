@@ -5,6 +5,7 @@
 mod tx;
 
 use std::{
+    collections::BTreeMap,
     path::Path,
     sync::{
         Arc,
@@ -19,8 +20,10 @@ use sled::{Transactional, transaction::TransactionError};
 use tx::{Tx, TxError};
 
 use super::{
-    IntegrityReport, LinkPage, ListQuery, Recalculation, Recorded, RequestRecord, Reservation, Result, Store, StoreError, StoredOutcome,
-    changes::{self, StoredCredit, decode, encode, expiry_bound, index_key, personal_key, tenant_key},
+    IntegrityReport, LinkPage, ListQuery, Recomputed, Recorded, RequestRecord, Reservation, Result, Store, StoreError, StoredOutcome,
+    changes::{
+        self, StoredCredit, decode, encode, entry_link_id, entry_tenant, expiry_bound, index_key, index_prefix, personal_key, tenant_key,
+    },
 };
 use crate::domain::{
     AccountKey, Catalog, Certification, Credit, Flow, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, StateHash, TenantId,
@@ -28,11 +31,11 @@ use crate::domain::{
 
 struct Trees {
     links: sled::Tree,
-    /// (kind, work account) → id of its active link.
+    /// (kind, work account) → index entry (id, organisation) of its active link.
     by_work: sled::Tree,
-    /// (kind, personal account) → id of the active link holding it.
+    /// (kind, personal account) → index entry of the active link holding it.
     by_personal: sled::Tree,
-    /// (kind, work account) → id of its latest tombstone, for idempotent removal.
+    /// (kind, work account) → index entry of its latest tombstone, for idempotent removal.
     last_removed: sled::Tree,
     /// (work tenant, link id) → (): every link and tombstone of an organisation.
     by_tenant: sled::Tree,
@@ -152,8 +155,8 @@ impl SledStore {
     }
 
     fn load_indexed(&self, index: &sled::Tree, key: &[u8]) -> Result<Option<Link>> {
-        let Some(id) = index.get(key).map_err(unavailable)? else { return Ok(None) };
-        match self.trees.links.get(&id).map_err(unavailable)? {
+        let Some(entry) = index.get(key).map_err(unavailable)? else { return Ok(None) };
+        match self.trees.links.get(entry_link_id(&entry)).map_err(unavailable)? {
             Some(bytes) => decode(&bytes).map(Some),
             None => Err(StoreError::Corrupt { detail: "an index points at a missing link".into() }),
         }
@@ -175,7 +178,7 @@ impl SledStore {
 
     /// Sum of the contributions of the organisation's active Microsoft Learning links,
     /// streamed from the tenant index (memory: one link at a time).
-    fn recompute(&self, tenant: &TenantId) -> Result<Credit> {
+    fn recompute_tenant(&self, tenant: &TenantId) -> Result<Credit> {
         let prefix = tenant_key(tenant, None);
         let mut credit = Credit::default();
         for entry in self.trees.by_tenant.scan_prefix(&prefix) {
@@ -193,9 +196,9 @@ impl SledStore {
 
     fn check_index(&self, index: &sled::Tree, name: &str, side: fn(&Link) -> &AccountKey, report: &mut IntegrityReport) -> Result<()> {
         for entry in index.iter() {
-            let (key, id) = entry.map_err(unavailable)?;
-            let Some(bytes) = self.trees.links.get(&id).map_err(unavailable)? else {
-                report.problems.push(format!("{name}: entry points at missing link {}", String::from_utf8_lossy(&id)));
+            let (key, held) = entry.map_err(unavailable)?;
+            let Some(bytes) = self.trees.links.get(entry_link_id(&held)).map_err(unavailable)? else {
+                report.problems.push(format!("{name}: entry points at missing link {}", String::from_utf8_lossy(entry_link_id(&held))));
                 continue;
             };
             let link: Link = decode(&bytes)?;
@@ -207,6 +210,62 @@ impl SledStore {
             }
         }
         Ok(())
+    }
+}
+
+/// The one pass of a full recalculation ([`Store::recompute_all`]), holding the trees it
+/// reads so it can run on a blocking thread.
+struct Pass {
+    links: sled::Tree,
+    by_personal: sled::Tree,
+    certs: sled::Tree,
+    credit: sled::Tree,
+    catalog: Arc<Catalog>,
+}
+
+impl SledStore {
+    fn pass(&self) -> Pass {
+        let t = &self.trees;
+        Pass {
+            links: t.links.clone(),
+            by_personal: t.by_personal.clone(),
+            certs: t.certs.clone(),
+            credit: t.credit.clone(),
+            catalog: self.catalog.clone(),
+        }
+    }
+}
+
+impl Pass {
+    fn run(&self) -> Result<BTreeMap<TenantId, Recomputed>> {
+        let corrupt = |detail: String| StoreError::Corrupt { detail };
+        let mut all = BTreeMap::new();
+        // Versions first: a change during the pass moves its organisation's version.
+        for entry in self.credit.iter() {
+            let (key, bytes) = entry.map_err(unavailable)?;
+            let tenant = TenantId::parse(&String::from_utf8_lossy(&key)).map_err(|e| corrupt(e.to_string()))?;
+            let stored: StoredCredit = decode(&bytes)?;
+            all.insert(tenant, Recomputed { stored: stored.credit, version: stored.version, recomputed: Credit::default() });
+        }
+        // The holders come in personal-key order, the order certifications are kept in, so
+        // both trees are read front to back: each page read serves the entries that follow.
+        let prefix = index_prefix(LinkKind::MicrosoftLearning);
+        for entry in self.by_personal.scan_prefix(&prefix) {
+            let (key, held) = entry.map_err(unavailable)?;
+            let tenant = match entry_tenant(&held)? {
+                Some(tenant) => tenant,
+                None => {
+                    let bytes = self.links.get(entry_link_id(&held)).map_err(unavailable)?;
+                    decode::<Link>(&bytes.ok_or_else(|| corrupt("an index points at a missing link".into()))?)?.work.tenant
+                }
+            };
+            let certs: Vec<Certification> = match self.certs.get(&key[prefix.len()..]).map_err(unavailable)? {
+                Some(bytes) => decode(&bytes)?,
+                None => Vec::new(),
+            };
+            all.entry(tenant).or_default().recomputed.add(&Credit::of_person(&self.catalog, &certs), 1);
+        }
+        Ok(all)
     }
 }
 
@@ -255,4 +314,40 @@ mod tests {
     }
 
     conformance::suite!(open);
+
+    /// Index entries of an older store hold the link id alone: links are still found through
+    /// them, the full recalculation counts them (from the link itself), and the integrity
+    /// check names them; the next change to the link rewrites them.
+    #[tokio::test]
+    async fn index_entries_that_do_not_name_the_organisation_still_count() {
+        let (_dir, store) = open().await.unwrap();
+        let now = Utc::now();
+        let link = store.link(conformance::request(LinkKind::MicrosoftLearning, 1, 1), LinkMode::default(), now).await.unwrap();
+        store.record_certifications(&[conformance::cert(1, "azure-administrator-associate", now, None)], now).await.unwrap();
+        let credit = store.credit(&link.work.tenant).await.unwrap();
+        assert_ne!(credit, Credit::default());
+        for (index, side) in [(&store.trees.by_work, &link.work), (&store.trees.by_personal, &link.personal)] {
+            index.insert(index_key(link.kind, side), link.id.as_str().as_bytes()).unwrap();
+        }
+
+        assert_eq!(store.active_link_of_personal(link.kind, &link.personal).await.unwrap().as_ref(), Some(&link));
+        assert_eq!(store.active_links(&link.work).await.unwrap(), std::slice::from_ref(&link));
+        let all = store.recompute_all().await.unwrap().unwrap();
+        assert_eq!((&all[&link.work.tenant].stored, &all[&link.work.tenant].recomputed), (&credit, &credit));
+        let id = link.id.as_str();
+        assert_eq!(
+            store.check_integrity().await.unwrap().problems,
+            [
+                format!("by_work: entry of link {id} does not name its organisation"),
+                format!("by_personal: entry of link {id} does not name its organisation")
+            ]
+        );
+
+        let tombstone = store.remove(link.kind, &link.work, &link.work, "test", None, now).await.unwrap();
+        assert_eq!(tombstone.id, link.id);
+        store.link(conformance::request(LinkKind::MicrosoftLearning, 1, 1), LinkMode::default(), now).await.unwrap();
+        let report = store.check_integrity().await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(store.credit(&link.work.tenant).await.unwrap(), credit);
+    }
 }

@@ -193,20 +193,26 @@ impl Store for SledStore {
         found.into_iter().take(limit).map(|t| TenantId::parse(&t).map_err(|e| StoreError::Corrupt { detail: e.to_string() })).collect()
     }
 
-    async fn recalculate(&self, tenant: &TenantId) -> Result<Recalculation> {
-        for _ in 0..16 {
-            let stored = self.stored_credit(tenant)?;
-            let recomputed = self.recompute(tenant)?;
-            // Commit only if no write touched this organisation's credit meanwhile.
-            let (committed, _) = self.transact(|tx| changes::commit_recalculation(tx, tenant, stored.version, &recomputed))?;
-            if committed {
-                if stored.credit != recomputed {
-                    self.commit.durable().await?;
-                }
-                return Ok(Recalculation { stored: stored.credit, recomputed });
-            }
+    async fn recompute(&self, tenant: &TenantId) -> Result<Recomputed> {
+        let stored = self.stored_credit(tenant)?;
+        Ok(Recomputed { stored: stored.credit, version: stored.version, recomputed: self.recompute_tenant(tenant)? })
+    }
+
+    async fn recompute_all(&self) -> Result<Option<BTreeMap<TenantId, Recomputed>>> {
+        // A pass over a large store takes seconds of synchronous reads: off the async workers.
+        let pass = self.pass();
+        tokio::task::spawn_blocking(move || pass.run())
+            .await
+            .map_err(|e| StoreError::Unavailable { detail: format!("recalculation pass failed: {e}") })?
+            .map(Some)
+    }
+
+    async fn commit_recomputed(&self, tenant: &TenantId, recomputed: &Recomputed) -> Result<bool> {
+        let (committed, _) = self.transact(|tx| changes::commit_recalculation(tx, tenant, recomputed.version, &recomputed.recomputed))?;
+        if committed && recomputed.stored != recomputed.recomputed {
+            self.commit.durable().await?;
         }
-        Err(StoreError::Unavailable { detail: format!("credit of {} kept changing during recalculation", tenant.as_str()) })
+        Ok(committed)
     }
 
     async fn overwrite_credit(&self, tenant: &TenantId, credit: &Credit) -> Result<()> {
@@ -280,7 +286,7 @@ impl Store for SledStore {
         self.check_index(&self.trees.by_work, "by_work", |l| &l.work, &mut report)?;
         self.check_index(&self.trees.by_personal, "by_personal", |l| &l.personal, &mut report)?;
         for entry in self.trees.links.iter() {
-            let (id, bytes) = entry.map_err(unavailable)?;
+            let (_, bytes) = entry.map_err(unavailable)?;
             let link: Link = decode(&bytes)?;
             if !self.trees.by_tenant.contains_key(tenant_key(&link.work.tenant, Some(&link.id))).map_err(unavailable)? {
                 report.problems.push(format!("link {} is missing from by_tenant", link.id.as_str()));
@@ -293,9 +299,8 @@ impl Store for SledStore {
             for (index, side, name) in
                 [(&self.trees.by_work, &link.work, "by_work"), (&self.trees.by_personal, &link.personal, "by_personal")]
             {
-                if index.get(index_key(link.kind, side)).map_err(unavailable)?.as_deref() != Some(id.as_ref()) {
-                    report.problems.push(format!("active link {} is missing from {name}", link.id.as_str()));
-                }
+                let held = index.get(index_key(link.kind, side)).map_err(unavailable)?;
+                report.problems.extend(changes::entry_problem(name, &link, held.as_deref()));
             }
         }
         Ok(report)
