@@ -61,9 +61,12 @@ if redis_store:
 lines += [
     f"## Recalculation (`recalc_throughput {recalc_args}`: organisations, links each, certifications each)",
     "",
-    f"- {recalc.get('links', 0)} links / {recalc.get('certifications', 0)} certifications: {recalc.get('recalc_s', 0):.2f} s "
-    + f"({recalc.get('links_per_s', 0):.0f} links/s) = {recalc.get('ratio', 0):.2f}x a bare scan of the same links",
-    f"- peak RSS of that process (loading included): {recalc.get('peak_rss_mib', 0):.0f} MiB; during the recalculation: {recalc.get('recalc_rss_mib', 0):.0f} MiB",
+    f"- {recalc.get('links', 0)} links / {recalc.get('certifications', 0)} certifications, every organisation as RecalculateCredits "
+    + f"runs it: {recalc.get('recalc_s', 0):.2f} s ({recalc.get('links_per_s', 0):.0f} links/s) = {recalc.get('ratio', 0):.2f}x the baseline",
+    f"- baseline: one ordered read of the {recalc.get('baseline_mib', 0)} MiB of records the recalculation reads, decoding nothing: "
+    + f"{recalc.get('baseline_s', 0):.2f} s",
+    f"- peak RSS of the recalculation's process: {recalc.get('recalc_rss_mib', 0):.0f} MiB (the baseline's: {recalc.get('baseline_rss_mib', 0):.0f} MiB); "
+    + "each is a fresh process that opens the loaded store with idlinkd's default sled cache",
     "",
     "## Start-up and footprint (`idlinkd --dev`, empty store)",
     "",
@@ -90,9 +93,9 @@ target("durable writes ≥ 5,000/s with 64 writers and ≥ 20x one writer", stor
        f"{store.get('writes_64', 0):.0f}/s, {store.get('writes_ratio', 0)}x")
 full_size = recalc.get("links", 0) >= 1_000_000 and recalc.get("certifications", 0) >= 5_000_000
 target("recalculation of 1M links / 5M certifications ≤ 30 s, RSS ≤ 256 MiB",
-       full_size and recalc.get("recalc_s", 1e9) <= 30 and recalc.get("peak_rss_mib", 1e9) <= 256,
+       full_size and recalc.get("recalc_s", 1e9) <= 30 and recalc.get("recalc_rss_mib", 1e9) <= 256,
        f"{recalc.get('links', 0)} links / {recalc.get('certifications', 0)} certifications in {recalc.get('recalc_s', 0):.2f} s, "
-       + f"peak RSS {recalc.get('peak_rss_mib', 0):.0f} MiB (process, loading included)" + ("" if full_size else " — smaller than the target size"))
+       + f"peak RSS {recalc.get('recalc_rss_mib', 0):.0f} MiB" + ("" if full_size else " — smaller than the target size"))
 target("idle RSS ≤ 30 MiB", startup.get("idle_rss_kib", 10**9) <= 30 * 1024, f"{startup.get('idle_rss_kib', 0) / 1024:.1f} MiB")
 target("exec to SERVING ≤ 1 s", startup.get("exec_to_serving_ms", 10**9) <= 1000, f"{startup.get('exec_to_serving_ms', 0)} ms")
 open(out_md, "w").write("\n".join(lines) + "\n")
