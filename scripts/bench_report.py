@@ -100,3 +100,8 @@ target("idle RSS ≤ 30 MiB", startup.get("idle_rss_kib", 10**9) <= 30 * 1024, f
 target("exec to SERVING ≤ 1 s", startup.get("exec_to_serving_ms", 10**9) <= 1000, f"{startup.get('exec_to_serving_ms', 0)} ms")
 open(out_md, "w").write("\n".join(lines) + "\n")
 json.dump({"mode": mode, "cores": cores, "cpu": cpu(), "rpc": rpc, **one}, open(out_json, "w"), indent=2)
+# A figure with failed or no calls measures something else: the run fails, saying which.
+broken = [f"{r['target']} at concurrency {r['concurrency']}: {r['requests']} calls, {r['errors']} errors" for r in rpc
+          if r["errors"] or not r["requests"]]
+if broken:
+    sys.exit("benchmark calls failed: " + "; ".join(broken))

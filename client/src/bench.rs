@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use idlink_client::{ClientOptions, IdlinkClient, pb};
+use idlink_client::{ClientOptions, IdlinkClient, browser, pb};
 use serde_json::json;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -16,6 +16,10 @@ pub enum Target {
     GetLinks,
     /// LinkService/ResolvePersonalAccount with an app token (validated on every call).
     Resolve,
+    /// Link completions end to end against the development provider (BeginLink, sign-in,
+    /// CompleteLink), each followed by its RemoveLink: reported as `link` and `remove`. Each
+    /// caller is a work user and a personal account of its own, added to the provider.
+    Link,
 }
 
 pub struct Settings {
@@ -26,6 +30,8 @@ pub struct Settings {
     pub duration: Duration,
     /// For `resolve`: the personal account to resolve.
     pub personal: Option<pb::AccountRef>,
+    /// The development provider (`link`).
+    pub idp: String,
 }
 
 enum Caller {
@@ -34,17 +40,20 @@ enum Caller {
 }
 
 impl Caller {
-    async fn call(&mut self, target: Target, personal: &Option<pb::AccountRef>) -> bool {
+    async fn call(&mut self, target: Target, personal: &Option<pb::AccountRef>) -> Result<(), String> {
         match (self, target) {
-            (Caller::Health(h), _) => h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.is_ok(),
-            (Caller::Links(c), Target::GetLinks) => c.get_links().await.is_ok(),
+            (Caller::Health(h), _) => {
+                h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.map(drop).map_err(|e| e.to_string())
+            }
+            (Caller::Links(c), Target::GetLinks) => c.get_links().await.map(drop).map_err(|e| e.to_string()),
             (Caller::Links(c), _) => c
                 .resolve_personal_account(pb::ResolvePersonalAccountRequest {
                     kind: pb::LinkKind::MicrosoftLearning as i32,
                     personal_account: personal.clone(),
                 })
                 .await
-                .is_ok(),
+                .map(drop)
+                .map_err(|e| e.to_string()),
         }
     }
 }
@@ -57,16 +66,14 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i]) / 1000.0
 }
 
-/// Runs one target at one concurrency; prints one JSON line (or a table row) and returns it.
-pub async fn run(target: Target, s: &Settings, json_output: bool) -> anyhow::Result<serde_json::Value> {
-    let mut channels = Vec::new();
-    for _ in 0..s.connections.max(1) {
-        channels.push(IdlinkClient::channel(&s.endpoint).await?);
+/// Runs one target at one concurrency; prints one JSON line (or a table row) per figure.
+pub async fn run(target: Target, s: &Settings, json_output: bool) -> anyhow::Result<()> {
+    if let Target::Link = target {
+        return run_links(s, json_output).await;
     }
+    let channels = channels(s).await?;
     let mut workers = Vec::new();
-    // Warm up the connections (and the server's key cache) before measuring.
-    let deadline = Instant::now() + Duration::from_millis(300) + s.duration;
-    let measure_from = Instant::now() + Duration::from_millis(300);
+    let window = Window::new(s.duration);
     for i in 0..s.concurrency.max(1) {
         let channel = channels[i % channels.len()].clone();
         let mut caller = match target {
@@ -81,47 +88,164 @@ pub async fn run(target: Target, s: &Settings, json_output: bool) -> anyhow::Res
         };
         let personal = s.personal.clone();
         workers.push(tokio::spawn(async move {
-            let (mut latencies, mut errors) = (Vec::new(), 0u64);
-            while Instant::now() < deadline {
+            let mut sample = Sample::default();
+            while window.open() {
                 let started = Instant::now();
-                let ok = caller.call(target, &personal).await;
-                if started >= measure_from {
-                    if ok {
-                        latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
-                    } else {
-                        errors += 1;
-                    }
-                }
+                let outcome = caller.call(target, &personal).await;
+                sample.record(&window, started, outcome);
             }
-            (latencies, errors)
+            sample
         }));
     }
-    let (mut latencies, mut errors) = (Vec::new(), 0);
+    let mut all = Sample::default();
     for worker in workers {
-        let (l, e) = worker.await?;
-        latencies.extend(l);
-        errors += e;
+        all.merge(worker.await?);
     }
-    latencies.sort_unstable();
+    report(&format!("{target:?}").to_lowercase(), s, all, json_output);
+    Ok(())
+}
+
+/// `link`: each caller links its own personal account end to end, then removes the link,
+/// over and over; both steps are timed.
+async fn run_links(s: &Settings, json_output: bool) -> anyhow::Result<()> {
+    // The benchmark's work users join the tenant of a fixture account.
+    let tenant = crate::dev_user(&s.idp, "alex@contoso.example", None).await?;
+    let channels = channels(s).await?;
+    let http = browser::http_client()?;
+    let mut callers = Vec::new();
+    for i in 0..s.concurrency.max(1) {
+        let (work, personal) = (format!("bench-{i}@contoso.example"), format!("bench-{i}@outlook.example"));
+        crate::dev_user(&s.idp, &work, Some(&tenant)).await?;
+        crate::dev_user(&s.idp, &personal, None).await?;
+        let options = ClientOptions::new(s.endpoint.clone()).token(crate::dev_token(&s.idp, "user", &work).await?);
+        let client = IdlinkClient::with_channel(channels[i % channels.len()].clone(), options)?;
+        // A link left by an earlier run: start from none (no link to remove is fine too).
+        let _ = client.remove_link(remove_request()).await;
+        callers.push((client, personal));
+    }
+    let window = Window::new(s.duration);
+    let mut workers = Vec::new();
+    for (client, personal) in callers {
+        let http = http.clone();
+        workers.push(tokio::spawn(async move {
+            let (mut linked, mut removed) = (Sample::default(), Sample::default());
+            while window.open() {
+                let started = Instant::now();
+                let begin = pb::BeginLinkRequest {
+                    kind: pb::LinkKind::MicrosoftLearning as i32,
+                    redirect_uri: "http://localhost:8080/profile/link/callback".into(),
+                    login_hint: Some(personal.clone()),
+                    ..Default::default()
+                };
+                let outcome = async {
+                    let begun = client.begin_link(begin).await?;
+                    let redirect = browser::follow_authorization_with(&http, &begun.authorization_url).await?;
+                    client.complete_link(redirect.into_complete_request()).await
+                }
+                .await;
+                linked.record(&window, started, outcome.map(drop).map_err(|e| e.to_string()));
+                let started = Instant::now();
+                let outcome = client.remove_link(remove_request()).await;
+                removed.record(&window, started, outcome.map(drop).map_err(|e| e.to_string()));
+            }
+            (linked, removed)
+        }));
+    }
+    let (mut linked, mut removed) = (Sample::default(), Sample::default());
+    for worker in workers {
+        let (l, r) = worker.await?;
+        linked.merge(l);
+        removed.merge(r);
+    }
+    report("link", s, linked, json_output);
+    report("remove", s, removed, json_output);
+    Ok(())
+}
+
+fn remove_request() -> pb::RemoveLinkRequest {
+    pb::RemoveLinkRequest { kind: pb::LinkKind::MicrosoftLearning as i32, reason: "bench".into(), ..Default::default() }
+}
+
+async fn channels(s: &Settings) -> anyhow::Result<Vec<tonic::transport::Channel>> {
+    let mut channels = Vec::new();
+    for _ in 0..s.connections.max(1) {
+        channels.push(IdlinkClient::channel(&s.endpoint).await?);
+    }
+    Ok(channels)
+}
+
+/// The measured window: a 300 ms warm-up (connections, the server's key cache), then the
+/// run's duration.
+#[derive(Clone, Copy)]
+struct Window {
+    measure_from: Instant,
+    deadline: Instant,
+}
+
+impl Window {
+    fn new(duration: Duration) -> Self {
+        let measure_from = Instant::now() + Duration::from_millis(300);
+        Self { measure_from, deadline: measure_from + duration }
+    }
+
+    fn open(&self) -> bool {
+        Instant::now() < self.deadline
+    }
+}
+
+/// Latencies (µs) of the calls that succeeded in the window, how many failed, and the first
+/// failure (shown, so a run full of errors says why).
+#[derive(Default)]
+struct Sample {
+    latencies: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Sample {
+    fn record(&mut self, window: &Window, started: Instant, outcome: Result<(), String>) {
+        if started < window.measure_from {
+            return;
+        }
+        match outcome {
+            Ok(()) => self.latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX)),
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Sample) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        self.first_error = self.first_error.take().or(other.first_error);
+    }
+}
+
+/// Prints one figure: a JSON line or a table row.
+fn report(target: &str, s: &Settings, mut sample: Sample, json_output: bool) {
+    if let Some(e) = &sample.first_error {
+        eprintln!("{target} c={}: {} calls failed; the first: {e}", s.concurrency, sample.errors);
+    }
+    sample.latencies.sort_unstable();
+    let latencies = &sample.latencies;
     let rps = latencies.len() as f64 / s.duration.as_secs_f64();
     let result = json!({
-        "target": format!("{target:?}").to_lowercase(), "concurrency": s.concurrency, "connections": s.connections,
-        "seconds": s.duration.as_secs_f64(), "requests": latencies.len(), "errors": errors, "rps": rps.round(),
-        "p50_ms": percentile(&latencies, 0.50), "p90_ms": percentile(&latencies, 0.90), "p99_ms": percentile(&latencies, 0.99),
+        "target": target, "concurrency": s.concurrency, "connections": s.connections,
+        "seconds": s.duration.as_secs_f64(), "requests": latencies.len(), "errors": sample.errors, "rps": rps.round(),
+        "p50_ms": percentile(latencies, 0.50), "p90_ms": percentile(latencies, 0.90), "p99_ms": percentile(latencies, 0.99),
     });
     if json_output {
         println!("{result}");
     } else {
         println!(
-            "{:<10} c={:<3} {:>9.0} req/s  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  errors {}",
-            result["target"].as_str().unwrap_or_default(),
+            "{target:<10} c={:<3} {rps:>9.0} req/s  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  errors {}",
             s.concurrency,
-            rps,
-            percentile(&latencies, 0.50),
-            percentile(&latencies, 0.90),
-            percentile(&latencies, 0.99),
-            errors
+            percentile(latencies, 0.50),
+            percentile(latencies, 0.90),
+            percentile(latencies, 0.99),
+            sample.errors
         );
     }
-    Ok(result)
 }

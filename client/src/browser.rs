@@ -48,13 +48,23 @@ impl Redirect {
     }
 }
 
-/// GETs the authorization URL without following the redirect and returns where it points.
-pub async fn follow_authorization(authorization_url: &str) -> Result<Redirect> {
-    let http = reqwest::Client::builder()
+/// An HTTP client that behaves like the browser here: it does not follow redirects.
+pub fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
+        .map_err(|e| ClientError::Transport(e.to_string()))
+}
+
+/// GETs the authorization URL without following the redirect and returns where it points.
+pub async fn follow_authorization(authorization_url: &str) -> Result<Redirect> {
+    follow_authorization_with(&http_client()?, authorization_url).await
+}
+
+/// [`follow_authorization`] with a client of the caller's ([`http_client`]), reused across
+/// sign-ins (load tests).
+pub async fn follow_authorization_with(http: &reqwest::Client, authorization_url: &str) -> Result<Redirect> {
     let response = http.get(authorization_url).send().await.map_err(|e| ClientError::Transport(format!("identity provider: {e}")))?;
     let location = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
         ClientError::Invalid(format!(

@@ -238,6 +238,27 @@ fn account(raw: &str) -> anyhow::Result<pb::AccountRef> {
     Ok(pb::AccountRef { tenant_id: tenant_id.to_owned(), object_id: object_id.to_owned() })
 }
 
+/// Adds an account to the development provider, or finds it: a work account of `tenant`, or a
+/// personal account without one. Answers its tenant id.
+async fn dev_user(idp: &str, login: &str, tenant: Option<&str>) -> anyhow::Result<String> {
+    let mut url = url::Url::parse_with_params(&format!("{idp}/dev/users"), [("login", login)])?;
+    if let Some(tenant) = tenant {
+        url.query_pairs_mut().append_pair("tenant", tenant);
+    }
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?
+        .post(url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the development identity provider at {idp} (is `idlinkd --dev` running?)"))?;
+    if !response.status().is_success() {
+        return Err(anyhow!("the development provider refused account {login:?} ({})", response.status()));
+    }
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
+    body["tenant_id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no tenant_id in the answer"))
+}
+
 /// `who` is `user` (a fixture login) or `app` (a fixture app's client id).
 async fn dev_token(idp: &str, who: &str, name: &str) -> anyhow::Result<String> {
     let url = url::Url::parse_with_params(&format!("{idp}/dev/token"), [(who, name)])?;
@@ -361,7 +382,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Events(EventsCommand::Watch { from, limit }) => batch::watch(&connect(cli, None).await?, *from, *limit, cli.json).await?,
         Command::Bench { target, concurrency, connections, seconds, object_id } => {
             let token = match target {
-                bench::Target::Health => None,
+                bench::Target::Health | bench::Target::Link => None,
                 _ => bearer(cli, Some("alex@contoso.example")).await?,
             };
             let personal = object_id
@@ -375,6 +396,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                     connections: *connections,
                     duration: std::time::Duration::from_secs_f64(*seconds),
                     personal: personal.clone(),
+                    idp: cli.idp.clone(),
                 };
                 bench::run(*target, &settings, cli.json).await?;
             }

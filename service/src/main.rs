@@ -8,6 +8,7 @@ use idlink_service::{
     clock::SystemClock,
     config::Settings,
     dev::{dev_settings, shared_dev_clients},
+    limits::LimitSettings,
     oidc::devidp::{DEV_REDIRECT_URI, DevIdp},
     telemetry,
 };
@@ -37,6 +38,10 @@ struct Args {
     /// this URL (e.g. http://127.0.0.1:50052) instead of starting one: a second replica.
     #[arg(long, requires = "dev")]
     dev_idp: Option<String>,
+    /// With --dev: no BeginLink rate limits (load tests such as `idlink bench link`, whose
+    /// callers begin far more flows than a person would).
+    #[arg(long, requires = "dev")]
+    dev_no_rate_limits: bool,
     /// Overrides `listen` (flags win over the environment and the file).
     #[arg(long, conflicts_with = "dev")]
     listen: Option<SocketAddr>,
@@ -90,6 +95,14 @@ async fn run(args: Args) -> Result<(), StartupError> {
         if let Some(url) = &args.dev_redis {
             settings.store.backend = "redis".into();
             settings.store.redis_url = Some(url.clone());
+        }
+        if args.dev_no_rate_limits {
+            settings.limits = LimitSettings {
+                begin_per_user_burst: u32::MAX,
+                begin_per_user_per_minute: u32::MAX,
+                begin_global_burst: u32::MAX,
+                begin_global_per_second: u32::MAX,
+            };
         }
         if args.print_config {
             println!("{settings:#?}");

@@ -29,6 +29,13 @@ pub fn idlinkd_binary() -> PathBuf {
     path
 }
 
+/// The `idlink` CLI, built beside `idlinkd`.
+pub fn idlink_binary() -> PathBuf {
+    let path = idlinkd_binary().with_file_name("idlink");
+    assert!(path.exists(), "{} is missing: run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -14,12 +14,6 @@ const CERTS: [&str; 6] = [
     "power-platform-developer-associate",
 ];
 
-fn idlink_binary() -> std::path::PathBuf {
-    let path = daemon::idlinkd_binary().with_file_name("idlink");
-    assert!(path.exists(), "{} is missing: run the tests with `cargo test --workspace`", path.display());
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_line_file_imports_with_the_right_counts() {
     let app = TestApp::spawn().await;
@@ -54,7 +48,7 @@ async fn a_hundred_thousand_line_file_imports_with_the_right_counts() {
     drop(file);
     assert_eq!(lines, 100_001);
 
-    let output = tokio::process::Command::new(idlink_binary())
+    let output = tokio::process::Command::new(daemon::idlink_binary())
         .args(["--endpoint", &app.endpoint(), "--idp", app.idp.base_url(), "--as-app", "learning-feed", "--json", "certs", "import"])
         .arg(&path)
         .output()

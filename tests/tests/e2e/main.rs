@@ -19,5 +19,6 @@ mod shutdown_finishes_what_it_started;
 mod sign_in_floods_are_limited;
 mod signing_keys_rotate_and_forged_tokens_fail;
 mod the_change_feed_resumes_exactly;
+mod the_load_generator_links_for_real;
 mod traces_continue_the_callers_trace;
 mod who_may_do_what;

@@ -171,13 +171,7 @@ impl DevIdp {
     }
 
     pub fn add_user(&self, tenant: &str, login: &str, account_type: AccountType) -> AccountKey {
-        let user = DevUser::new(tenant, login, account_type);
-        let key = user.key.clone();
-        let mut users = lock(&self.inner.users);
-        if !users.iter().any(|u| u.login == user.login && u.key == user.key) {
-            users.push(user);
-        }
-        key
+        self.inner.add_user(DevUser::new(tenant, login, account_type))
     }
 
     /// Changes an account's sign-in name and email, keeping its object id (an alias change).
@@ -277,6 +271,15 @@ impl Inner {
         if !secret.is_empty() {
             lock(&self.secrets).push(secret.to_owned());
         }
+    }
+
+    fn add_user(&self, user: DevUser) -> AccountKey {
+        let key = user.key.clone();
+        let mut users = lock(&self.users);
+        if !users.iter().any(|u| u.login == user.login && u.key == user.key) {
+            users.push(user);
+        }
+        key
     }
 
     fn find_user(&self, login: &str) -> Option<DevUser> {

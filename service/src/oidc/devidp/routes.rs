@@ -1,7 +1,7 @@
 //! The development provider's HTTP endpoints, laid out like Microsoft's:
 //! `/{tenant}/v2.0/.well-known/openid-configuration`, `/{tenant}/discovery/v2.0/keys`,
 //! `/{tenant}/oauth2/v2.0/authorize`, `/{tenant}/oauth2/v2.0/token`, plus `/dev/token`
-//! which hands out access tokens for calling idlink.
+//! which hands out access tokens for calling idlink and `/dev/users` which adds accounts.
 
 use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering};
 
@@ -16,7 +16,8 @@ use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose:
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{Grant, Inner, Misbehaviour, lock};
+use super::{AccountType, DevUser, Grant, Inner, Misbehaviour, lock};
+use crate::domain::{CONSUMER_TENANT, TenantId};
 
 type Shared = State<Arc<Inner>>;
 
@@ -27,6 +28,7 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/{tenant}/oauth2/v2.0/authorize", get(authorize))
         .route("/{tenant}/oauth2/v2.0/token", axum::routing::post(token))
         .route("/dev/token", get(dev_token))
+        .route("/dev/users", axum::routing::post(dev_add_user))
         .route("/dev/trap", get(trap).post(trap))
         .layer(axum::middleware::from_fn_with_state(inner.clone(), outage))
         .with_state(inner)
@@ -268,6 +270,30 @@ async fn trap(State(idp): Shared) -> Response {
 }
 
 /// Development only: an access token for calling idlink as a fixture user.
+/// Adds an account, for load tests and demos that need more than the fixtures: `login`, and
+/// `tenant` (a work tenant's id) for a work account; a personal account without it. An
+/// existing login is answered as it is (409 when `tenant` names another tenant). Answers
+/// the account's tenant and object ids.
+async fn dev_add_user(State(idp): Shared, Query(q): Query<HashMap<String, String>>) -> Response {
+    let login = q.get("login").map(String::as_str).unwrap_or_default();
+    if !login.contains('@') {
+        return (StatusCode::BAD_REQUEST, "login=name@domain is required").into_response();
+    }
+    let tenant = q.get("tenant").map(String::as_str);
+    let key = match (idp.find_user(login), tenant) {
+        (Some(user), Some(tenant)) if user.key.tenant.as_str() != tenant => {
+            return (StatusCode::CONFLICT, "that login belongs to another tenant").into_response();
+        }
+        (Some(user), _) => user.key,
+        (None, Some(tenant)) if TenantId::parse(tenant).is_err() || tenant == CONSUMER_TENANT => {
+            return (StatusCode::BAD_REQUEST, "tenant must be a work tenant's id").into_response();
+        }
+        (None, Some(tenant)) => idp.add_user(DevUser::new(tenant, login, AccountType::Work)),
+        (None, None) => idp.add_user(DevUser::new(CONSUMER_TENANT, login, AccountType::Personal)),
+    };
+    Json(json!({ "tenant_id": key.tenant.as_str(), "object_id": key.object.as_str() })).into_response()
+}
+
 async fn dev_token(State(idp): Shared, Query(q): Query<HashMap<String, String>>) -> Response {
     if let Some(client_id) = q.get("app") {
         return match idp.apps.iter().find(|a| &a.client_id == client_id) {
