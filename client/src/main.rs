@@ -245,35 +245,37 @@ async fn dev_user(idp: &str, login: &str, tenant: Option<&str>) -> anyhow::Resul
     if let Some(tenant) = tenant {
         url.query_pairs_mut().append_pair("tenant", tenant);
     }
-    let response = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?
-        .post(url)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the development identity provider at {idp} (is `idlinkd --dev` running?)"))?;
-    if !response.status().is_success() {
-        return Err(anyhow!("the development provider refused account {login:?} ({})", response.status()));
-    }
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-    body["tenant_id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no tenant_id in the answer"))
+    let refused = |status| anyhow!("the development provider refused account {login:?} ({status})");
+    dev_provider(idp, reqwest::Method::POST, url, "tenant_id", refused).await
 }
 
 /// `who` is `user` (a fixture login) or `app` (a fixture app's client id).
 async fn dev_token(idp: &str, who: &str, name: &str) -> anyhow::Result<String> {
     let url = url::Url::parse_with_params(&format!("{idp}/dev/token"), [(who, name)])?;
+    let refused = |status| anyhow!("the development provider has no {who} {name:?} ({status})");
+    dev_provider(idp, reqwest::Method::GET, url, "access_token", refused).await
+}
+
+/// One call to the development provider: the string `field` of its JSON answer.
+async fn dev_provider(
+    idp: &str,
+    method: reqwest::Method,
+    url: url::Url,
+    field: &str,
+    refused: impl FnOnce(reqwest::StatusCode) -> anyhow::Error,
+) -> anyhow::Result<String> {
     let response = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?
-        .get(url)
+        .request(method, url)
         .send()
         .await
         .with_context(|| format!("cannot reach the development identity provider at {idp} (is `idlinkd --dev` running?)"))?;
     if !response.status().is_success() {
-        return Err(anyhow!("the development provider has no {who} {name:?} ({})", response.status()));
+        return Err(refused(response.status()));
     }
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-    body["access_token"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no access_token in the answer"))
+    body[field].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no {field} in the answer"))
 }
 
 /// The bearer token the flags ask for: --token, else a development token for --as-app or
