@@ -133,7 +133,7 @@ async fn run_links(s: &Settings, json_output: bool) -> anyhow::Result<()> {
                 let started = Instant::now();
                 let begin = pb::BeginLinkRequest {
                     kind: pb::LinkKind::MicrosoftLearning as i32,
-                    redirect_uri: "http://localhost:8080/profile/link/callback".into(),
+                    redirect_uri: browser::DEV_REDIRECT_URI.into(),
                     login_hint: Some(personal.clone()),
                     ..Default::default()
                 };

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::{ClientError, Result, pb};
 
+/// The portal's callback that `idlinkd --dev` registers for both kinds of link.
+pub const DEV_REDIRECT_URI: &str = "http://localhost:8080/profile/link/callback";
+
 /// The parameters the provider put on the redirect back to the portal.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Redirect {

@@ -103,7 +103,7 @@ enum Command {
         personal: String,
         #[arg(long, default_value = "microsoft-learning")]
         kind: String,
-        #[arg(long, default_value = "http://localhost:8080/profile/link/callback")]
+        #[arg(long, default_value = browser::DEV_REDIRECT_URI)]
         redirect_uri: String,
         /// Stop after listing: keep the link.
         #[arg(long)]
@@ -205,7 +205,7 @@ enum LinkCommand {
 struct BeginArgs {
     #[arg(long)]
     kind: String,
-    #[arg(long, default_value = "http://localhost:8080/profile/link/callback")]
+    #[arg(long, default_value = browser::DEV_REDIRECT_URI)]
     redirect_uri: String,
     #[arg(long)]
     login_hint: Option<String>,

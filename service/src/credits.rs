@@ -51,8 +51,8 @@ impl Credits {
 
     /// Starts recalculating every organisation of `page`, as many at a time as there are
     /// cores, each on its own task: sled's reads are synchronous, so one task would use one
-    /// core. [`Recalculating::next`] answers in `page` order; dropping it stops the rest.
-    pub fn recalculate_page(self: &Arc<Self>, page: &[TenantId]) -> Recalculating {
+    /// core. [`Running::next`] answers in `page` order; dropping it stops the rest.
+    fn recalculate_page(self: &Arc<Self>, page: &[TenantId]) -> Running {
         let parallel = std::thread::available_parallelism().map_or(2, usize::from);
         let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
         let running = page
@@ -65,7 +65,7 @@ impl Credits {
                 })
             })
             .collect();
-        Recalculating { running }
+        Running { running }
     }
 
     /// Recomputes one organisation (the caller was authorized when the stream opened).
@@ -73,15 +73,28 @@ impl Credits {
         Ok(Self::repaired(organization, self.store.recalculate(organization).await?))
     }
 
+    /// Starts recalculating the named organisations, a page of [`Self::recalculate_page`].
+    /// Answers in the order named.
+    pub fn recalculate_named(self: &Arc<Self>, named: Vec<TenantId>) -> Recalculations {
+        Recalculations {
+            credits: self.clone(),
+            pass: None,
+            running: self.recalculate_page(&named),
+            page: named.into(),
+            after: None,
+            finished: true,
+        }
+    }
+
     /// Starts recalculating every organisation: the store's one pass over everything when it
     /// has one (then each organisation is committed in turn), pages of
     /// [`Self::recalculate_page`] otherwise. Answers in organisation order.
-    pub async fn recalculate_all(self: &Arc<Self>) -> Result<RecalculatingAll> {
-        Ok(RecalculatingAll {
+    pub async fn recalculate_all(self: &Arc<Self>) -> Result<Recalculations> {
+        Ok(Recalculations {
             credits: self.clone(),
             pass: self.store.recompute_all().await?,
             page: VecDeque::new(),
-            running: Recalculating { running: VecDeque::new() },
+            running: Running { running: VecDeque::new() },
             after: None,
             finished: false,
         })
@@ -127,33 +140,35 @@ impl Credits {
 }
 
 /// Recalculations running for a page of organisations, answered in order.
-pub struct Recalculating {
+struct Running {
     running: VecDeque<tokio::task::JoinHandle<Result<Recalculation>>>,
 }
 
-impl Recalculating {
+impl Running {
     /// The next organisation's outcome, in page order; `None` after the last.
-    pub async fn next(&mut self) -> Option<Result<Recalculation>> {
+    async fn next(&mut self) -> Option<Result<Recalculation>> {
         let running = self.running.pop_front()?;
         Some(running.await.unwrap_or_else(|e| Err(StoreError::Unavailable { detail: format!("recalculation task: {e}") }.into())))
     }
 }
 
-/// Every organisation's recalculation, in organisation order (see [`Credits::recalculate_all`]).
-pub struct RecalculatingAll {
+/// Recalculations answered one organisation at a time, in order: the named ones
+/// ([`Credits::recalculate_named`]) or every one ([`Credits::recalculate_all`]).
+pub struct Recalculations {
     credits: Arc<Credits>,
     /// The store's pass, when it has one; organisations are taken out as they are committed.
     pass: Option<BTreeMap<TenantId, Recomputed>>,
     /// The current page of organisations, not yet answered.
     page: VecDeque<TenantId>,
     /// The current page's recalculations, when there is no pass.
-    running: Recalculating,
+    running: Running,
     /// The last organisation paged in.
     after: Option<TenantId>,
+    /// No page follows the current one.
     finished: bool,
 }
 
-impl RecalculatingAll {
+impl Recalculations {
     /// The next organisation and its outcome; `None` after the last.
     pub async fn next(&mut self) -> Option<Result<(TenantId, Recalculation)>> {
         if self.page.is_empty() {
@@ -186,7 +201,7 @@ impl RecalculatingAll {
     }
 }
 
-impl Drop for Recalculating {
+impl Drop for Running {
     fn drop(&mut self) {
         for running in &self.running {
             running.abort();

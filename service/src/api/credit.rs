@@ -14,7 +14,7 @@ use crate::{
     clock::DynClock,
     credits::Credits,
     domain::{Certification, Operation, TenantId},
-    store::{Recalculation, Recorded},
+    store::Recorded,
 };
 
 /// Certifications written per transaction (and per flush).
@@ -117,35 +117,21 @@ impl CreditService for CreditApi {
         let credits = self.credits.clone();
         tokio::spawn(async move {
             let mut summary = pb::RecalculationSummary::default();
-            let mut answer = async |tenant: &TenantId, outcome: Recalculation| -> Result<bool, ApiError> {
-                let org = credits.organization(tenant).await?;
-                let drift = convert::drift(credits.catalog(), &outcome.stored, &outcome.recomputed);
-                summary.organizations += 1;
-                summary.drifted += u64::from(!drift.is_empty());
-                let item = pb::OrganizationRecalculation {
-                    credit: Some(convert::credit(credits.catalog(), tenant, &outcome.recomputed, org.as_ref())),
-                    drift,
-                };
-                let message = pb::RecalculateCreditsResponse { item: Some(pb::recalculate_credits_response::Item::Organization(item)) };
-                Ok(tx.send(Ok(message)).await.is_ok())
-            };
             let result: Result<(), ApiError> = async {
-                if !named.is_empty() {
-                    // Several organisations at once, answered in order; the rest stop when
-                    // the caller goes.
-                    let mut running = credits.recalculate_page(&named);
-                    for tenant in &named {
-                        let Some(outcome) = running.next().await else { break };
-                        if !answer(tenant, outcome?).await? {
-                            return Ok(());
-                        }
-                    }
-                    return Ok(());
-                }
-                let mut all = credits.recalculate_all().await?;
-                while let Some(outcome) = all.next().await {
+                // Answered in order; when the caller goes, the rest stop.
+                let mut recalculations = if named.is_empty() { credits.recalculate_all().await? } else { credits.recalculate_named(named) };
+                while let Some(outcome) = recalculations.next().await {
                     let (tenant, outcome) = outcome?;
-                    if !answer(&tenant, outcome).await? {
+                    let org = credits.organization(&tenant).await?;
+                    let drift = convert::drift(credits.catalog(), &outcome.stored, &outcome.recomputed);
+                    summary.organizations += 1;
+                    summary.drifted += u64::from(!drift.is_empty());
+                    let item = pb::OrganizationRecalculation {
+                        credit: Some(convert::credit(credits.catalog(), &tenant, &outcome.recomputed, org.as_ref())),
+                        drift,
+                    };
+                    let message = pb::RecalculateCreditsResponse { item: Some(pb::recalculate_credits_response::Item::Organization(item)) };
+                    if tx.send(Ok(message)).await.is_err() {
                         return Ok(());
                     }
                 }

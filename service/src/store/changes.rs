@@ -212,8 +212,9 @@ pub(crate) fn link<K: Kv>(kv: &K, new: &NewLink, mode: LinkMode, now: DateTime<U
         }
         put_link(kv, create)?;
         kv.insert(Table::ByTenant, &tenant_key(&create.work.tenant, Some(&create.id)), &[])?;
-        kv.insert(Table::ByWork, &index_key(create.kind, &create.work), &index_entry(create))?;
-        kv.insert(Table::ByPersonal, &index_key(create.kind, &create.personal), &index_entry(create))?;
+        let entry = index_entry(create);
+        kv.insert(Table::ByWork, &index_key(create.kind, &create.work), &entry)?;
+        kv.insert(Table::ByPersonal, &index_key(create.kind, &create.personal), &entry)?;
         if create.kind == LinkKind::MicrosoftLearning {
             add_credit(kv, &create.work.tenant, &contribution(kv, &create.personal)?, 1)?;
         }
