@@ -105,8 +105,9 @@ async fn certifications_count_for_the_organisation_of_the_linked_person() {
     assert!(alex.organization_credit(CONTOSO_TENANT).await.unwrap().areas.is_empty(), "removal takes the credit away");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recalculating_named_organisations_answers_those_in_the_order_named() {
+/// Alex (Contoso) and Casey (Fabrikam), each linked to a personal account with one
+/// certification.
+async fn one_certified_person_in_each_organisation() -> TestApp {
     let app = TestApp::spawn().await;
     let feed = app_client(&app, "learning-feed").await;
     for (work, personal) in [("alex@contoso.example", "jordan@outlook.example"), ("casey@fabrikam.example", "sam@outlook.example")] {
@@ -114,46 +115,12 @@ async fn recalculating_named_organisations_answers_those_in_the_order_named() {
         feed.record_certifications(futures_util::stream::iter(vec![certification(&key, "m365-administrator-expert", None)])).await.unwrap();
         link(&app.client_for(work).await, ML, personal).await.unwrap();
     }
-    let (contoso, fabrikam) = (TenantId::parse(CONTOSO_TENANT).unwrap(), TenantId::parse(FABRIKAM_TENANT).unwrap());
-    let truth = app.store.credit(&contoso).await.unwrap();
-    app.store.overwrite_credit(&contoso, &Credit::default()).await.unwrap();
-    let untouched = app.store.credit(&fabrikam).await.unwrap();
-
-    let job = app_client(&app, "credit-recalculation").await;
-    let mut stream = job.recalculate_credits(vec![FABRIKAM_TENANT.into(), CONTOSO_TENANT.into()]).await.unwrap();
-    let (mut answered, mut summary) = (Vec::new(), None);
-    while let Some(item) = stream.next().await {
-        match item.unwrap().item.unwrap() {
-            pb::recalculate_credits_response::Item::Organization(o) => {
-                answered.push((o.credit.unwrap().organization_id, !o.drift.is_empty()))
-            }
-            pb::recalculate_credits_response::Item::Summary(s) => summary = Some(s),
-        }
-    }
-    assert_eq!(answered, [(FABRIKAM_TENANT.to_owned(), false), (CONTOSO_TENANT.to_owned(), true)]);
-    let summary = summary.expect("a summary ends the stream");
-    assert_eq!((summary.organizations, summary.drifted), (2, 1));
-    assert_eq!(app.store.credit(&contoso).await.unwrap(), truth, "repaired");
-    assert_eq!(app.store.credit(&fabrikam).await.unwrap(), untouched);
+    app
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recalculation_streams_every_organisation_and_repairs_exactly_the_drift() {
-    let app = TestApp::spawn().await;
-    let feed = app_client(&app, "learning-feed").await;
-    for (work, personal) in [("alex@contoso.example", "jordan@outlook.example"), ("casey@fabrikam.example", "sam@outlook.example")] {
-        let key = app.idp.user(personal).unwrap().key;
-        feed.record_certifications(futures_util::stream::iter(vec![certification(&key, "m365-administrator-expert", None)])).await.unwrap();
-        link(&app.client_for(work).await, ML, personal).await.unwrap();
-    }
-    let fabrikam = TenantId::parse(FABRIKAM_TENANT).unwrap();
-    let truth = app.store.credit(&fabrikam).await.unwrap();
-    let mut wrong = truth.clone();
-    wrong.add(&truth, 1);
-    app.store.overwrite_credit(&fabrikam, &wrong).await.unwrap();
-
-    let job = app_client(&app, "credit-recalculation").await;
-    let mut stream = job.recalculate_credits(vec![]).await.unwrap();
+/// A whole RecalculateCredits stream: the organisations answered, then the summary that must end it.
+async fn recalculation(job: &IdlinkClient, named: Vec<String>) -> (Vec<pb::OrganizationRecalculation>, pb::RecalculationSummary) {
+    let mut stream = job.recalculate_credits(named).await.unwrap();
     let (mut organisations, mut summary) = (Vec::new(), None);
     while let Some(item) = stream.next().await {
         match item.unwrap().item.unwrap() {
@@ -161,7 +128,37 @@ async fn recalculation_streams_every_organisation_and_repairs_exactly_the_drift(
             pb::recalculate_credits_response::Item::Summary(s) => summary = Some(s),
         }
     }
-    let summary = summary.expect("a summary ends the stream");
+    (organisations, summary.expect("a summary ends the stream"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recalculating_named_organisations_answers_those_in_the_order_named() {
+    let app = one_certified_person_in_each_organisation().await;
+    let (contoso, fabrikam) = (TenantId::parse(CONTOSO_TENANT).unwrap(), TenantId::parse(FABRIKAM_TENANT).unwrap());
+    let truth = app.store.credit(&contoso).await.unwrap();
+    app.store.overwrite_credit(&contoso, &Credit::default()).await.unwrap();
+    let untouched = app.store.credit(&fabrikam).await.unwrap();
+
+    let job = app_client(&app, "credit-recalculation").await;
+    let (organisations, summary) = recalculation(&job, vec![FABRIKAM_TENANT.into(), CONTOSO_TENANT.into()]).await;
+    let answered: Vec<_> = organisations.into_iter().map(|o| (o.credit.unwrap().organization_id, !o.drift.is_empty())).collect();
+    assert_eq!(answered, [(FABRIKAM_TENANT.to_owned(), false), (CONTOSO_TENANT.to_owned(), true)]);
+    assert_eq!((summary.organizations, summary.drifted), (2, 1));
+    assert_eq!(app.store.credit(&contoso).await.unwrap(), truth, "repaired");
+    assert_eq!(app.store.credit(&fabrikam).await.unwrap(), untouched);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recalculation_streams_every_organisation_and_repairs_exactly_the_drift() {
+    let app = one_certified_person_in_each_organisation().await;
+    let fabrikam = TenantId::parse(FABRIKAM_TENANT).unwrap();
+    let truth = app.store.credit(&fabrikam).await.unwrap();
+    let mut wrong = truth.clone();
+    wrong.add(&truth, 1);
+    app.store.overwrite_credit(&fabrikam, &wrong).await.unwrap();
+
+    let job = app_client(&app, "credit-recalculation").await;
+    let (organisations, summary) = recalculation(&job, vec![]).await;
     assert_eq!((summary.organizations, summary.drifted), (2, 1));
     let drifted: Vec<_> = organisations.iter().filter(|o| !o.drift.is_empty()).collect();
     assert_eq!(drifted.len(), 1);
