@@ -97,9 +97,10 @@ async fn main() {
             created_at: now,
             expires_at: now + Duration::minutes(10),
         };
-        let state = StateHash::of(&format!("state-{i}"));
-        store.put_flow(&state, &flow).await.unwrap();
-        assert!(store.take_flow(&state).await.unwrap().is_some());
+        let raw = format!("state-{i}");
+        let state = StateHash::of(&raw);
+        store.put_flow(&state, &flow.seal(&raw).unwrap()).await.unwrap();
+        assert!(store.take_flow(&state).await.unwrap().unwrap().open(&raw).is_ok());
     }
     let flow_rate = flows as f64 / started.elapsed().as_secs_f64();
     println!("flow create + consume:           {flow_rate:.0}/s");

@@ -38,6 +38,11 @@ const PROVIDER_RETRY: Duration = Duration::from_secs(2);
 const JWKS_REFRESH: Duration = Duration::from_secs(3600);
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
 const STORE_PROBE: Duration = Duration::from_millis(500);
+/// The transport's ceiling on a call's metadata (HTTP/2 header list). Far above idlink's own
+/// limits (an 8 KiB token, a 128-character request id), so those answer first, per call, with
+/// a reason; a call over it is refused by the transport without one, and one over four times
+/// it closes the connection (h2's abuse limit).
+pub const MAX_HEADER_LIST_BYTES: u32 = 128 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -129,6 +134,9 @@ impl Application {
     /// Validates the configuration (naming the bad key), opens the store, binds the port.
     pub async fn build(settings: &Settings, clock: DynClock) -> Result<Self, StartupError> {
         let inbound = settings.inbound()?;
+        if inbound.services.is_empty() {
+            tracing::warn!("auth.service_tenant and auth.service_apps are not set: no app may call idlink, whatever roles it holds");
+        }
         let kinds = settings.kinds();
         for (kind, kind_settings) in &kinds {
             AssociationClient::check_settings(*kind, kind_settings, settings.dev.allow_insecure_http)?;
@@ -213,6 +221,7 @@ impl Application {
         // Starting: only health answers (NOT_SERVING); every other RPC is UNAVAILABLE.
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
         let starting = tonic::transport::Server::builder()
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .layer(StartingLayer)
             .add_service(health_service.clone())
             .serve_with_incoming_shutdown(incoming(self.listener.clone()), async move {
@@ -250,6 +259,8 @@ impl Application {
         let link_api = LinkApi::new(ready.linker.clone(), self.clock.clone(), self.page_tokens, stopped, requests.clone());
         let serve = tonic::transport::Server::builder()
             .timeout(Duration::from_secs(limits.request_timeout_seconds))
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+            .max_concurrent_streams(u32::try_from(limits.concurrency_per_connection).unwrap_or(u32::MAX))
             .concurrency_limit_per_connection(limits.concurrency_per_connection)
             .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_seconds)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))

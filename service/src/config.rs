@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::{
-    domain::{LinkKind, TenantId},
+    domain::{CONSUMER_TENANT, LinkKind, ServiceApps, TenantId},
     oidc::{InboundConfig, KindSettings},
     store::redis::RedisOptions,
 };
@@ -133,6 +133,17 @@ pub struct AuthSettings {
     pub allowed_tenants: Vec<String>,
     #[serde(default = "default_issuer_template")]
     pub issuer_template: String,
+    /// The tenant where the calling services' app registrations live. Independent of
+    /// `allowed_tenants`: being a partner tenant gives an app nothing.
+    #[serde(default)]
+    pub service_tenant: Option<String>,
+    /// The only apps (client ids: `azp`, or `appid` on v1-shaped claims) whose app roles count.
+    #[serde(default)]
+    pub service_apps: Vec<String>,
+    /// When not empty, delegated tokens must have been issued to one of these clients (the
+    /// portal's): an app that phished a user's consent gets nothing.
+    #[serde(default)]
+    pub user_clients: Vec<String>,
     /// Clock skew allowed on `exp` / `nbf`.
     #[serde(default = "default_leeway")]
     pub leeway_seconds: u64,
@@ -346,24 +357,51 @@ impl Settings {
     }
 
     pub fn inbound(&self) -> Result<InboundConfig, ConfigError> {
-        let allowed_tenants = self
-            .auth
-            .allowed_tenants
-            .iter()
-            .map(|t| TenantId::parse(t).map_err(|_| ConfigError::Invalid(format!("auth.allowed_tenants: {t:?} is not a tenant id"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        if allowed_tenants.iter().any(TenantId::is_consumer) {
-            return Err(ConfigError::Invalid("auth.allowed_tenants must not include the consumer tenant".into()));
+        let auth = &self.auth;
+        let tenant = |key: &str, t: &str| {
+            let parsed = TenantId::parse(t).map_err(|_| ConfigError::Invalid(format!("{key}: {t:?} is not a tenant id")))?;
+            if parsed.is_consumer() {
+                return Err(ConfigError::Invalid(format!("{key} must not be the consumer tenant")));
+            }
+            Ok(parsed)
+        };
+        let allowed_tenants = auth.allowed_tenants.iter().map(|t| tenant("auth.allowed_tenants", t)).collect::<Result<Vec<_>, _>>()?;
+        let service_tenant = auth.service_tenant.as_deref().map(|t| tenant("auth.service_tenant", t)).transpose()?;
+        if let Some(app) = auth.service_apps.iter().chain(&auth.user_clients).find(|a| a.trim().is_empty() || a.len() > 128) {
+            return Err(ConfigError::Invalid(format!("auth.service_apps / auth.user_clients: {app:?} is not a client id")));
         }
-        if !self.auth.issuer_template.contains("{tid}") {
+        match (&service_tenant, auth.service_apps.is_empty()) {
+            (Some(_), true) => {
+                return Err(ConfigError::Invalid(
+                    "auth.service_tenant is set but auth.service_apps is empty: name the apps whose roles count".into(),
+                ));
+            }
+            (None, false) => {
+                return Err(ConfigError::Invalid(
+                    "auth.service_apps needs auth.service_tenant, the tenant those apps are registered in".into(),
+                ));
+            }
+            _ => {}
+        }
+        if !auth.issuer_template.contains("{tid}") {
             return Err(ConfigError::Invalid("auth.issuer_template must contain {tid}".into()));
         }
+        match url::Url::parse(&auth.issuer_template.replace("{tid}", CONSUMER_TENANT)).map(|u| u.scheme().to_owned()).as_deref() {
+            Ok("https") => {}
+            Ok("http") if self.dev.allow_insecure_http => {}
+            Ok("http") => {
+                return Err(ConfigError::Invalid("auth.issuer_template: http is allowed only with dev.allow_insecure_http".into()));
+            }
+            _ => return Err(ConfigError::Invalid("auth.issuer_template must be an https URL".into())),
+        }
         Ok(InboundConfig {
-            audience: self.auth.audience.clone(),
+            audience: auth.audience.clone(),
             allowed_tenants,
-            issuer_template: self.auth.issuer_template.clone(),
-            leeway: Duration::from_secs(self.auth.leeway_seconds),
-            jwks_refetch_interval: Duration::from_secs(self.auth.jwks_refetch_seconds),
+            services: ServiceApps::new(service_tenant, auth.service_apps.iter().cloned()),
+            user_clients: (!auth.user_clients.is_empty()).then(|| auth.user_clients.iter().cloned().collect()),
+            issuer_template: auth.issuer_template.clone(),
+            leeway: Duration::from_secs(auth.leeway_seconds),
+            jwks_refetch_interval: Duration::from_secs(auth.jwks_refetch_seconds),
         })
     }
 
@@ -447,6 +485,34 @@ mod tests {
         assert_eq!(ml.client_secret.expose_secret(), "from-env");
         assert_eq!(s.flows.ttl_seconds, 60);
         assert!(!format!("{s:?}").contains("from-env"), "Debug must mask secrets");
+    }
+
+    #[test]
+    fn services_are_named_by_tenant_and_client_id_and_issuers_need_https() {
+        let services = "5e7ab1c4-0d2f-4a6b-9c8d-3f1e2d4c5b03";
+        let inbound = load(&[("IDLINK_AUTH__SERVICE_TENANT", services), ("IDLINK_AUTH__SERVICE_APPS", "[\"learning-feed\"]")])
+            .unwrap()
+            .inbound()
+            .unwrap();
+        assert!(inbound.services.admits(&TenantId::parse(services).unwrap(), "learning-feed"));
+        assert!(!inbound.services.admits(&inbound.allowed_tenants[0], "learning-feed"));
+        assert_eq!(inbound.user_clients, None);
+        // Nothing configured: no app may call.
+        assert!(load(&[]).unwrap().inbound().unwrap().services.is_empty());
+        for (env, expected) in [
+            (vec![("IDLINK_AUTH__SERVICE_TENANT", services)], "auth.service_apps is empty"),
+            (vec![("IDLINK_AUTH__SERVICE_APPS", "[\"learning-feed\"]")], "auth.service_apps needs auth.service_tenant"),
+            (vec![("IDLINK_AUTH__SERVICE_TENANT", "contoso")], "auth.service_tenant: \"contoso\" is not a tenant id"),
+            (vec![("IDLINK_AUTH__SERVICE_TENANT", CONSUMER_TENANT)], "auth.service_tenant must not be the consumer tenant"),
+            (vec![("IDLINK_AUTH__USER_CLIENTS", "[\"\"]")], "is not a client id"),
+            (vec![("IDLINK_AUTH__ISSUER_TEMPLATE", "http://idp.example/{tid}/v2.0")], "http is allowed only with dev.allow_insecure_http"),
+            (vec![("IDLINK_AUTH__ISSUER_TEMPLATE", "ftp://idp.example/{tid}/v2.0")], "must be an https URL"),
+        ] {
+            let err = load(&env).unwrap().inbound().unwrap_err().to_string();
+            assert!(err.contains(expected), "{env:?}: {err}");
+        }
+        let dev_http = [("IDLINK_AUTH__ISSUER_TEMPLATE", "http://127.0.0.1:1/{tid}/v2.0"), ("IDLINK_DEV__ALLOW_INSECURE_HTTP", "true")];
+        load(&dev_http).unwrap().inbound().unwrap();
     }
 
     #[test]

@@ -9,7 +9,10 @@ use secrecy::SecretString;
 use crate::{
     config::{AuthSettings, DevSettings, FlowSettings, KindConfig, KindsSettings, Settings, StoreSettings},
     domain::CONSUMER_TENANT,
-    oidc::devidp::{CONTOSO_TENANT, DEV_AUDIENCE, DEV_REDIRECT_URI, DevClient, FABRIKAM_TENANT, authority},
+    oidc::devidp::{
+        CONTOSO_TENANT, DEV_AUDIENCE, DEV_PORTAL_CLIENT, DEV_REDIRECT_URI, DevClient, FABRIKAM_TENANT, SERVICES_TENANT, authority,
+        default_apps,
+    },
 };
 
 const CLIENT_IDS: [&str; 2] = ["idlink-partner-university", "idlink-microsoft-learning"];
@@ -48,6 +51,9 @@ pub fn dev_settings(idp_base: &str, clients: &[DevClient], listen: SocketAddr, d
             audience: DEV_AUDIENCE.into(),
             allowed_tenants: vec![CONTOSO_TENANT.into(), FABRIKAM_TENANT.into()],
             issuer_template: authority(idp_base, "{tid}"),
+            service_tenant: Some(SERVICES_TENANT.into()),
+            service_apps: default_apps().into_iter().map(|app| app.client_id).collect(),
+            user_clients: vec![DEV_PORTAL_CLIENT.into()],
             leeway_seconds: 120,
             jwks_refetch_seconds: 300,
         },

@@ -14,5 +14,6 @@ pub mod domain;
 pub mod limits;
 pub mod linking;
 pub mod oidc;
+pub mod sealing;
 pub mod store;
 pub mod telemetry;

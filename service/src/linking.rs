@@ -149,8 +149,9 @@ impl Linker {
             created_at: now,
             expires_at: now + self.flow_ttl,
         };
+        let sealed = flow.seal(&authorization.state).map_err(|_| StoreError::Corrupt { detail: "cannot seal a flow".into() })?;
         tracing::Instrument::instrument(
-            self.store.put_flow(&StateHash::of(&authorization.state), &flow),
+            self.store.put_flow(&StateHash::of(&authorization.state), &sealed),
             tracing::info_span!("store.put_flow"),
         )
         .await?;
@@ -167,7 +168,7 @@ impl Linker {
         actor.authorize(Operation::CompleteLink)?;
         let (key, upn) = actor.user()?;
         // Consumed on the first attempt, whatever its outcome (invariant 5).
-        let flow = self.store.take_flow(&StateHash::of(request.state)).await?.ok_or(DomainError::FlowNotFound)?;
+        let flow = self.store.take_flow(&StateHash::of(request.state)).await?.ok_or(DomainError::FlowNotFound)?.open(request.state)?;
         flow.check_completion(key, now)?;
         if request.redirect_uri.is_some_and(|r| r != flow.redirect_uri) {
             return Err(LinkingError::RedirectUriMismatch);

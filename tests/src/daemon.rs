@@ -16,7 +16,9 @@ use idlink_service::{
     clock::SystemClock,
     dev::dev_clients,
     domain::Catalog,
-    oidc::devidp::{CONTOSO_TENANT, DEV_REDIRECT_URI, DevClient, DevIdp, FABRIKAM_TENANT},
+    oidc::devidp::{
+        CONTOSO_TENANT, DEV_PORTAL_CLIENT, DEV_REDIRECT_URI, DevClient, DevIdp, FABRIKAM_TENANT, SERVICES_TENANT, default_apps,
+    },
     store::{DynStore, sled::SledStore},
 };
 
@@ -103,10 +105,12 @@ impl Harness {
         let config = format!(
             "listen = \"127.0.0.1:1\"\n[store]\npath = {:?}\n[auth]\naudience = \"api://idlink\"\n\
              allowed_tenants = [\"{CONTOSO_TENANT}\", \"{FABRIKAM_TENANT}\"]\nissuer_template = \"{}\"\n\
+             service_tenant = \"{SERVICES_TENANT}\"\nservice_apps = {:?}\nuser_clients = [\"{DEV_PORTAL_CLIENT}\"]\n\
              [kinds.microsoft_learning]\nauthority = \"{}\"\nclient_id = \"{}\"\nredirect_uris = [\"{DEV_REDIRECT_URI}\"]\n\
              [limits]\nbegin_global_burst = 100000\n[dev]\nallow_insecure_http = true\n",
             dir.path().join("data"),
             idp.issuer_template(),
+            default_apps().into_iter().map(|a| a.client_id).collect::<Vec<_>>(),
             idp.consumer_authority(),
             ml.client_id
         );

@@ -122,6 +122,13 @@ impl TestApp {
         Self { idp, clock, addr, store, _data: data, _redis: redis, shutdown: Some(tx) }
     }
 
+    /// Moves the clock past the refusal log's window: identical refusal lines from one peer
+    /// (every test calls from 127.0.0.1) are written a few a minute, so a test that looks for
+    /// its own refusal's line starts a fresh window first.
+    pub fn next_refusal_window(&self) {
+        self.clock.advance(idlink_service::api::refusals::WINDOW + chrono::Duration::seconds(1));
+    }
+
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         idlink_service::clock::Clock::now(&*self.clock)
     }
@@ -136,9 +143,18 @@ impl TestApp {
     }
 
     pub async fn client_with_token(&self, token: Option<String>) -> IdlinkClient {
+        self.client_with_request_id(token, None).await
+    }
+
+    /// A client whose every call carries `x-request-id: request_id`, so its refusals can be
+    /// found in the audit log ([`assert_audited`]).
+    pub async fn client_with_request_id(&self, token: Option<String>, request_id: Option<&str>) -> IdlinkClient {
         let mut options = ClientOptions::new(self.endpoint());
         if let Some(token) = token {
             options = options.token(token);
+        }
+        if let Some(id) = request_id {
+            options = options.header("x-request-id", id);
         }
         IdlinkClient::connect(options).await.unwrap()
     }
@@ -224,3 +240,106 @@ pub fn assert_refused<T: std::fmt::Debug>(result: Result<T, ClientError>, code: 
 
 pub const ML: pb::LinkKind = pb::LinkKind::MicrosoftLearning;
 pub const PU: pb::LinkKind = pb::LinkKind::PartnerUniversity;
+
+// --- every RPC, for the attack suites ---
+
+/// The full names of every RPC idlink serves (`Service/Method`), read from the contract's
+/// descriptors, so a test that walks [`every_rpc`] cannot miss one added later.
+pub fn rpc_names() -> Vec<String> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(idlink_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let mut names = Vec::new();
+    for file in set.file {
+        for service in file.service {
+            for method in &service.method {
+                names.push(format!("{}/{}", service.name(), method.name()));
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+/// Calls every RPC once with a harmless request and answers each outcome, by full name
+/// ([`rpc_names`]; a name missing here fails the call). Streams count as answered when they
+/// open. Mutations touch only fixtures nobody else uses.
+pub async fn every_rpc(client: &IdlinkClient) -> Vec<(String, Result<(), ClientError>)> {
+    let contoso = CONTOSO_TENANT.to_owned();
+    let someone = pb::AccountRef {
+        tenant_id: idlink_service::domain::CONSUMER_TENANT.into(),
+        object_id: "00000000-0000-4000-8000-00000000e2e0".into(),
+    };
+    let mut outcomes = Vec::new();
+    for name in rpc_names() {
+        let outcome = match name.as_str() {
+            "LinkService/BeginLink" => client.begin_link(begin_request(ML, "jordan@outlook.example")).await.map(drop),
+            "LinkService/CompleteLink" => client
+                .complete_link(pb::CompleteLinkRequest { state: "s".repeat(43), code: "c".into(), ..Default::default() })
+                .await
+                .map(drop),
+            "LinkService/GetLinks" => client.get_links().await.map(drop),
+            "LinkService/RemoveLink" => client
+                .remove_link(pb::RemoveLinkRequest { kind: PU as i32, reason: "every rpc".into(), ..Default::default() })
+                .await
+                .map(drop),
+            "LinkService/ListLinks" => {
+                client.list_links(pb::ListLinksRequest { organization_id: contoso.clone(), ..Default::default() }).await.map(drop)
+            }
+            "LinkService/ResolvePersonalAccount" => client
+                .resolve_personal_account(pb::ResolvePersonalAccountRequest { kind: ML as i32, personal_account: Some(someone.clone()) })
+                .await
+                .map(drop),
+            "LinkService/WatchLinkEvents" => client.watch_link_events(0).await.map(drop),
+            "CreditService/RecordCertifications" => {
+                let cert = pb::Certification {
+                    personal_account: Some(someone.clone()),
+                    certification_id: "azure-administrator-associate".into(),
+                    earned_at: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+                    ..Default::default()
+                };
+                client.record_certifications(tokio_stream::iter([cert])).await.map(drop)
+            }
+            "CreditService/GetOrganizationCredit" => client.organization_credit(&contoso).await.map(drop),
+            "CreditService/RecalculateCredits" => client.recalculate_credits(vec![contoso.clone()]).await.map(drop),
+            "OrganizationService/UpsertOrganization" => client
+                .upsert_organization(pb::UpsertOrganizationRequest {
+                    tenant_id: "0e2e0e2e-0000-4000-8000-000000000000".into(),
+                    partner_id: "9999999".into(),
+                    name: "every rpc".into(),
+                    request_id: String::new(),
+                })
+                .await
+                .map(drop),
+            other => panic!("every_rpc does not call {other}: add it"),
+        };
+        outcomes.push((name, outcome));
+    }
+    outcomes
+}
+
+/// Asserts that every RPC called with `client` is refused with `code` and `reason`.
+pub async fn assert_every_rpc_refused(client: &IdlinkClient, code: tonic::Code, reason: &str, case: &str) {
+    let outcomes = every_rpc(client).await;
+    assert_eq!(outcomes.len(), 11, "{case}: idlink has 11 RPCs");
+    for (rpc, outcome) in outcomes {
+        match outcome {
+            Err(ClientError::Rpc { code: c, reason: r, message, .. }) => {
+                assert_eq!((c, r.as_str()), (code, reason), "{case}: {rpc}");
+                assert!(!message.to_lowercase().contains("signature") && !message.contains("kid"), "{case}: no detail leaks: {message}");
+            }
+            other => panic!("{case}: {rpc} was not refused: {other:?}"),
+        }
+    }
+}
+
+/// The audit lines the capture holds for calls sent with this `x-request-id`.
+pub fn audit_lines(request_id: &str) -> Vec<String> {
+    captured_logs().lines().filter(|l| l.contains(" audit: ") && l.contains(request_id)).map(str::to_owned).collect()
+}
+
+/// Asserts that a refusal with this `x-request-id` was audited with this stable reason.
+#[track_caller]
+pub fn assert_audited(request_id: &str, reason: &str) {
+    let lines = audit_lines(request_id);
+    assert!(lines.iter().any(|l| l.contains(reason)), "no audit line names {reason} for request {request_id}: {lines:?}");
+}

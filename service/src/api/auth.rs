@@ -10,25 +10,29 @@ use std::{
     task::{Context, Poll},
 };
 
-use super::status::{ApiError, Locale, to_status};
+use super::{
+    refusals::RefusalLog,
+    status::{self, ApiError, Locale, to_status},
+};
 use crate::{clock::DynClock, oidc::Authenticator};
 
 #[derive(Clone)]
 pub struct AuthLayer {
     auth: Arc<Authenticator>,
     clock: DynClock,
+    refusals: Arc<RefusalLog>,
 }
 
 impl AuthLayer {
     pub fn new(auth: Arc<Authenticator>, clock: DynClock) -> Self {
-        Self { auth, clock }
+        Self { auth, clock, refusals: Arc::default() }
     }
 }
 
 impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, auth: self.auth.clone(), clock: self.clock.clone() }
+        AuthService { inner, auth: self.auth.clone(), clock: self.clock.clone(), refusals: self.refusals.clone() }
     }
 }
 
@@ -37,6 +41,7 @@ pub struct AuthService<S> {
     inner: S,
     auth: Arc<Authenticator>,
     clock: DynClock,
+    refusals: Arc<RefusalLog>,
 }
 
 /// The only paths served without a token.
@@ -69,9 +74,10 @@ where
         // The clone that was polled ready serves this call (tower's documented pattern).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (auth, clock) = (self.auth.clone(), self.clock.clone());
+        let (auth, clock, refusals) = (self.auth.clone(), self.clock.clone(), self.refusals.clone());
         // One span per RPC, continuing the caller's trace (W3C traceparent).
-        let span = tracing::info_span!("rpc", otel.name = %req.uri().path(), rpc.system = "grpc", rpc.method = %req.uri().path());
+        let path = super::rpc_name(req.uri().path());
+        let span = tracing::info_span!("rpc", otel.name = %path, rpc.system = "grpc", rpc.method = %path);
         let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&crate::telemetry::HeaderExtractor(req.headers())));
         let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
         Box::pin(tracing::Instrument::instrument(
@@ -82,16 +88,17 @@ where
                             req.extensions_mut().insert(caller);
                         }
                         Err(e) => {
-                            let peer = req
-                                .extensions()
-                                .get::<tonic::transport::server::TcpConnectInfo>()
-                                .and_then(|i| i.remote_addr())
-                                .map(|a| a.to_string())
-                                .unwrap_or_default();
-                            let request_id = header(&req, "x-request-id").unwrap_or_default();
-                            tracing::info!(target: "audit", rpc = req.uri().path(), outcome = "unauthenticated", reason = %e, request_id, peer, "caller refused");
+                            let peer = req.extensions().get::<tonic::transport::server::TcpConnectInfo>().and_then(|i| i.remote_addr());
+                            let error = ApiError::Auth(e);
+                            let reason = status::reason(&error);
+                            if let Some(dropped) = refusals.admit(peer.map(|p| p.ip()), reason, clock.now()) {
+                                let request_id = super::request_id(header(&req, "x-request-id"));
+                                tracing::info!(target: "audit", rpc = super::rpc_name(req.uri().path()), outcome = "refused", reason,
+                                    detail = %error, request_id, peer = peer.map(|p| p.to_string()).unwrap_or_default(),
+                                    dropped_since_last = dropped, "caller refused");
+                            }
                             let locale = Locale::from_accept_language(header(&req, "accept-language"));
-                            return Ok(to_status(&ApiError::Auth(e), locale).into_http());
+                            return Ok(to_status(&error, locale).into_http());
                         }
                     }
                 }

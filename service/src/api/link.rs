@@ -45,14 +45,7 @@ impl LinkApi {
 
 pub(super) fn actor<T>(request: &Request<T>) -> Result<Actor, ApiError> {
     let principal = request.extensions().get::<Principal>().cloned().ok_or(ApiError::Auth(AuthError::MissingToken))?;
-    // The caller's request id when it sends a sane one, else ours: audit lines correlate.
-    let request_id = request
-        .metadata()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| crate::domain::LinkId::random().as_str().to_owned());
+    let request_id = super::request_id(request.metadata().get("x-request-id").and_then(|v| v.to_str().ok()));
     Ok(Actor { principal, request_id, peer: request.remote_addr() })
 }
 

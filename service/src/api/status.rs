@@ -118,8 +118,44 @@ fn describe(err: &ApiError) -> Refusal {
         ApiError::Auth(e) => match e {
             AuthError::MissingToken => refusal(Unauthenticated, "MISSING_TOKEN", SIGN_IN_AGAIN),
             AuthError::InvalidToken { .. } => refusal(Unauthenticated, "INVALID_TOKEN", SIGN_IN_AGAIN),
+            AuthError::TokenTooLarge => refusal(
+                Unauthenticated,
+                "TOKEN_TOO_LARGE",
+                [
+                    "Your sign-in token is too large to be accepted. Sign out of Partner Center, then sign in again.",
+                    "Votre jeton de connexion est trop volumineux pour être accepté. Déconnectez-vous de l'Espace partenaires, puis reconnectez-vous.",
+                    "로그인 토큰이 너무 커서 허용되지 않습니다. 파트너 센터에서 로그아웃한 후 다시 로그인하세요.",
+                ],
+            ),
             AuthError::ProviderUnavailable => refusal(Unavailable, "IDENTITY_PROVIDER_UNAVAILABLE", TRY_AGAIN),
-            AuthError::GuestAccount => refusal(
+            AuthError::Guest => refusal(
+                PermissionDenied,
+                "GUEST_CANNOT_OWN_LINKS",
+                [
+                    "Guest users can't sign in to Partner Center. Sign in with a work account of your own organization.",
+                    "Les utilisateurs invités ne peuvent pas se connecter à l'Espace partenaires. Connectez-vous avec un compte professionnel de votre propre organisation.",
+                    "게스트 사용자는 파트너 센터에 로그인할 수 없습니다. 본인 조직의 회사 계정으로 로그인하세요.",
+                ],
+            ),
+            AuthError::AppNotAllowed { .. } => refusal(
+                PermissionDenied,
+                "APP_NOT_ALLOWED",
+                [
+                    "This application is not one of the services allowed to call idlink. Ask idlink's operators to register it.",
+                    "Cette application ne fait pas partie des services autorisés à appeler idlink. Demandez aux opérateurs d'idlink de l'enregistrer.",
+                    "이 애플리케이션은 idlink를 호출할 수 있는 서비스가 아닙니다. idlink 운영자에게 등록을 요청하세요.",
+                ],
+            ),
+            AuthError::ClientNotAllowed { .. } => refusal(
+                PermissionDenied,
+                "CLIENT_NOT_ALLOWED",
+                [
+                    "This application may not manage your linked accounts. Open your profile in Partner Center instead.",
+                    "Cette application ne peut pas gérer vos comptes liés. Ouvrez plutôt votre profil dans l'Espace partenaires.",
+                    "이 애플리케이션은 연결된 계정을 관리할 수 없습니다. 대신 파트너 센터에서 프로필을 여세요.",
+                ],
+            ),
+            AuthError::PersonalAccountGuest => refusal(
                 PermissionDenied,
                 "PERSONAL_ACCOUNT_CANNOT_OWN_LINKS",
                 [
@@ -250,7 +286,7 @@ fn describe_domain(err: &DomainError) -> Refusal {
             ["There is no linked account to remove.", "Il n'y a aucun compte lié à supprimer.", "제거할 연결된 계정이 없습니다."],
         ),
         DomainError::NotAPersonalAccount => describe_oidc(&OidcError::NotAPersonalAccount),
-        DomainError::NotAWorkAccount { .. } => describe(&ApiError::Auth(AuthError::GuestAccount)),
+        DomainError::NotAWorkAccount { .. } => describe(&ApiError::Auth(AuthError::PersonalAccountGuest)),
         DomainError::FlowNotFound => refusal(NotFound, "FLOW_NOT_FOUND", START_AGAIN),
         DomainError::FlowExpired => refusal(
             FailedPrecondition,
@@ -299,6 +335,11 @@ fn describe_domain(err: &DomainError) -> Refusal {
             ],
         ),
     }
+}
+
+/// The stable reason a refusal carries (audit lines name it beside the detail).
+pub fn reason(err: &ApiError) -> &'static str {
+    describe(err).reason
 }
 
 /// Builds the Status. Internal detail (store or provider errors) goes to the log, not the caller.

@@ -36,12 +36,70 @@ impl AppRole {
     }
 }
 
+/// The apps whose app roles count (invariant 11): registrations in our own service tenant,
+/// each named by client id. An app of any other tenant — a partner tenant included, whose
+/// admin can register an app and consent to idlink's roles there — is given nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceApps {
+    tenant: Option<TenantId>,
+    apps: BTreeSet<String>,
+}
+
+impl ServiceApps {
+    pub fn new(tenant: Option<TenantId>, apps: impl IntoIterator<Item = String>) -> Self {
+        Self { tenant, apps: apps.into_iter().collect() }
+    }
+
+    /// The service tenant, whose tokens are validated beside the partner tenants'.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.tenant.as_ref()
+    }
+
+    /// No app may call (neither `service_tenant` nor `service_apps` configured).
+    pub fn is_empty(&self) -> bool {
+        self.tenant.is_none() || self.apps.is_empty()
+    }
+
+    /// Whether an app-only token of `tenant` issued to `app_id` counts as one of our services.
+    pub fn admits(&self, tenant: &TenantId, app_id: &str) -> bool {
+        self.tenant.as_ref() == Some(tenant) && self.apps.contains(app_id)
+    }
+}
+
+/// What a work user's token says about their place in its tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership {
+    Member,
+    /// A personal Microsoft account invited into the tenant ("personal email IDs aren't
+    /// supported").
+    PersonalGuest,
+    /// Any other guest: another work tenant's user (B2B), a Google or one-time-passcode guest.
+    Guest,
+}
+
+impl Membership {
+    /// Decides from the token's `idp` and `acct` claims. `own_issuers` are the values of
+    /// `idp` that name the token's own tenant (Entra omits `idp` for members, or names the
+    /// tenant's own issuer). Guests cannot own links: Partner Center does not let them in, and
+    /// credit would go to the host organisation (invariant 11).
+    pub fn of(idp: Option<&str>, acct: Option<i64>, own_issuers: &[&str]) -> Self {
+        match idp {
+            Some(idp) if idp.eq_ignore_ascii_case("live.com") || idp.to_ascii_lowercase().contains(super::CONSUMER_TENANT) => {
+                Membership::PersonalGuest
+            }
+            Some(idp) if !own_issuers.iter().any(|own| own.trim_end_matches('/') == idp.trim_end_matches('/')) => Membership::Guest,
+            _ if acct == Some(1) => Membership::Guest,
+            _ => Membership::Member,
+        }
+    }
+}
+
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     /// A work user (delegated token with `Links.Manage`), possibly an admin of their tenant.
     User { key: AccountKey, upn: String, admin: bool },
-    /// A backend service (client-credentials token).
+    /// One of our backend services (a client-credentials token of an app [`ServiceApps`] admits).
     App { tenant: TenantId, app_id: String, roles: BTreeSet<AppRole> },
 }
 
@@ -159,6 +217,36 @@ mod tests {
         assert!(user(FABRIKAM, 9, true).authorize(Operation::ReadCredit { organization: &contoso }).is_err());
         assert!(app(&[AppRole::CreditsRecalculate]).authorize(Operation::ReadCredit { organization: &contoso }).is_ok());
         assert!(app(&[AppRole::LinksRead]).authorize(Operation::ReadCredit { organization: &contoso }).is_err());
+    }
+
+    #[test]
+    fn only_named_apps_of_the_service_tenant_are_services() {
+        let services = TenantId::parse("5e7ab1c4-0d2f-4a6b-9c8d-3f1e2d4c5b03").unwrap();
+        let contoso = TenantId::parse(CONTOSO).unwrap();
+        let apps = ServiceApps::new(Some(services.clone()), ["learning-feed".to_owned()]);
+        assert!(apps.admits(&services, "learning-feed"));
+        assert!(!apps.admits(&contoso, "learning-feed"), "a partner tenant's app of the same name");
+        assert!(!apps.admits(&services, "another-app"), "an unlisted app of the service tenant");
+        assert!(!ServiceApps::default().admits(&services, "learning-feed"), "nothing configured: no app");
+        assert!(ServiceApps::new(Some(services), []).is_empty());
+    }
+
+    #[test]
+    fn guests_of_any_kind_are_not_members() {
+        let own = ["https://sts.windows.net/3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01/"];
+        assert_eq!(Membership::of(None, None, &own), Membership::Member);
+        assert_eq!(Membership::of(None, Some(0), &own), Membership::Member);
+        assert_eq!(Membership::of(Some(own[0]), None, &own), Membership::Member);
+        assert_eq!(Membership::of(Some("live.com"), None, &own), Membership::PersonalGuest);
+        assert_eq!(
+            Membership::of(Some("https://sts.windows.net/9188040d-6c67-4c5b-b112-36a304b66dad/"), None, &own),
+            Membership::PersonalGuest
+        );
+        for idp in ["https://sts.windows.net/8e2f4b7a-1c9d-4e3f-a5b6-7c8d9e0f1a02/", "google.com", "mail", "facebook.com"] {
+            assert_eq!(Membership::of(Some(idp), None, &own), Membership::Guest, "{idp}");
+        }
+        assert_eq!(Membership::of(None, Some(1), &own), Membership::Guest);
+        assert_eq!(Membership::of(Some(own[0]), Some(1), &own), Membership::Guest);
     }
 
     #[test]

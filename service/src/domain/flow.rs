@@ -52,4 +52,82 @@ impl Flow {
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         now >= self.expires_at
     }
+
+    /// The flow as stored: its times in the clear (for purging), everything else — the PKCE
+    /// verifier and nonce among it — sealed with a key derived from the `state`, which only
+    /// the caller holds (see [`crate::sealing`]).
+    pub fn seal(&self, state: &str) -> Result<SealedFlow, crate::sealing::Unreadable> {
+        let plaintext = serde_json::to_vec(self).map_err(|_| crate::sealing::Unreadable)?;
+        Ok(SealedFlow {
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            sealed: crate::sealing::seal(state.as_bytes(), FLOW_SEAL, &plaintext)?,
+        })
+    }
+}
+
+const FLOW_SEAL: &str = "flow";
+
+/// A pending flow at rest: see [`Flow::seal`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedFlow {
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(with = "base64_bytes")]
+    pub sealed: Vec<u8>,
+}
+
+impl SealedFlow {
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        now >= self.expires_at
+    }
+
+    /// The flow, given the `state` it was sealed with. Any other state (or a tampered record)
+    /// opens nothing: to the caller that is a flow that does not exist.
+    pub fn open(&self, state: &str) -> Result<Flow> {
+        let plaintext = crate::sealing::open(state.as_bytes(), FLOW_SEAL, &self.sealed).map_err(|_| DomainError::FlowNotFound)?;
+        serde_json::from_slice(&plaintext).map_err(|_| DomainError::FlowNotFound)
+    }
+}
+
+mod base64_bytes {
+    use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD_NO_PAD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        STANDARD_NO_PAD.decode(String::deserialize(deserializer)?).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_flow_opens_only_with_its_state_and_shows_no_secret() {
+        let now = Utc::now();
+        let flow = Flow {
+            kind: LinkKind::MicrosoftLearning,
+            owner: AccountKey::parse("3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01", "00000000-0000-4000-8000-000000000001").unwrap(),
+            owner_upn: "alex@contoso.example".into(),
+            redirect_uri: "https://portal.example/cb".into(),
+            pkce_verifier: "the-pkce-verifier-0123456789".into(),
+            nonce: "the-nonce-0123456789".into(),
+            mode: LinkMode::default(),
+            created_at: now,
+            expires_at: now + DEFAULT_FLOW_TTL,
+        };
+        let sealed = flow.seal("the-state").unwrap();
+        let at_rest = serde_json::to_string(&sealed).unwrap();
+        for secret in ["the-pkce-verifier", "the-nonce", "the-state", "alex@contoso.example"] {
+            assert!(!at_rest.contains(secret), "{secret} is at rest: {at_rest}");
+        }
+        assert_eq!(serde_json::from_str::<SealedFlow>(&at_rest).unwrap().open("the-state").unwrap(), flow);
+        assert_eq!(sealed.open("another-state"), Err(DomainError::FlowNotFound));
+        assert_eq!(sealed.expires_at, flow.expires_at);
+    }
 }

@@ -9,11 +9,11 @@ mod ids;
 mod link;
 mod organization;
 
-pub use access::{ADMIN_ROLES, AppRole, Operation, Principal};
+pub use access::{ADMIN_ROLES, AppRole, Membership, Operation, Principal, ServiceApps};
 pub use credit::{Area, AreaId, Catalog, Certification, CertificationId, Credit, DEFAULT_CATALOG, Level, Tally};
 pub use error::{DomainError, Result};
 pub use event::{EventType, LinkEvent};
-pub use flow::{DEFAULT_FLOW_TTL, Flow, StateHash};
+pub use flow::{DEFAULT_FLOW_TTL, Flow, SealedFlow, StateHash};
 pub(crate) use ids::hex;
 pub use ids::{AccountKey, CONSUMER_TENANT, LinkId, LinkKind, ObjectId, TenantId};
 pub use link::{

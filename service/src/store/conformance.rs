@@ -157,12 +157,14 @@ pub async fn flows_are_single_use_and_purged_when_expired<S: Store + ?Sized>(sto
         expires_at: now + Duration::seconds(ttl),
     };
     let (live, stale) = (StateHash::of("live"), StateHash::of("stale"));
-    store.put_flow(&live, &flow(600)).await.unwrap();
-    store.put_flow(&stale, &flow(1)).await.unwrap();
+    let live_flow = flow(600).seal("live").unwrap();
+    store.put_flow(&live, &live_flow).await.unwrap();
+    store.put_flow(&stale, &flow(1).seal("stale").unwrap()).await.unwrap();
 
     assert_eq!(store.purge_expired_flows(now + Duration::seconds(2)).await.unwrap(), 1);
     assert_eq!(store.take_flow(&stale).await.unwrap(), None);
-    assert_eq!(store.take_flow(&live).await.unwrap(), Some(flow(600)));
+    let taken = store.take_flow(&live).await.unwrap().unwrap();
+    assert_eq!((&taken, taken.open("live").unwrap()), (&live_flow, flow(600)));
     assert_eq!(store.take_flow(&live).await.unwrap(), None, "a flow is single use");
 }
 
@@ -180,7 +182,7 @@ pub async fn racing_takes_of_one_flow_have_one_winner<S: Store>(store: Arc<S>) {
         created_at: now,
         expires_at: now + Duration::minutes(10),
     };
-    store.put_flow(&state, &flow).await.unwrap();
+    store.put_flow(&state, &flow.seal("contested").unwrap()).await.unwrap();
     let takers = (0..16)
         .map(|_| {
             let (store, state) = (store.clone(), state.clone());

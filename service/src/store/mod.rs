@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    AccountKey, Certification, Credit, DomainError, Flow, Link, LinkEvent, LinkId, LinkKind, LinkMode, NewLink, Organization, StateHash,
-    TenantId,
+    AccountKey, Certification, Credit, DomainError, Link, LinkEvent, LinkId, LinkKind, LinkMode, NewLink, Organization, SealedFlow,
+    StateHash, TenantId,
 };
 
 mod changes;
@@ -137,12 +137,12 @@ pub enum Reservation {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Remembers a pending flow under the hash of its state. Not flushed: a flow lost in a
-    /// crash is simply begun again.
-    async fn put_flow(&self, state: &StateHash, flow: &Flow) -> Result<()>;
+    /// Remembers a pending flow (sealed with its state) under the hash of its state. Not
+    /// flushed: a flow lost in a crash is simply begun again.
+    async fn put_flow(&self, state: &StateHash, flow: &SealedFlow) -> Result<()>;
 
     /// Removes and returns the flow: a flow is consumed by its first completion attempt.
-    async fn take_flow(&self, state: &StateHash) -> Result<Option<Flow>>;
+    async fn take_flow(&self, state: &StateHash) -> Result<Option<SealedFlow>>;
 
     /// Deletes flows that expired before `now`; returns how many.
     async fn purge_expired_flows(&self, now: DateTime<Utc>) -> Result<usize>;

@@ -7,7 +7,11 @@ use crate::domain::{AccountKey, CONSUMER_TENANT};
 
 pub const CONTOSO_TENANT: &str = "3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01";
 pub const FABRIKAM_TENANT: &str = "8e2f4b7a-1c9d-4e3f-a5b6-7c8d9e0f1a02";
+/// Where the development services' app registrations live: a tenant of their own, no partner's.
+pub const SERVICES_TENANT: &str = "5e7ab1c4-0d2f-4a6b-9c8d-3f1e2d4c5b03";
 pub const DEV_AUDIENCE: &str = "api://idlink";
+/// The client the development provider issues work users' delegated tokens to (the portal).
+pub const DEV_PORTAL_CLIENT: &str = "idlink-portal";
 pub const DEV_REDIRECT_URI: &str = "http://localhost:8080/profile/link/callback";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,11 +42,11 @@ pub struct DevApp {
     pub roles: Vec<String>,
 }
 
-/// One app per role, and one without any (README lists them).
+/// One app per role, and one without any (README lists them), in the services tenant.
 pub fn default_apps() -> Vec<DevApp> {
     let app = |client_id: &str, roles: &[&str]| DevApp {
         client_id: client_id.to_owned(),
-        tenant: CONTOSO_TENANT.to_owned(),
+        tenant: SERVICES_TENANT.to_owned(),
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
     };
     vec![

@@ -17,7 +17,8 @@ use std::{
 };
 
 pub use fixtures::{
-    AccountType, CONTOSO_TENANT, DEV_AUDIENCE, DEV_REDIRECT_URI, DevApp, DevUser, FABRIKAM_TENANT, default_apps, default_users,
+    AccountType, CONTOSO_TENANT, DEV_AUDIENCE, DEV_PORTAL_CLIENT, DEV_REDIRECT_URI, DevApp, DevUser, FABRIKAM_TENANT, SERVICES_TENANT,
+    default_apps, default_users,
 };
 use keys::SigningKey;
 use openidconnect::core::CoreJsonWebKey;
@@ -208,6 +209,15 @@ impl DevIdp {
         Ok(self.inner.app_token(app))
     }
 
+    /// A client-credentials token of any app in any tenant, genuinely signed: what a partner
+    /// tenant's admin can obtain by registering an app of their own and consenting to idlink's
+    /// roles there (adversarial tests).
+    pub fn app_token_of(&self, tenant: &str, client_id: &str, roles: &[&str]) -> String {
+        let app =
+            DevApp { client_id: client_id.to_owned(), tenant: tenant.to_owned(), roles: roles.iter().map(|r| (*r).to_owned()).collect() };
+        self.inner.app_token(&app)
+    }
+
     /// Simulates an outage: every endpoint answers 503 until brought back.
     pub fn set_down(&self, down: bool) {
         self.inner.down.store(down, Ordering::SeqCst);
@@ -288,7 +298,9 @@ impl Inner {
     }
 
     fn known_tenant(&self, tenant: &str) -> bool {
-        tenant == CONSUMER_TENANT || lock(&self.users).iter().any(|u| u.key.tenant.as_str() == tenant)
+        tenant == CONSUMER_TENANT
+            || self.apps.iter().any(|a| a.tenant == tenant)
+            || lock(&self.users).iter().any(|u| u.key.tenant.as_str() == tenant)
     }
 
     fn issuer(&self, tenant: &str) -> String {
@@ -301,7 +313,7 @@ impl Inner {
         let mut claims = json!({
             "iss": self.issuer(tenant), "aud": DEV_AUDIENCE, "tid": tenant,
             "oid": user.key.object.as_str(), "sub": format!("sub-{}", user.key.object.as_str()),
-            "scp": scope, "ver": "2.0", "azp": "idlink-portal",
+            "scp": scope, "ver": "2.0", "azp": fixtures::DEV_PORTAL_CLIENT,
             "preferred_username": user.login, "name": user.name,
             "iat": now, "nbf": now, "exp": now + 3600,
         });

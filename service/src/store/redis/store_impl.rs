@@ -8,7 +8,9 @@ use redis::{AsyncCommands, streams::StreamRangeReply};
 
 use super::{RedisStore, unavailable};
 use crate::{
-    domain::{AccountKey, Certification, Credit, Flow, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, StateHash, TenantId},
+    domain::{
+        AccountKey, Certification, Credit, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, SealedFlow, StateHash, TenantId,
+    },
     store::{
         IntegrityReport, LinkPage, ListQuery, Recomputed, Recorded, RequestRecord, Reservation, Result, Store, StoreError, StoredOutcome,
         changes::{self, StoredCredit, decode, encode, entry_link_id, expiry_bound, index_key, personal_key, tenant_key},
@@ -202,7 +204,7 @@ impl RedisStore {
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn put_flow(&self, state: &StateHash, flow: &Flow) -> Result<()> {
+    async fn put_flow(&self, state: &StateHash, flow: &SealedFlow) -> Result<()> {
         let keep = (flow.expires_at - flow.created_at).max(chrono::Duration::zero()) + FLOW_KEEP;
         let keep_ms = u64::try_from(keep.num_milliseconds()).unwrap_or(1);
         let mut pipe = redis::pipe();
@@ -219,7 +221,7 @@ impl Store for RedisStore {
         self.call(pipe.query_async::<()>(&mut conn)).await
     }
 
-    async fn take_flow(&self, state: &StateHash) -> Result<Option<Flow>> {
+    async fn take_flow(&self, state: &StateHash) -> Result<Option<SealedFlow>> {
         let mut pipe = redis::pipe();
         pipe.atomic().cmd("GETDEL").arg(self.flow_key(state)).zrem(self.keys.key("flows"), state.as_str()).ignore();
         let mut conn = self.conn.clone();

@@ -26,7 +26,7 @@ use super::{
     },
 };
 use crate::domain::{
-    AccountKey, Catalog, Certification, Credit, Flow, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, StateHash, TenantId,
+    AccountKey, Catalog, Certification, Credit, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, SealedFlow, StateHash, TenantId,
 };
 
 struct Trees {
