@@ -125,7 +125,16 @@ async fn recalculate(dir: &Path) {
     let credits = Arc::new(Credits::new(store, Arc::new(Catalog::default_catalog())));
     let started = Instant::now();
     let (mut done, mut drifted) = (0u64, 0u64);
-    let mut all = credits.recalculate_all().await.unwrap();
+    let job = idlink_service::linking::Actor {
+        principal: idlink_service::domain::Principal::App {
+            tenant: idlink_service::domain::TenantId::parse("5e7ab1c4-0d2f-4a6b-9c8d-3f1e2d4c5b03").unwrap(),
+            app_id: "credit-recalculation".into(),
+            roles: [idlink_service::domain::AppRole::CreditsRecalculate].into(),
+        },
+        request_id: "recalc-throughput".into(),
+        peer: None,
+    };
+    let mut all = credits.recalculate_all(&job).unwrap();
     while let Some(outcome) = all.next().await {
         let (_, r) = outcome.unwrap();
         drifted += u64::from(r.stored != r.recomputed);

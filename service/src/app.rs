@@ -203,7 +203,8 @@ impl Application {
                 }
             }
         }
-        let linker = Linker::new(self.store.clone(), kinds, p.flow_ttl, BeginLimiter::new(p.limits.clone()));
+        let linker =
+            Linker::new(self.store.clone(), kinds, p.flow_ttl, BeginLimiter::new(p.limits.clone()), p.limits.watch_streams_per_caller);
         Some(Ready { linker: Arc::new(linker) })
     }
 
@@ -234,7 +235,8 @@ impl Application {
         let _ = starting.await;
         let Some(ready) = ready else { return Ok(()) };
 
-        let requests = Arc::new(Requests::new(self.store.clone(), self.clock.clone()));
+        let requests =
+            Arc::new(Requests::new(self.store.clone(), self.clock.clone(), self.providers.limits.request_ids_per_caller_per_day));
         let background = self.spawn_background_tasks(&ready, requests.clone());
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(idlink_proto::FILE_DESCRIPTOR_SET)

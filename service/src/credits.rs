@@ -16,15 +16,29 @@ use crate::{
 
 /// Organisations read at a time when recalculating all of them.
 const RECALC_PAGE: usize = 64;
+/// The most organisations one RecalculateCredits call may name.
+pub const MAX_NAMED_ORGANIZATIONS: usize = 1000;
 
 pub struct Credits {
     store: DynStore,
     catalog: Arc<Catalog>,
+    /// One full recalculation at a time on this replica (one peaks at hundreds of MiB).
+    full_run: Arc<tokio::sync::Semaphore>,
+    /// Organisations recalculated at once on this replica, by all calls together.
+    workers: Arc<tokio::sync::Semaphore>,
+    parallel: usize,
 }
 
 impl Credits {
     pub fn new(store: DynStore, catalog: Arc<Catalog>) -> Self {
-        Self { store, catalog }
+        let parallel = std::thread::available_parallelism().map_or(2, usize::from);
+        Self {
+            store,
+            catalog,
+            full_run: Arc::new(tokio::sync::Semaphore::new(1)),
+            workers: Arc::new(tokio::sync::Semaphore::new(parallel)),
+            parallel,
+        }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -49,23 +63,14 @@ impl Credits {
         Ok(self.store.organization(organization).await?)
     }
 
-    /// Starts recalculating every organisation of `page`, as many at a time as there are
-    /// cores, each on its own task: sled's reads are synchronous, so one task would use one
-    /// core. [`Running::next`] answers in `page` order; dropping it stops the rest.
-    fn recalculate_page(self: &Arc<Self>, page: &[TenantId]) -> Running {
-        let parallel = std::thread::available_parallelism().map_or(2, usize::from);
-        let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
-        let running = page
-            .iter()
-            .map(|tenant| {
-                let (credits, tenant, permits) = (self.clone(), tenant.clone(), permits.clone());
-                tokio::spawn(async move {
-                    let _permit = permits.acquire_owned().await.map_err(|_| StoreError::Unavailable { detail: "shutting down".into() })?;
-                    credits.recalculate(&tenant).await
-                })
-            })
-            .collect();
-        Running { running }
+    /// Starts recalculating the organisations of `page`, as many at a time as there are cores
+    /// (each on its own task: sled's reads are synchronous, so one task would use one core) and
+    /// never more tasks than that: the rest wait in the queue. [`Running::next`] answers in
+    /// `page` order; dropping it stops the rest.
+    fn recalculate_page(self: &Arc<Self>, page: Vec<TenantId>) -> Running {
+        let mut running = Running { credits: self.clone(), queued: page.into(), running: VecDeque::new() };
+        running.fill();
+        running
     }
 
     /// Recomputes one organisation (the caller was authorized when the stream opened).
@@ -73,30 +78,39 @@ impl Credits {
         Ok(Self::repaired(organization, self.store.recalculate(organization).await?))
     }
 
-    /// Starts recalculating the named organisations, a page of [`Self::recalculate_page`].
-    /// Answers in the order named.
+    /// Starts recalculating the named organisations (at most [`MAX_NAMED_ORGANIZATIONS`]), a
+    /// page of [`Self::recalculate_page`]. Answers in the order named.
     pub fn recalculate_named(self: &Arc<Self>, named: Vec<TenantId>) -> Recalculations {
         Recalculations {
             credits: self.clone(),
-            pass: None,
-            running: self.recalculate_page(&named),
+            pass: Pass::Absent,
+            running: self.recalculate_page(named.clone()),
             page: named.into(),
             after: None,
             finished: true,
+            _full_run: None,
         }
     }
 
     /// Starts recalculating every organisation: the store's one pass over everything when it
     /// has one (then each organisation is committed in turn), pages of
-    /// [`Self::recalculate_page`] otherwise. Answers in organisation order.
-    pub async fn recalculate_all(self: &Arc<Self>) -> Result<Recalculations> {
+    /// [`Self::recalculate_page`] otherwise. Answers in organisation order; the pass runs
+    /// before the first answer. One at a time per replica: a second while one runs is refused
+    /// here, before anything is read.
+    pub fn recalculate_all(self: &Arc<Self>, actor: &Actor) -> Result<Recalculations> {
+        let Ok(permit) = self.full_run.clone().try_acquire_owned() else {
+            tracing::info!(target: "audit", action = "credit.recalculate", outcome = "refused", reason = "RECALCULATION_RUNNING",
+                request_id = actor.request_id, "mutation refused");
+            return Err(LinkingError::RecalculationRunning);
+        };
         Ok(Recalculations {
             credits: self.clone(),
-            pass: self.store.recompute_all().await?,
+            pass: Pass::Pending,
             page: VecDeque::new(),
-            running: Running { running: VecDeque::new() },
+            running: Running { credits: self.clone(), queued: VecDeque::new(), running: VecDeque::new() },
             after: None,
             finished: false,
+            _full_run: Some(permit),
         })
     }
 
@@ -139,17 +153,41 @@ impl Credits {
     }
 }
 
-/// Recalculations running for a page of organisations, answered in order.
+/// Recalculations of a page of organisations, answered in order: at most as many tasks as
+/// there are cores, each taking a permit of the replica's shared pool before it works.
 struct Running {
+    credits: Arc<Credits>,
+    queued: VecDeque<TenantId>,
     running: VecDeque<tokio::task::JoinHandle<Result<Recalculation>>>,
 }
 
 impl Running {
+    fn fill(&mut self) {
+        while self.running.len() < self.credits.parallel {
+            let Some(tenant) = self.queued.pop_front() else { return };
+            let credits = self.credits.clone();
+            self.running.push_back(tokio::spawn(async move {
+                let _permit = credits.workers.acquire().await.map_err(|_| StoreError::Unavailable { detail: "shutting down".into() })?;
+                credits.recalculate(&tenant).await
+            }));
+        }
+    }
+
     /// The next organisation's outcome, in page order; `None` after the last.
     async fn next(&mut self) -> Option<Result<Recalculation>> {
         let running = self.running.pop_front()?;
+        self.fill();
         Some(running.await.unwrap_or_else(|e| Err(StoreError::Unavailable { detail: format!("recalculation task: {e}") }.into())))
     }
+}
+
+/// The store's one pass over everything, for a full recalculation.
+enum Pass {
+    /// To be run before the first answer.
+    Pending,
+    /// Named organisations, or a store without such a pass: one organisation at a time.
+    Absent,
+    Ready(BTreeMap<TenantId, Recomputed>),
 }
 
 /// Recalculations answered one organisation at a time, in order: the named ones
@@ -157,7 +195,7 @@ impl Running {
 pub struct Recalculations {
     credits: Arc<Credits>,
     /// The store's pass, when it has one; organisations are taken out as they are committed.
-    pass: Option<BTreeMap<TenantId, Recomputed>>,
+    pass: Pass,
     /// The current page of organisations, not yet answered.
     page: VecDeque<TenantId>,
     /// The current page's recalculations, when there is no pass.
@@ -166,11 +204,24 @@ pub struct Recalculations {
     after: Option<TenantId>,
     /// No page follows the current one.
     finished: bool,
+    /// Held by a full recalculation until it is dropped.
+    _full_run: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Recalculations {
     /// The next organisation and its outcome; `None` after the last.
     pub async fn next(&mut self) -> Option<Result<(TenantId, Recalculation)>> {
+        if matches!(self.pass, Pass::Pending) {
+            self.pass = match self.credits.store.recompute_all().await {
+                Ok(Some(pass)) => Pass::Ready(pass),
+                Ok(None) => Pass::Absent,
+                Err(e) => {
+                    self.finished = true;
+                    self.pass = Pass::Absent;
+                    return Some(Err(e.into()));
+                }
+            };
+        }
         if self.page.is_empty() {
             if self.finished {
                 return None;
@@ -187,15 +238,15 @@ impl Recalculations {
                 return None;
             };
             self.after = Some(last);
-            if self.pass.is_none() {
-                self.running = self.credits.recalculate_page(&page);
+            if matches!(self.pass, Pass::Absent) {
+                self.running = self.credits.recalculate_page(page.clone());
             }
             self.page = page.into();
         }
         let tenant = self.page.pop_front()?;
         let outcome = match &mut self.pass {
-            Some(pass) => self.credits.commit(&tenant, pass.remove(&tenant).unwrap_or_default()).await,
-            None => self.running.next().await?,
+            Pass::Ready(pass) => self.credits.commit(&tenant, pass.remove(&tenant).unwrap_or_default()).await,
+            Pass::Absent | Pass::Pending => self.running.next().await?,
         };
         Some(outcome.map(|outcome| (tenant, outcome)))
     }
@@ -215,9 +266,44 @@ mod tests {
 
     use super::*;
     use crate::{
-        domain::{AccountKey, CONSUMER_TENANT, CertificationId, LinkKind, LinkMode, NewLink, PersonalProfile},
+        domain::{AccountKey, AppRole, CONSUMER_TENANT, CertificationId, LinkKind, LinkMode, NewLink, PersonalProfile, Principal},
         store::sled::SledStore,
     };
+
+    fn job() -> Actor {
+        let tenant = TenantId::parse("5e7ab1c4-0d2f-4a6b-9c8d-3f1e2d4c5b03").unwrap();
+        let principal = Principal::App { tenant, app_id: "credit-recalculation".into(), roles: [AppRole::CreditsRecalculate].into() };
+        Actor { principal, request_id: "test".into(), peer: None }
+    }
+
+    /// Invariant 12: one full recalculation at a time per replica (a second is refused before
+    /// it reads anything), and named organisations are worked by a bounded pool rather than a
+    /// task each, up front.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recalculations_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(Catalog::default_catalog());
+        let store: DynStore = Arc::new(SledStore::open(dir.path(), catalog.clone()).unwrap());
+        let credits = Arc::new(Credits::new(store, catalog));
+        let running = credits.recalculate_all(&job()).unwrap();
+        assert!(matches!(credits.recalculate_all(&job()), Err(LinkingError::RecalculationRunning)));
+        drop(running);
+        let mut again = credits.recalculate_all(&job()).unwrap();
+        assert!(again.next().await.is_none(), "an empty store has nothing to answer");
+
+        let named: Vec<TenantId> =
+            (0..MAX_NAMED_ORGANIZATIONS).map(|o| TenantId::parse(&format!("{o:08x}-0000-4000-8000-000000000001")).unwrap()).collect();
+        let mut recalculations = credits.recalculate_named(named);
+        assert!(recalculations.running.running.len() <= credits.parallel, "tasks in flight: {}", recalculations.running.running.len());
+        let mut answered = 0;
+        while let Some(outcome) = recalculations.next().await {
+            outcome.unwrap();
+            answered += 1;
+            assert!(recalculations.running.running.len() <= credits.parallel);
+        }
+        assert_eq!(answered, MAX_NAMED_ORGANIZATIONS);
+        assert_eq!(credits.workers.available_permits(), credits.parallel, "every permit is back");
+    }
 
     /// Full recalculations run beside writers that keep changing credit: the store's credit is
     /// always consistent, so none may report drift, and none may leave any. A pass that read an
@@ -231,6 +317,7 @@ mod tests {
         let catalog = Arc::new(Catalog::default_catalog());
         let store: DynStore = Arc::new(SledStore::open(dir.path(), catalog.clone()).unwrap());
         let credits = Arc::new(Credits::new(store.clone(), catalog));
+        let actor = job();
         let tenant = |o: u32| TenantId::parse(&format!("{o:08x}-0000-4000-8000-000000000000")).unwrap();
         let person = |p: u32| AccountKey::parse(CONSUMER_TENANT, &format!("00000000-0000-4000-8000-{p:012x}")).unwrap();
         let now = Utc::now();
@@ -269,7 +356,7 @@ mod tests {
             })
         };
         for round in 0..12 {
-            let mut all = credits.recalculate_all().await.unwrap();
+            let mut all = credits.recalculate_all(&actor).unwrap();
             let mut seen = 0;
             while let Some(outcome) = all.next().await {
                 let (organization, r) = outcome.unwrap();

@@ -24,6 +24,12 @@ pub struct LimitSettings {
     pub begin_global_burst: u32,
     #[serde(default = "default_global_rate")]
     pub begin_global_per_second: u32,
+    /// Request ids one caller may have remembered per day (UTC), across replicas.
+    #[serde(default = "default_request_ids")]
+    pub request_ids_per_caller_per_day: u32,
+    /// Change-feed streams one caller may hold open at a time, per replica.
+    #[serde(default = "default_watch_streams")]
+    pub watch_streams_per_caller: u32,
 }
 
 fn default_user_burst() -> u32 {
@@ -38,6 +44,12 @@ fn default_global_burst() -> u32 {
 fn default_global_rate() -> u32 {
     200
 }
+fn default_request_ids() -> u32 {
+    10_000
+}
+fn default_watch_streams() -> u32 {
+    4
+}
 
 impl Default for LimitSettings {
     fn default() -> Self {
@@ -46,6 +58,8 @@ impl Default for LimitSettings {
             begin_per_user_per_minute: default_user_rate(),
             begin_global_burst: default_global_burst(),
             begin_global_per_second: default_global_rate(),
+            request_ids_per_caller_per_day: default_request_ids(),
+            watch_streams_per_caller: default_watch_streams(),
         }
     }
 }

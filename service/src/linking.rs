@@ -3,7 +3,12 @@
 //! the store together; knows nothing of gRPC. Every mutation, and every refusal of one, is
 //! logged to the `audit` target with ids only — never a personal email, code or token.
 
-use std::{collections::HashMap, fmt, net::SocketAddr};
+use std::{
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -30,6 +35,10 @@ pub enum LinkingError {
     SignInFailed { cancelled: bool },
     #[error("too many sign-ins begun; retry in {retry_after_seconds}s")]
     RateLimited { retry_after_seconds: u64 },
+    #[error("the caller already holds {limit} change-feed streams on this replica")]
+    TooManyWatchers { limit: u32 },
+    #[error("a full recalculation is already running on this replica")]
+    RecalculationRunning,
 }
 
 pub type Result<T, E = LinkingError> = std::result::Result<T, E>;
@@ -105,11 +114,43 @@ pub struct Linker {
     kinds: HashMap<LinkKind, AssociationClient>,
     flow_ttl: Duration,
     limiter: BeginLimiter,
+    watchers: Arc<Watchers>,
+}
+
+/// Open change-feed streams per caller, on this replica.
+struct Watchers {
+    limit: u32,
+    open: Mutex<HashMap<String, u32>>,
+}
+
+/// One open change-feed stream: its caller's count goes down when it is dropped.
+pub struct WatchSlot {
+    watchers: Arc<Watchers>,
+    who: String,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self.watchers.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.who) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.who);
+            }
+        }
+    }
 }
 
 impl Linker {
-    pub fn new(store: DynStore, kinds: HashMap<LinkKind, AssociationClient>, flow_ttl: Duration, limiter: BeginLimiter) -> Self {
-        Self { store, kinds, flow_ttl, limiter }
+    pub fn new(
+        store: DynStore,
+        kinds: HashMap<LinkKind, AssociationClient>,
+        flow_ttl: Duration,
+        limiter: BeginLimiter,
+        watch_streams_per_caller: u32,
+    ) -> Self {
+        let watchers = Arc::new(Watchers { limit: watch_streams_per_caller, open: Mutex::default() });
+        Self { store, kinds, flow_ttl, limiter, watchers }
     }
 
     pub fn store(&self) -> &DynStore {
@@ -231,9 +272,23 @@ impl Linker {
         Ok(self.store.active_link_of_personal(kind, personal).await?.ok_or(DomainError::PersonalAccountNotLinked)?)
     }
 
-    /// Authorizes a change-feed watcher (the stream then reads the store directly).
-    pub fn authorize_watch(&self, actor: &Actor) -> Result<()> {
-        actor.authorize(Operation::WatchLinkEvents)
+    /// Authorizes a change-feed watcher and takes one of its caller's stream slots (the
+    /// stream then reads the store directly, holding the slot until it ends).
+    pub fn start_watch(&self, actor: &Actor) -> Result<WatchSlot> {
+        let outcome = actor.authorize(Operation::WatchLinkEvents).and_then(|()| {
+            let who = Who(&actor.principal).to_string();
+            let mut open = self.watchers.open.lock().unwrap_or_else(PoisonError::into_inner);
+            let count = open.entry(who.clone()).or_default();
+            if *count >= self.watchers.limit {
+                return Err(LinkingError::TooManyWatchers { limit: self.watchers.limit });
+            }
+            *count += 1;
+            Ok(WatchSlot { watchers: self.watchers.clone(), who })
+        });
+        if outcome.is_err() {
+            audit(actor, "events.watch", None, &outcome, |_| None);
+        }
+        outcome
     }
 
     pub async fn events_after(&self, cursor: u64, limit: usize) -> Result<Vec<crate::domain::LinkEvent>> {

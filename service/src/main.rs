@@ -102,6 +102,7 @@ async fn run(args: Args) -> Result<(), StartupError> {
                 begin_per_user_per_minute: u32::MAX,
                 begin_global_burst: u32::MAX,
                 begin_global_per_second: u32::MAX,
+                ..LimitSettings::default()
             };
         }
         if args.print_config {

@@ -145,6 +145,7 @@ where
             let mut inner = std::mem::replace(&mut self.inner, clone);
             return Box::pin(async move { inner.call(req).await });
         }
-        Box::pin(async { Ok(tonic::Status::unavailable("idlinkd is starting; retry shortly").into_http()) })
+        let locale = Locale::from_accept_language(header(&req, "accept-language"));
+        Box::pin(async move { Ok(to_status(&ApiError::Starting, locale).into_http()) })
     }
 }

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     clock::DynClock,
-    credits::Credits,
+    credits::{Credits, MAX_NAMED_ORGANIZATIONS},
     domain::{Certification, Operation, TenantId},
     store::Recorded,
 };
@@ -105,13 +105,17 @@ impl CreditService for CreditApi {
         let fail = move |e: ApiError| to_status(&e, locale);
         let actor = actor(&request).map_err(fail)?;
         self.credits.authorize(&actor, Operation::RecalculateCredits).map_err(|e| fail(e.into()))?;
-        let named = request
-            .into_inner()
-            .organization_ids
-            .iter()
-            .map(|id| convert::tenant("organization_ids", id))
-            .collect::<Result<Vec<TenantId>, _>>()
-            .map_err(fail)?;
+        let ids = request.into_inner().organization_ids;
+        if ids.len() > MAX_NAMED_ORGANIZATIONS {
+            return Err(fail(ApiError::InvalidArgument { field: "organization_ids", why: "names more than 1000 organisations" }));
+        }
+        let named = ids.iter().map(|id| convert::tenant("organization_ids", id)).collect::<Result<Vec<TenantId>, _>>().map_err(fail)?;
+        // Refused here (a full run already going), so the caller learns it before the stream.
+        let mut recalculations = if named.is_empty() {
+            self.credits.recalculate_all(&actor).map_err(|e| fail(e.into()))?
+        } else {
+            self.credits.recalculate_named(named)
+        };
         // A small channel: the job reads as fast as the client takes results.
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         let credits = self.credits.clone();
@@ -119,7 +123,6 @@ impl CreditService for CreditApi {
             let mut summary = pb::RecalculationSummary::default();
             let result: Result<(), ApiError> = async {
                 // Answered in order; when the caller goes, the rest stop.
-                let mut recalculations = if named.is_empty() { credits.recalculate_all().await? } else { credits.recalculate_named(named) };
                 while let Some(outcome) = recalculations.next().await {
                     let (tenant, outcome) = outcome?;
                     let org = credits.organization(&tenant).await?;

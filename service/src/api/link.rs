@@ -77,7 +77,7 @@ impl LinkService for LinkApi {
     async fn watch_link_events(&self, request: Request<pb::WatchLinkEventsRequest>) -> Result<Response<EventStream>, Status> {
         let locale = Locale::from_metadata(request.metadata());
         let actor = actor(&request).map_err(|e| to_status(&e, locale))?;
-        self.linker.authorize_watch(&actor).map_err(|e| to_status(&e.into(), locale))?;
+        let slot = self.linker.start_watch(&actor).map_err(|e| to_status(&e.into(), locale))?;
         let mut cursor = request.into_inner().after_cursor;
         // Fail fast on an expired cursor, before the stream starts.
         let first = self.linker.events_after(cursor, WATCH_BATCH).await.map_err(|e| to_status(&e.into(), locale))?;
@@ -85,6 +85,7 @@ impl LinkService for LinkApi {
         let linker = self.linker.clone();
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
+            let _slot = slot; // the caller's stream slot, until this stream ends
             let mut batch = first;
             loop {
                 for event in &batch {
@@ -97,7 +98,7 @@ impl LinkService for LinkApi {
                     tokio::select! {
                         _ = tx.closed() => return,
                         _ = until_stopping(&mut stopping) => {
-                            let _ = tx.send(Err(Status::unavailable("the server is shutting down; reconnect with your last cursor"))).await;
+                            let _ = tx.send(Err(to_status(&ApiError::ShuttingDown, locale))).await;
                             return;
                         }
                         waited = linker.wait_for_events(cursor, WATCH_POLL) => if let Err(e) = waited {

@@ -21,6 +21,16 @@ pub enum ApiError {
     Auth(#[from] AuthError),
     #[error("{field}: {why}")]
     InvalidArgument { field: &'static str, why: &'static str },
+    #[error("idlinkd is starting")]
+    Starting,
+    #[error("idlinkd is shutting down")]
+    ShuttingDown,
+    #[error("the first attempt with this request_id is still running")]
+    RequestInFlight,
+    #[error("a remembered answer cannot be read back")]
+    StoredAnswerUnreadable,
+    #[error("the caller used up today's request ids; retry in {retry_after_seconds}s")]
+    RequestIdsExhausted { retry_after_seconds: u64 },
 }
 
 impl From<DomainError> for ApiError {
@@ -115,6 +125,35 @@ fn describe(err: &ApiError) -> Refusal {
     use Code::*;
     match err {
         ApiError::InvalidArgument { .. } => refusal(InvalidArgument, "INVALID_ARGUMENT", MALFORMED),
+        ApiError::Starting => refusal(Unavailable, "STARTING", TRY_AGAIN),
+        ApiError::ShuttingDown => refusal(
+            Unavailable,
+            "SHUTTING_DOWN",
+            [
+                "The service is restarting. Try again in a moment.",
+                "Le service redémarre. Réessayez dans un instant.",
+                "서비스를 다시 시작하는 중입니다. 잠시 후 다시 시도하세요.",
+            ],
+        ),
+        ApiError::RequestInFlight => refusal(
+            Unavailable,
+            "REQUEST_IN_FLIGHT",
+            [
+                "Your previous attempt is still being processed. Wait a moment, then try again.",
+                "Votre tentative précédente est toujours en cours de traitement. Patientez un instant, puis réessayez.",
+                "이전 시도를 아직 처리하고 있습니다. 잠시 기다린 후 다시 시도하세요.",
+            ],
+        ),
+        ApiError::StoredAnswerUnreadable => refusal(Internal, "INTERNAL", TRY_AGAIN),
+        ApiError::RequestIdsExhausted { .. } => refusal(
+            ResourceExhausted,
+            "REQUEST_IDS_EXHAUSTED",
+            [
+                "Too many requests today. Try again tomorrow.",
+                "Trop de demandes aujourd'hui. Réessayez demain.",
+                "오늘 요청이 너무 많습니다. 내일 다시 시도하세요.",
+            ],
+        ),
         ApiError::Auth(e) => match e {
             AuthError::MissingToken => refusal(Unauthenticated, "MISSING_TOKEN", SIGN_IN_AGAIN),
             AuthError::InvalidToken { .. } => refusal(Unauthenticated, "INVALID_TOKEN", SIGN_IN_AGAIN),
@@ -219,6 +258,24 @@ fn describe_linking(err: &LinkingError) -> Refusal {
                 "Too many sign-in attempts. Wait a minute, then try again.",
                 "Trop de tentatives de connexion. Patientez une minute, puis réessayez.",
                 "로그인 시도가 너무 많습니다. 1분 후에 다시 시도하세요.",
+            ],
+        ),
+        LinkingError::TooManyWatchers { .. } => refusal(
+            ResourceExhausted,
+            "WATCH_STREAMS_EXHAUSTED",
+            [
+                "Too many change-feed streams are open for this caller. Close one, then try again.",
+                "Trop de flux de modifications sont ouverts pour cet appelant. Fermez-en un, puis réessayez.",
+                "이 호출자에 대해 열린 변경 피드 스트림이 너무 많습니다. 하나를 닫은 후 다시 시도하세요.",
+            ],
+        ),
+        LinkingError::RecalculationRunning => refusal(
+            ResourceExhausted,
+            "RECALCULATION_RUNNING",
+            [
+                "A full credit recalculation is already running. Wait for it to finish, then try again.",
+                "Un recalcul complet des crédits est déjà en cours. Attendez qu'il se termine, puis réessayez.",
+                "전체 크레딧 재계산이 이미 실행 중입니다. 완료될 때까지 기다린 후 다시 시도하세요.",
             ],
         ),
         LinkingError::SignInFailed { cancelled: false } => refusal(FailedPrecondition, "SIGN_IN_FAILED", SIGN_IN_NOT_VERIFIED),
@@ -337,6 +394,11 @@ fn describe_domain(err: &DomainError) -> Refusal {
     }
 }
 
+/// A remembered answer given again (idempotent retries): exactly the Status first answered.
+pub fn replayed(code: i32, message: String, details: Vec<u8>) -> Status {
+    Status::with_details(Code::from(code), message, details.into())
+}
+
 /// The stable reason a refusal carries (audit lines name it beside the detail).
 pub fn reason(err: &ApiError) -> &'static str {
     describe(err).reason
@@ -362,10 +424,13 @@ pub fn to_status(err: &ApiError, locale: Locale) -> Status {
     let mut details = ErrorDetails::with_error_info(refusal.reason, ERROR_DOMAIN, metadata);
     details.set_localized_message(locale.tag(), text);
     match err {
-        ApiError::Linking(LinkingError::RateLimited { retry_after_seconds }) => {
+        ApiError::Linking(LinkingError::RateLimited { retry_after_seconds }) | ApiError::RequestIdsExhausted { retry_after_seconds } => {
             details.set_retry_info(Some(std::time::Duration::from_secs(*retry_after_seconds)));
         }
-        _ if refusal.code == Code::Unavailable => {
+        ApiError::Linking(LinkingError::RecalculationRunning) => {
+            details.set_retry_info(Some(std::time::Duration::from_secs(60)));
+        }
+        _ if matches!(refusal.code, Code::Unavailable | Code::ResourceExhausted) => {
             details.set_retry_info(Some(std::time::Duration::from_secs(5)));
         }
         _ => {}

@@ -26,6 +26,9 @@ pub(crate) enum Table {
     LastRemoved,
     /// (work tenant, link id) → (): every link and tombstone of an organisation (ordered).
     ByTenant,
+    /// (work tenant, kind, link id) → (): an organisation's active links of a kind (ordered),
+    /// so a listing without tombstones reads its page, not the organisation's history.
+    ActiveByTenant,
     /// personal account → its certifications.
     Certs,
     /// tenant → its credit.
@@ -101,6 +104,15 @@ pub(crate) fn tenant_key(tenant: &TenantId, id: Option<&LinkId>) -> Vec<u8> {
     format!("{}\0{}", tenant.as_str(), id.map(LinkId::as_str).unwrap_or_default()).into_bytes()
 }
 
+/// The [`Table::ActiveByTenant`] keys of a tenant's active links of `kind`, up to the id.
+pub(crate) fn active_prefix(tenant: &TenantId, kind: LinkKind) -> Vec<u8> {
+    format!("{}\0{}\0", tenant.as_str(), kind.key()).into_bytes()
+}
+
+pub(crate) fn active_key(link: &Link) -> Vec<u8> {
+    [active_prefix(&link.work.tenant, link.kind), link.id.as_str().as_bytes().to_vec()].concat()
+}
+
 pub(crate) fn personal_key(personal: &AccountKey) -> Vec<u8> {
     format!("{}\0{}", personal.tenant.as_str(), personal.object.as_str()).into_bytes()
 }
@@ -115,7 +127,8 @@ pub(crate) fn expiry_key(cert: &Certification) -> Option<Vec<u8>> {
     Some(key)
 }
 
-fn sortable_micros(at: DateTime<Utc>) -> u64 {
+/// Microseconds since the epoch, as an unsigned number that sorts like the time (big-endian).
+pub(crate) fn sortable_micros(at: DateTime<Utc>) -> u64 {
     (at.timestamp_micros() as u64) ^ (1 << 63)
 }
 
@@ -194,6 +207,7 @@ fn retire<K: Kv>(kv: &K, tombstone: &Link) -> Result<(), K::Error> {
     kv.remove(Table::ByWork, &work_key)?;
     kv.remove(Table::ByPersonal, &index_key(tombstone.kind, &tombstone.personal))?;
     kv.insert(Table::LastRemoved, &work_key, &index_entry(tombstone))?;
+    kv.remove(Table::ActiveByTenant, &active_key(tombstone))?;
     if tombstone.kind == LinkKind::MicrosoftLearning {
         add_credit(kv, &tombstone.work.tenant, &contribution(kv, &tombstone.personal)?, -1)?;
     }
@@ -212,6 +226,7 @@ pub(crate) fn link<K: Kv>(kv: &K, new: &NewLink, mode: LinkMode, now: DateTime<U
         }
         put_link(kv, create)?;
         kv.insert(Table::ByTenant, &tenant_key(&create.work.tenant, Some(&create.id)), &[])?;
+        kv.insert(Table::ActiveByTenant, &active_key(create), &[])?;
         let entry = index_entry(create);
         kv.insert(Table::ByWork, &index_key(create.kind, &create.work), &entry)?;
         kv.insert(Table::ByPersonal, &index_key(create.kind, &create.personal), &entry)?;

@@ -226,6 +226,51 @@ pub async fn an_organisations_links_page_without_gaps_or_repeats<S: Store + ?Siz
     assert!(store.links_of_tenant(&other, &all).await.unwrap().links.is_empty());
 }
 
+/// Every page of a listing, followed to its end.
+async fn every_page<S: Store + ?Sized>(store: &S, tenant: &crate::domain::TenantId, mut query: ListQuery) -> Vec<crate::domain::Link> {
+    let mut links = Vec::new();
+    loop {
+        let page = store.links_of_tenant(tenant, &query).await.unwrap();
+        assert!(page.links.len() <= query.limit);
+        links.extend(page.links);
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return links,
+        }
+    }
+}
+
+/// Listings without tombstones come from the active index: the same links, in the same order,
+/// as the full listing filtered, for one kind or both merged, at every page size — after
+/// removals, replacements and transfers moved links in and out of it.
+pub async fn a_listing_without_tombstones_matches_the_full_listing_filtered<S: Store + ?Sized>(store: &S) {
+    let now = Utc::now();
+    for n in 0..24 {
+        store.link(request(KIND, n, n), LinkMode::default(), now).await.unwrap();
+        store.link(request(LinkKind::PartnerUniversity, n, 100 + n), LinkMode::default(), now).await.unwrap();
+    }
+    for n in (0..24).step_by(3) {
+        store.remove(KIND, &work(n), &work(n), "x", None, now).await.unwrap();
+    }
+    for n in (1..24).step_by(4) {
+        let replace = LinkMode { replace_existing: true, ..LinkMode::default() };
+        store.link(request(LinkKind::PartnerUniversity, n, 200 + n), replace, now).await.unwrap();
+    }
+    let transfer = LinkMode { transfer: true, ..LinkMode::default() };
+    store.link(request(KIND, 30, 2), transfer, now).await.unwrap();
+    let tenant = work(0).tenant;
+    let everything = every_page(store, &tenant, ListQuery { kind: None, include_removed: true, after: None, limit: 200 }).await;
+    assert_eq!(everything.iter().filter(|l| !l.is_active()).count(), 8 + 6 + 1, "tombstones of removals, replacements, the transfer");
+    for kind in [None, Some(KIND), Some(LinkKind::PartnerUniversity)] {
+        let expected: Vec<_> = everything.iter().filter(|l| l.is_active() && kind.is_none_or(|k| l.kind == k)).cloned().collect();
+        for limit in [1, 2, 5, 7, 200] {
+            let listed = every_page(store, &tenant, ListQuery { kind, include_removed: false, after: None, limit }).await;
+            assert_eq!(listed, expected, "kind {kind:?}, page size {limit}");
+        }
+    }
+    assert_consistent_links(store).await;
+}
+
 pub async fn secrets_are_created_once_and_kept<S: Store + ?Sized>(store: &S) {
     let first = store.secret("page-token").await.unwrap();
     assert_eq!(first.len(), 32);
@@ -444,13 +489,14 @@ async fn assert_consistent_links<S: Store + ?Sized>(store: &S) {
 }
 
 pub async fn an_idempotency_key_is_reserved_once_and_remembers_its_answer<S: Store>(store: Arc<S>) {
-    use super::{Reservation, StoredOutcome};
+    use super::{RequestQuota, Reservation, StoredOutcome};
+    const QUOTA: RequestQuota<'static> = RequestQuota { caller: "user:a", per_day: 100 };
     let now = Utc::now();
     let stale = now - Duration::minutes(1);
     let racers = (0..16)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.reserve_request("k", "fp", now, stale).await.unwrap() })
+            tokio::spawn(async move { store.reserve_request("k", "fp", QUOTA, now, stale).await.unwrap() })
         })
         .collect::<Vec<_>>(); // spawned all at once: a lazy map would run them one by one
     let mut reserved = 0;
@@ -462,16 +508,67 @@ pub async fn an_idempotency_key_is_reserved_once_and_remembers_its_answer<S: Sto
         }
     }
     assert_eq!(reserved, 1);
-    assert_eq!(store.reserve_request("k", "other", now, stale).await.unwrap(), Reservation::Mismatch);
+    assert_eq!(store.reserve_request("k", "other", QUOTA, now, stale).await.unwrap(), Reservation::Mismatch);
     let answer = StoredOutcome { code: 0, message: String::new(), body: vec![1, 2, 3] };
-    store.finish_request("k", Some(answer.clone())).await.unwrap();
-    assert_eq!(store.reserve_request("k", "fp", now, stale).await.unwrap(), Reservation::Done(answer));
+    store.finish_request("k", QUOTA.caller, Some(answer.clone())).await.unwrap();
+    assert_eq!(store.reserve_request("k", "fp", QUOTA, now, stale).await.unwrap(), Reservation::Done(answer));
     // A released key can be reserved again; an abandoned one is taken over once stale.
-    store.reserve_request("r", "fp", now, stale).await.unwrap();
-    store.finish_request("r", None).await.unwrap();
-    assert_eq!(store.reserve_request("r", "fp", now, stale).await.unwrap(), Reservation::Reserved);
-    assert_eq!(store.reserve_request("r", "fp", now, now + Duration::seconds(1)).await.unwrap(), Reservation::Reserved);
+    store.reserve_request("r", "fp", QUOTA, now, stale).await.unwrap();
+    store.finish_request("r", QUOTA.caller, None).await.unwrap();
+    assert_eq!(store.reserve_request("r", "fp", QUOTA, now, stale).await.unwrap(), Reservation::Reserved);
+    assert_eq!(store.reserve_request("r", "fp", QUOTA, now, now + Duration::seconds(1)).await.unwrap(), Reservation::Reserved);
     assert_eq!(store.purge_requests_before(now + Duration::seconds(1)).await.unwrap(), 2);
+}
+
+/// Invariant 12: a caller's remembered request ids are counted per day and refused past the
+/// quota — racing first attempts included, never one past it; a released reservation gives its
+/// count back; another caller, or the next day, has a quota of its own. The purge drops every
+/// record older than the retention however many there are.
+pub async fn request_ids_are_counted_against_their_caller<S: Store>(store: Arc<S>) {
+    use super::{RequestQuota, Reservation};
+    let quota = RequestQuota { caller: "app:feed", per_day: 5 };
+    // Noon, so the next day is a few hours ahead whatever the hour of the run.
+    let now = Utc::now().date_naive().and_hms_opt(12, 0, 0).unwrap().and_utc();
+    let stale = now - Duration::minutes(1);
+    let racers = (0..12)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.reserve_request(&format!("q{n}"), "fp", quota, now, stale).await.unwrap() })
+        })
+        .collect::<Vec<_>>();
+    let (mut reserved, mut refused) = (Vec::new(), 0);
+    for (n, racer) in racers.into_iter().enumerate() {
+        match racer.await.unwrap() {
+            Reservation::Reserved => reserved.push(n),
+            Reservation::OverQuota { retry_after } => {
+                assert_eq!(retry_after, std::time::Duration::from_secs(12 * 3600), "until midnight UTC");
+                refused += 1;
+            }
+            other => unreachable!("{other:?}"),
+        }
+    }
+    assert_eq!((reserved.len(), refused), (5, 7), "exactly the quota, under a race");
+    // A key already counted is answered as before, not refused.
+    assert_eq!(store.reserve_request(&format!("q{}", reserved[0]), "fp", quota, now, stale).await.unwrap(), Reservation::InFlight);
+    // Released: its count is given back.
+    store.finish_request(&format!("q{}", reserved[0]), quota.caller, None).await.unwrap();
+    assert_eq!(store.reserve_request("fresh", "fp", quota, now, stale).await.unwrap(), Reservation::Reserved);
+    assert!(matches!(store.reserve_request("one-more", "fp", quota, now, stale).await.unwrap(), Reservation::OverQuota { .. }));
+    // Another caller, and the next day, count apart.
+    let other = RequestQuota { caller: "app:enrolment", ..quota };
+    assert_eq!(store.reserve_request("o", "fp", other, now, stale).await.unwrap(), Reservation::Reserved);
+    let tomorrow = now + Duration::hours(12);
+    assert_eq!(store.reserve_request("t", "fp", quota, tomorrow, tomorrow - Duration::minutes(1)).await.unwrap(), Reservation::Reserved);
+
+    // Many more records than one purge page: all of them go, the newer one stays.
+    let many = RequestQuota { caller: "user:many", per_day: 10_000 };
+    for n in 0..5000 {
+        store.reserve_request(&format!("m{n}"), "fp", many, now, stale).await.unwrap();
+    }
+    let purged = store.purge_requests_before(now + Duration::seconds(1)).await.unwrap();
+    assert_eq!(purged, 5000 + 4 + 1 + 1, "every record created before the cut");
+    assert_eq!(store.reserve_request("t", "fp", quota, tomorrow, tomorrow - Duration::minutes(1)).await.unwrap(), Reservation::InFlight);
+    assert_eq!(store.reserve_request("m1", "other", many, now, stale).await.unwrap(), Reservation::Reserved, "forgotten");
 }
 
 /// Expands to one `#[tokio::test]` per check, each on a fresh store from `$open`, an async
@@ -485,6 +582,7 @@ macro_rules! suite {
             a_personal_account_moves_only_by_transfer,
             flows_are_single_use_and_purged_when_expired,
             an_organisations_links_page_without_gaps_or_repeats,
+            a_listing_without_tombstones_matches_the_full_listing_filtered,
             secrets_are_created_once_and_kept,
             events_follow_commit_order_without_personal_data,
             certifications_count_while_linked_and_unexpired,
@@ -494,7 +592,8 @@ macro_rules! suite {
             racing_links_of_one_personal_account_have_one_winner,
             racing_links_of_one_work_user_have_one_winner,
             racing_takes_of_one_flow_have_one_winner,
-            an_idempotency_key_is_reserved_once_and_remembers_its_answer);
+            an_idempotency_key_is_reserved_once_and_remembers_its_answer,
+            request_ids_are_counted_against_their_caller);
     };
     (@by_ref $open:path, $($check:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -122,6 +122,26 @@ impl RequestRecord {
     }
 }
 
+/// How many request ids one caller may have remembered, per day (UTC): remembering costs the
+/// store, so no caller gets it for free (invariant 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestQuota<'a> {
+    /// Who is calling, as the idempotency layer names them.
+    pub caller: &'a str,
+    pub per_day: u32,
+}
+
+/// The day a request id counts against its caller's quota.
+pub(crate) fn quota_day(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d").to_string()
+}
+
+/// How long until the next quota day starts.
+fn until_next_quota_day(now: DateTime<Utc>) -> Duration {
+    let next = (now.date_naive() + chrono::Days::new(1)).and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    next.and_then(|next| (next - now).to_std().ok()).unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1))
+}
+
 /// What [`Store::reserve_request`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
@@ -133,6 +153,8 @@ pub enum Reservation {
     Done(StoredOutcome),
     /// This id was used for a different request.
     Mismatch,
+    /// The caller has used up today's quota of request ids; a new one is accepted after this.
+    OverQuota { retry_after: Duration },
 }
 
 #[async_trait]
@@ -231,14 +253,25 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces stored credit without recomputation: repair drills and tests only.
     async fn overwrite_credit(&self, tenant: &TenantId, credit: &Credit) -> Result<()>;
 
-    /// Reserves an idempotency key for a request with this fingerprint. A reservation older
-    /// than `stale_before` (its owner died) is taken over.
-    async fn reserve_request(&self, key: &str, fingerprint: &str, now: DateTime<Utc>, stale_before: DateTime<Utc>) -> Result<Reservation>;
+    /// Reserves an idempotency key for a request with this fingerprint, counting a key not seen
+    /// before against the caller's quota for the day of `now` (atomically: racing first
+    /// attempts count once, and never past the quota). A reservation older than
+    /// `stale_before` (its owner died) is taken over.
+    async fn reserve_request(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        quota: RequestQuota<'_>,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Reservation>;
 
-    /// Records the answer of a reserved request (durably), or releases it (`None`).
-    async fn finish_request(&self, key: &str, outcome: Option<StoredOutcome>) -> Result<()>;
+    /// Records the answer of a reserved request (durably), or releases it (`None`), giving its
+    /// count back to `caller`'s quota.
+    async fn finish_request(&self, key: &str, caller: &str, outcome: Option<StoredOutcome>) -> Result<()>;
 
-    /// Forgets idempotency records created before `before`.
+    /// Forgets every idempotency record created before `before`, and the quota counts of days
+    /// before it; returns how many records.
     async fn purge_requests_before(&self, before: DateTime<Utc>) -> Result<usize>;
 
     /// A random 32-byte secret named `name`, created on first use and kept with the data, so

@@ -52,7 +52,7 @@ async fn health_is_not_serving_until_the_identity_providers_load() {
         assert_eq!(health_status(&daemon.endpoint, service).await, Some(ServingStatus::NotServing as i32), "{service:?}");
     }
     let client = harness.user(&daemon.endpoint, "alex@contoso.example").await;
-    assert_refused(client.get_links().await, tonic::Code::Unavailable, "");
+    assert_refused(client.get_links().await, tonic::Code::Unavailable, "STARTING");
     harness.idp.set_down(false);
     wait_until_serving(&daemon.endpoint).await;
     assert_eq!(health_status(&daemon.endpoint, "idlink.v1.LinkService").await, Some(ServingStatus::Serving as i32));

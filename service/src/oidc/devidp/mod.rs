@@ -87,6 +87,8 @@ struct Inner {
     codes: Mutex<HashMap<String, Grant>>,
     misbehaviour: Mutex<Misbehaviour>,
     jwks_fetches: AtomicUsize,
+    /// Discovery requests, answered or not (an outage answers 503).
+    discovery_requests: AtomicUsize,
     token_requests: AtomicUsize,
     trap_visits: AtomicUsize,
     /// Every secret this provider handed out or received, for log-leak tests.
@@ -134,6 +136,7 @@ impl DevIdp {
             codes: Mutex::new(HashMap::new()),
             misbehaviour: Mutex::new(Misbehaviour::None),
             jwks_fetches: AtomicUsize::new(0),
+            discovery_requests: AtomicUsize::new(0),
             token_requests: AtomicUsize::new(0),
             trap_visits: AtomicUsize::new(0),
             secrets: Mutex::new(Vec::new()),
@@ -258,6 +261,11 @@ impl DevIdp {
 
     pub fn jwks_fetches(&self) -> usize {
         self.inner.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Discovery requests received, including those an outage refused.
+    pub fn discovery_requests(&self) -> usize {
+        self.inner.discovery_requests.load(Ordering::SeqCst)
     }
 
     pub fn token_requests(&self) -> usize {

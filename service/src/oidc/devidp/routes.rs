@@ -36,6 +36,9 @@ pub fn router(inner: Arc<Inner>) -> Router {
 
 /// While the provider is "down", everything answers 503.
 async fn outage(State(idp): Shared, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.uri().path().ends_with("/.well-known/openid-configuration") {
+        idp.discovery_requests.fetch_add(1, Ordering::SeqCst);
+    }
     if idp.down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "down for a test").into_response();
     }

@@ -140,6 +140,7 @@ impl RedisStore {
             scripts: tx::Scripts::new(),
             feed: tokio::sync::watch::Sender::new(0),
         };
+        store.build_active_index().await?;
         let durability = store.durability().await?;
         match durability.risk(store.options.wait_replicas) {
             Some(risk) if store.options.require_durable => {
@@ -244,6 +245,7 @@ impl Keys {
     fn slot(&self, table: Table, key: &[u8]) -> Slot {
         let name = match table {
             Table::ByTenant => return Slot::Member { set: self.key("by_tenant"), member: key.to_vec() },
+            Table::ActiveByTenant => return Slot::Member { set: self.key("active_by_tenant"), member: key.to_vec() },
             Table::Expiry => return Slot::Member { set: self.key("expiry"), member: key.to_vec() },
             Table::Links => "links",
             Table::ByWork => "by_work",

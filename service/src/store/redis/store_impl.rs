@@ -9,11 +9,16 @@ use redis::{AsyncCommands, streams::StreamRangeReply};
 use super::{RedisStore, unavailable};
 use crate::{
     domain::{
-        AccountKey, Certification, Credit, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, SealedFlow, StateHash, TenantId,
+        AccountKey, Certification, Credit, Link, LinkEvent, LinkId, LinkKind, LinkMode, NewLink, Organization, SealedFlow, StateHash,
+        TenantId,
     },
     store::{
-        IntegrityReport, LinkPage, ListQuery, Recomputed, Recorded, RequestRecord, Reservation, Result, Store, StoreError, StoredOutcome,
-        changes::{self, StoredCredit, decode, encode, entry_link_id, expiry_bound, index_key, personal_key, tenant_key},
+        IntegrityReport, LinkPage, ListQuery, Recomputed, Recorded, RequestQuota, RequestRecord, Reservation, Result, Store, StoreError,
+        StoredOutcome,
+        changes::{
+            self, StoredCredit, active_key, active_prefix, decode, encode, entry_link_id, expiry_bound, index_key, personal_key, tenant_key,
+        },
+        quota_day, until_next_quota_day,
     },
 };
 
@@ -21,6 +26,23 @@ use crate::{
 const BATCH: usize = 512;
 /// How often a watcher looks for events written through other replicas.
 const FEED_POLL: Duration = Duration::from_millis(200);
+/// A day's request-id counts outlive the day by a day, then Redis drops them.
+const COUNTS_KEPT: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// How a request-record swap moves its caller's count for a day.
+struct RequestCount<'a> {
+    caller: &'a str,
+    day: DateTime<Utc>,
+    delta: i64,
+    quota: u32,
+}
+
+impl<'a> RequestCount<'a> {
+    fn unchanged(caller: &'a str, day: DateTime<Utc>) -> Self {
+        Self { caller, day, delta: 0, quota: u32::MAX }
+    }
+}
+
 /// Flows outlive their expiry in Redis by this much, so an expired flow is refused as
 /// expired rather than as unknown; `purge_expired_flows` removes them sooner.
 const FLOW_KEEP: chrono::Duration = chrono::Duration::minutes(5);
@@ -90,6 +112,77 @@ impl RedisStore {
         Ok((self.load_by_ids(&ids).await?, next))
     }
 
+    /// A page of the organisation's active links (of one kind, or of all merged in id order)
+    /// from the active index: a few round trips of the page's size, whatever its history.
+    async fn active_links_of_tenant(&self, tenant: &TenantId, query: &ListQuery) -> Result<LinkPage> {
+        let kinds = query.kind.map_or_else(|| LinkKind::ALL.to_vec(), |kind| vec![kind]);
+        let mut after = query.after.clone();
+        let mut links = Vec::new();
+        let want = query.limit + 1;
+        loop {
+            // Up to `want` ids of each kind after `after`. Ids past the smallest last id of a kind
+            // that filled its batch may have gaps (that kind has more below them): cut there.
+            let (mut ids, mut cut) = (Vec::new(), None::<Vec<u8>>);
+            for kind in &kinds {
+                let prefix = active_prefix(tenant, *kind);
+                let start = match &after {
+                    Some(after) => lex(b'(', &[prefix.as_slice(), after.as_str().as_bytes()].concat()),
+                    None => lex(b'[', &prefix),
+                };
+                let end = lex(b'(', &[&prefix[..prefix.len() - 1], b"\x01"].concat());
+                let members = self.lex_range("active_by_tenant", &start, &end, want).await?;
+                let batch: Vec<Vec<u8>> = members.iter().map(|m| m[prefix.len()..].to_vec()).collect();
+                if batch.len() == want {
+                    let last = batch.last().cloned().unwrap_or_default();
+                    cut = Some(cut.map_or(last.clone(), |c| c.min(last)));
+                }
+                ids.extend(batch);
+            }
+            ids.sort();
+            if let Some(cut) = &cut {
+                ids.retain(|id| id <= cut);
+            }
+            let Some(last_id) = ids.last().cloned() else { return Ok(LinkPage { links, next: None }) };
+            for link in self.load_by_ids(&ids).await? {
+                if !link.is_active() {
+                    continue; // an entry a concurrent backfill left behind: the integrity check names it
+                }
+                if links.len() == query.limit {
+                    // One more matches: the page is full and there is a next one.
+                    let next = links.last().map(|l: &Link| l.id.clone());
+                    return Ok(LinkPage { links, next });
+                }
+                links.push(link);
+            }
+            if cut.is_none() {
+                return Ok(LinkPage { links, next: None });
+            }
+            after = Some(LinkId::parse(&String::from_utf8_lossy(&last_id)).map_err(|e| StoreError::Corrupt { detail: e.to_string() })?);
+        }
+    }
+
+    /// Builds the active index of a store written before it existed (once: a marker says it
+    /// is built). Concurrent writers keep it themselves; an entry of a link removed during the
+    /// build is skipped by listings and named by the integrity check.
+    pub(super) async fn build_active_index(&self) -> Result<()> {
+        if self.get(self.keys.key("active_index_built")).await?.is_some() {
+            return Ok(());
+        }
+        let prefix_len = self.keys.entry("links", b"").len();
+        let ids: Vec<Vec<u8>> = self.scan("links").await?.into_iter().map(|key| key[prefix_len..].to_vec()).collect();
+        for chunk in ids.chunks(BATCH) {
+            let active: Vec<Vec<u8>> =
+                self.links_if_any(chunk).await?.into_iter().flatten().filter(Link::is_active).map(|l| active_key(&l)).collect();
+            if !active.is_empty() {
+                let mut conn = self.conn.clone();
+                let members: Vec<(u8, Vec<u8>)> = active.into_iter().map(|m| (0, m)).collect();
+                self.call(conn.zadd_multiple::<_, _, _, ()>(self.keys.key("active_by_tenant"), &members)).await?;
+            }
+        }
+        let mut conn = self.conn.clone();
+        self.call(conn.set::<_, _, ()>(self.keys.key("active_index_built"), "1")).await
+    }
+
     /// Sum of the contributions of the organisation's active Microsoft Learning links.
     async fn recompute_tenant(&self, tenant: &TenantId) -> Result<Credit> {
         let mut credit = Credit::default();
@@ -118,21 +211,34 @@ impl RedisStore {
         }
     }
 
-    /// Compare-and-set of one idempotency record (see [`super::tx::FIELD_SWAP`]).
-    async fn swap_request(&self, key: &str, expected: Option<&[u8]>, new: Option<(&[u8], DateTime<Utc>)>) -> Result<bool> {
-        let mut invocation = self.scripts.field_swap.prepare_invoke();
+    /// Compare-and-set of one idempotency record (see [`super::tx::REQUEST_SWAP`]), moving
+    /// `caller`'s count for the day of `counted_at` by `delta` within `quota`. `None`: the
+    /// count would pass the quota; `Some(false)`: the record held something else.
+    async fn swap_request(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<(&[u8], DateTime<Utc>)>,
+        count: RequestCount<'_>,
+    ) -> Result<Option<bool>> {
+        let mut invocation = self.scripts.request_swap.prepare_invoke();
         invocation
             .key(self.keys.key("requests"))
             .key(self.keys.key("requests_by_time"))
+            .key(self.keys.entry("request_counts", quota_day(count.day).as_bytes()))
             .arg(key)
             .arg(if expected.is_some() { "1" } else { "0" })
             .arg(expected.unwrap_or_default())
             .arg(if new.is_some() { "1" } else { "0" })
             .arg(new.map(|(value, _)| value).unwrap_or_default())
-            .arg(new.map(|(_, at)| micros(at)).unwrap_or_default());
+            .arg(new.map(|(_, at)| micros(at)).unwrap_or_default())
+            .arg(count.caller)
+            .arg(count.delta)
+            .arg(count.quota)
+            .arg(COUNTS_KEPT.as_secs());
         let mut conn = self.conn.clone();
         let applied: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
-        Ok(applied == 1)
+        Ok((applied >= 0).then_some(applied == 1))
     }
 
     async fn request_record(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -276,6 +382,9 @@ impl Store for RedisStore {
     }
 
     async fn links_of_tenant(&self, tenant: &TenantId, query: &ListQuery) -> Result<LinkPage> {
+        if !query.include_removed {
+            return self.active_links_of_tenant(tenant, query).await;
+        }
         let mut start = query.after.as_ref().map(|after| lex(b'(', &tenant_key(tenant, Some(after))));
         let mut links = Vec::new();
         loop {
@@ -400,24 +509,37 @@ impl Store for RedisStore {
         self.transact(|tx| changes::put_credit(tx, tenant, credit.clone())).await.map(drop)
     }
 
-    async fn reserve_request(&self, key: &str, fingerprint: &str, now: DateTime<Utc>, stale_before: DateTime<Utc>) -> Result<Reservation> {
+    async fn reserve_request(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        quota: RequestQuota<'_>,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Reservation> {
         let pending = encode(&RequestRecord { fingerprint: fingerprint.to_owned(), created_at: now, outcome: None })?;
         for _ in 0..64 {
             let current = self.request_record(key).await?;
-            if let Some(found) =
-                current.as_deref().map(decode::<RequestRecord>).transpose()?.and_then(|r| r.found_by(fingerprint, stale_before))
-            {
+            let record = current.as_deref().map(decode::<RequestRecord>).transpose()?;
+            // A stale reservation taken over was counted already; a new key counts now.
+            let count = match &record {
+                None => RequestCount { caller: quota.caller, day: now, delta: 1, quota: quota.per_day },
+                Some(_) => RequestCount::unchanged(quota.caller, now),
+            };
+            if let Some(found) = record.and_then(|r| r.found_by(fingerprint, stale_before)) {
                 return Ok(found);
             }
-            // Compare-and-swap: of racing first attempts exactly one reserves.
-            if self.swap_request(key, current.as_deref(), Some((&pending, now))).await? {
-                return Ok(Reservation::Reserved);
+            // Compare-and-swap: of racing first attempts exactly one reserves, and counts once.
+            match self.swap_request(key, current.as_deref(), Some((&pending, now)), count).await? {
+                Some(true) => return Ok(Reservation::Reserved),
+                Some(false) => continue,
+                None => return Ok(Reservation::OverQuota { retry_after: until_next_quota_day(now) }),
             }
         }
         Err(unavailable("an idempotency key kept changing; try again"))
     }
 
-    async fn finish_request(&self, key: &str, outcome: Option<StoredOutcome>) -> Result<()> {
+    async fn finish_request(&self, key: &str, caller: &str, outcome: Option<StoredOutcome>) -> Result<()> {
         let Some(current) = self.request_record(key).await? else {
             return match outcome {
                 None => Ok(()),
@@ -426,36 +548,32 @@ impl Store for RedisStore {
         };
         let record: RequestRecord = decode(&current)?;
         let created_at = record.created_at;
-        let new = match outcome {
-            Some(outcome) => Some(encode(&RequestRecord { outcome: Some(outcome), ..record })?),
-            None => None,
+        let (new, count) = match outcome {
+            Some(outcome) => {
+                (Some(encode(&RequestRecord { outcome: Some(outcome), ..record })?), RequestCount::unchanged(caller, created_at))
+            }
+            // Released (a transient failure): forgotten, and no longer counted.
+            None => (None, RequestCount { caller, day: created_at, delta: -1, quota: u32::MAX }),
         };
-        if !self.swap_request(key, Some(&current), new.as_deref().map(|n| (n, created_at))).await? {
+        if self.swap_request(key, Some(&current), new.as_deref().map(|n| (n, created_at)), count).await? != Some(true) {
             return Err(StoreError::Corrupt { detail: "an idempotency reservation changed under its owner".into() });
         }
         self.replicated().await
     }
 
     async fn purge_requests_before(&self, before: DateTime<Utc>) -> Result<usize> {
-        let mut conn = self.conn.clone();
-        let old: Vec<String> = self
-            .call(conn.zrangebyscore_limit(
-                self.keys.key("requests_by_time"),
-                "-inf",
-                format!("({}", micros(before)),
-                0,
-                4 * BATCH as isize,
-            ))
-            .await?;
+        // Until nothing older is left: however fast ids arrive, the purge keeps up.
         let mut purged = 0;
-        for key in old {
-            let Some(bytes) = self.request_record(&key).await? else { continue };
-            let stale = decode::<RequestRecord>(&bytes).map(|r| r.created_at < before).unwrap_or(true);
-            if stale && self.swap_request(&key, Some(&bytes), None).await? {
-                purged += 1;
+        loop {
+            let mut invocation = self.scripts.purge_requests.prepare_invoke();
+            invocation.key(self.keys.key("requests")).key(self.keys.key("requests_by_time")).arg(micros(before)).arg(4 * BATCH);
+            let mut conn = self.conn.clone();
+            let dropped: usize = self.call(invocation.invoke_async(&mut conn)).await?;
+            purged += dropped;
+            if dropped < 4 * BATCH {
+                return Ok(purged);
             }
         }
-        Ok(purged)
     }
 
     async fn secret(&self, name: &str) -> Result<Vec<u8>> {
@@ -480,18 +598,19 @@ impl Store for RedisStore {
             for link in &links {
                 pipe.zscore(self.keys.key("by_tenant"), tenant_key(&link.work.tenant, Some(&link.id)))
                     .get(self.keys.entry("by_work", &index_key(link.kind, &link.work)))
-                    .get(self.keys.entry("by_personal", &index_key(link.kind, &link.personal)));
+                    .get(self.keys.entry("by_personal", &index_key(link.kind, &link.personal)))
+                    .zscore(self.keys.key("active_by_tenant"), active_key(link));
             }
             let mut conn = self.conn.clone();
-            let found: Vec<(Option<f64>, Option<Vec<u8>>, Option<Vec<u8>>)> = if links.is_empty() {
+            let found: Vec<(Option<f64>, Option<Vec<u8>>, Option<Vec<u8>>, Option<f64>)> = if links.is_empty() {
                 Vec::new()
             } else {
                 let flat: Vec<redis::Value> = self.call(pipe.query_async(&mut conn)).await?;
-                flat.chunks(3)
+                flat.chunks(4)
                     .map(|c| redis::from_redis_value(redis::Value::Array(c.to_vec())).map_err(unavailable))
                     .collect::<Result<_>>()?
             };
-            for (link, (listed, by_work, by_personal)) in links.iter().zip(found) {
+            for (link, (listed, by_work, by_personal, active)) in links.iter().zip(found) {
                 if listed.is_none() {
                     report.problems.push(format!("link {} is missing from by_tenant", link.id.as_str()));
                 }
@@ -503,9 +622,25 @@ impl Store for RedisStore {
                 for (index, held) in [("by_work", by_work), ("by_personal", by_personal)] {
                     report.problems.extend(changes::entry_problem(index, link, held.as_deref()));
                 }
+                if active.is_none() {
+                    report.problems.push(format!("active link {} is missing from active_by_tenant", link.id.as_str()));
+                }
             }
         }
-        Ok(report)
+        let mut start = b"-".to_vec();
+        loop {
+            let members = self.lex_range("active_by_tenant", &start, b"+", BATCH).await?;
+            let ids: Vec<Vec<u8>> = members.iter().map(|m| m.rsplit(|b| *b == 0).next().unwrap_or_default().to_vec()).collect();
+            for ((member, id), link) in members.iter().zip(&ids).zip(self.links_if_any(&ids).await?) {
+                if !link.is_some_and(|l| l.is_active() && active_key(&l) == *member) {
+                    report.problems.push(format!("active_by_tenant: entry {} is not an active link", String::from_utf8_lossy(id)));
+                }
+            }
+            match members.last() {
+                Some(last) if members.len() == BATCH => start = lex(b'(', last),
+                _ => return Ok(report),
+            }
+        }
     }
 
     async fn ping(&self) -> Result<()> {

@@ -1,8 +1,15 @@
+use std::sync::Arc;
+
 use chrono::Utc;
 
+use super::{RedisOptions, RedisStore};
 use crate::{
-    domain::{LinkKind, LinkMode},
-    store::{Store, changes::index_key, conformance},
+    domain::{Catalog, LinkId, LinkKind, LinkMode},
+    store::{
+        ListQuery, Store, StoreError,
+        changes::{self, index_key},
+        conformance,
+    },
 };
 
 conformance::suite!(conformance::redis_store);
@@ -39,4 +46,59 @@ async fn changes_survive_a_script_flush() {
     let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
     store.link(conformance::request(LinkKind::MicrosoftLearning, 2, 2), LinkMode::default(), now).await.unwrap();
     assert_eq!(store.check_integrity().await.unwrap().active_links, 2);
+}
+
+/// Invariant 12: a listing without tombstones costs its page, not the organisation's history.
+/// The tombstones' records are deleted: a listing that read them would fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_without_tombstones_never_reads_them() {
+    let Some((keys, store)) = conformance::redis_store().await else { return };
+    let now = Utc::now();
+    let mut conn = redis::Client::open(keys.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    for n in 0..50 {
+        let new = conformance::request(LinkKind::MicrosoftLearning, n, n);
+        let work = new.work.clone();
+        store.link(new, LinkMode::default(), now).await.unwrap();
+        let tombstone = store.remove(LinkKind::MicrosoftLearning, &work, &work, "x", None, now).await.unwrap();
+        let () = redis::cmd("DEL").arg(store.keys.entry("links", tombstone.id.as_str().as_bytes())).query_async(&mut conn).await.unwrap();
+    }
+    let active = store.link(conformance::request(LinkKind::MicrosoftLearning, 99, 99), LinkMode::default(), now).await.unwrap();
+    let tenant = active.work.tenant.clone();
+    for kind in [None, Some(LinkKind::MicrosoftLearning)] {
+        let page = store.links_of_tenant(&tenant, &ListQuery { kind, include_removed: false, after: None, limit: 10 }).await.unwrap();
+        assert_eq!(page.links, [active.clone()]);
+    }
+    let all = ListQuery { kind: None, include_removed: true, after: None, limit: 10 };
+    assert!(matches!(store.links_of_tenant(&tenant, &all).await, Err(StoreError::Corrupt { .. })), "the full listing does read them");
+}
+
+/// A store written before the active index gets it when a replica connects; an entry that is
+/// not an active link is named by the integrity check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_from_before_the_active_index_gets_it_on_connect() {
+    let Some((keys, store)) = conformance::redis_store().await else { return };
+    let now = Utc::now();
+    for n in 0..5 {
+        store.link(conformance::request(LinkKind::PartnerUniversity, n, n), LinkMode::default(), now).await.unwrap();
+    }
+    let work = conformance::request(LinkKind::PartnerUniversity, 2, 2).work;
+    store.remove(LinkKind::PartnerUniversity, &work, &work, "x", None, now).await.unwrap();
+    let mut conn = redis::Client::open(keys.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("DEL")
+        .arg(store.keys.key("active_by_tenant"))
+        .arg(store.keys.key("active_index_built"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let replica =
+        RedisStore::connect(RedisOptions::new(keys.url.clone(), keys.prefix.clone()), Arc::new(Catalog::default_catalog())).await.unwrap();
+    let members: usize = redis::cmd("ZCARD").arg(store.keys.key("active_by_tenant")).query_async(&mut conn).await.unwrap();
+    assert_eq!(members, 4);
+    let report = replica.check_integrity().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let stray = [changes::active_prefix(&work.tenant, LinkKind::PartnerUniversity), LinkId::random().as_str().as_bytes().to_vec()].concat();
+    let () = redis::cmd("ZADD").arg(store.keys.key("active_by_tenant")).arg(0).arg(stray).query_async(&mut conn).await.unwrap();
+    let problems = replica.check_integrity().await.unwrap().problems;
+    assert!(problems.len() == 1 && problems[0].starts_with("active_by_tenant: entry"), "{problems:?}");
 }

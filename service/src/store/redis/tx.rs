@@ -63,15 +63,28 @@ end
 return last
 ";
 
-/// A hash field compare-and-set with a sorted-set index beside it (idempotency records).
-/// KEYS: hash, index. ARGV: field, expected present (`1`/`0`), expected value, new present,
-/// new value, index score. Answers 1 when applied, 0 when the field held something else.
-pub(super) const FIELD_SWAP: &str = r"
+/// A compare-and-set of one idempotency record, with its creation-time index and its caller's
+/// count for the day beside it. KEYS: records hash, time index, the day's counts hash.
+/// ARGV: field, expected present (`1`/`0`), expected value, new present, new value, index
+/// score, caller, count change, quota, counts TTL (s). Answers 1 when applied, 0 when the
+/// field held something else, -1 (nothing written) when counting would pass the quota.
+pub(super) const REQUEST_SWAP: &str = r"
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[2] == '1' then
   if current ~= ARGV[3] then return 0 end
 elseif current then
   return 0
+end
+local delta = tonumber(ARGV[8])
+if delta ~= 0 then
+  local used = tonumber(redis.call('HGET', KEYS[3], ARGV[7]) or '0')
+  if delta > 0 and used + delta > tonumber(ARGV[9]) then return -1 end
+  if used + delta <= 0 then
+    redis.call('HDEL', KEYS[3], ARGV[7])
+  else
+    redis.call('HSET', KEYS[3], ARGV[7], used + delta)
+    redis.call('EXPIRE', KEYS[3], ARGV[10])
+  end
 end
 if ARGV[4] == '1' then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[5])
@@ -81,6 +94,17 @@ else
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
 return 1
+";
+
+/// Retention of idempotency records: KEYS: records hash, time index. ARGV: the first score to
+/// keep, batch size. Drops up to a batch of records created before it; answers how many.
+pub(super) const PURGE_REQUESTS: &str = r"
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, field in ipairs(old) do
+  redis.call('HDEL', KEYS[1], field)
+  redis.call('ZREM', KEYS[2], field)
+end
+return #old
 ";
 
 /// Retention: KEYS: purged-through marker, stream. ARGV: the last cursor to drop. The
@@ -95,13 +119,19 @@ return redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d-0', through + 1))
 
 pub(super) struct Scripts {
     pub check_and_apply: Script,
-    pub field_swap: Script,
+    pub request_swap: Script,
+    pub purge_requests: Script,
     pub purge_events: Script,
 }
 
 impl Scripts {
     pub fn new() -> Self {
-        Self { check_and_apply: Script::new(CHECK_AND_APPLY), field_swap: Script::new(FIELD_SWAP), purge_events: Script::new(PURGE_EVENTS) }
+        Self {
+            check_and_apply: Script::new(CHECK_AND_APPLY),
+            request_swap: Script::new(REQUEST_SWAP),
+            purge_requests: Script::new(PURGE_REQUESTS),
+            purge_events: Script::new(PURGE_EVENTS),
+        }
     }
 }
 

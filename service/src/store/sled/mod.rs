@@ -20,9 +20,11 @@ use sled::{Transactional, transaction::TransactionError};
 use tx::{Tx, TxError};
 
 use super::{
-    IntegrityReport, LinkPage, ListQuery, Recomputed, Recorded, RequestRecord, Reservation, Result, Store, StoreError, StoredOutcome,
+    IntegrityReport, LinkPage, ListQuery, Recomputed, Recorded, RequestQuota, RequestRecord, Reservation, Result, Store, StoreError,
+    StoredOutcome,
     changes::{
-        self, StoredCredit, decode, encode, entry_link_id, entry_tenant, expiry_bound, index_key, index_prefix, personal_key, tenant_key,
+        self, StoredCredit, active_prefix, decode, encode, entry_link_id, entry_tenant, expiry_bound, index_key, index_prefix,
+        personal_key, tenant_key,
     },
 };
 use crate::domain::{
@@ -39,6 +41,8 @@ struct Trees {
     last_removed: sled::Tree,
     /// (work tenant, link id) → (): every link and tombstone of an organisation.
     by_tenant: sled::Tree,
+    /// (work tenant, kind, link id) → (): an organisation's active links.
+    active_by_tenant: sled::Tree,
     /// cursor (u64 big-endian) → event.
     events: sled::Tree,
     /// event_seq, events_purged_through, secrets.
@@ -58,6 +62,10 @@ pub struct SledStore {
     orgs: sled::Tree,
     /// idempotency key → request fingerprint and, once answered, the answer.
     requests: sled::Tree,
+    /// (created at, idempotency key) → (): what the purge drops, oldest first.
+    requests_by_time: sled::Tree,
+    /// (quota day, caller) → request ids counted that day (u64 big-endian).
+    request_counts: sled::Tree,
     catalog: Arc<Catalog>,
     commit: GroupCommit,
     /// The last committed event cursor, for watchers.
@@ -65,6 +73,18 @@ pub struct SledStore {
 }
 
 const PURGED_THROUGH: &[u8] = b"events_purged_through";
+const REQUESTS_LAYOUT: &[u8] = b"requests_layout";
+const ACTIVE_INDEX: &[u8] = b"active_index_built";
+
+/// A `requests_by_time` key: the sortable creation time, then the idempotency key.
+fn request_time_key(at: DateTime<Utc>, key: &str) -> Vec<u8> {
+    [&changes::sortable_micros(at).to_be_bytes()[..], key.as_bytes()].concat()
+}
+
+/// A `request_counts` key: the day, then the caller (days sort first, for the purge).
+fn request_count_key(day: &str, caller: &str) -> Vec<u8> {
+    format!("{day}\0{caller}").into_bytes()
+}
 
 /// sled's own default is 1 GiB; idlink's working set is far smaller.
 pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
@@ -92,6 +112,7 @@ impl SledStore {
             by_personal: tree("links_by_personal")?,
             last_removed: tree("links_last_removed")?,
             by_tenant: tree("links_by_tenant")?,
+            active_by_tenant: tree("links_active_by_tenant")?,
             events: tree("events")?,
             meta: tree("meta")?,
             certs: tree("certifications")?,
@@ -99,10 +120,37 @@ impl SledStore {
             expiry: tree("certification_expiry")?,
         };
         let last_event = read_u64(trees.meta.get(tx::EVENT_SEQ).map_err(unavailable)?);
+        if trees.meta.get(ACTIVE_INDEX).map_err(unavailable)?.is_none() {
+            // Stores from before the active index: build it once from the links.
+            for entry in trees.links.iter() {
+                let (_, bytes) = entry.map_err(unavailable)?;
+                let link: Link = decode(&bytes)?;
+                if link.is_active() {
+                    trees.active_by_tenant.insert(changes::active_key(&link), &[]).map_err(unavailable)?;
+                }
+            }
+            trees.meta.insert(ACTIVE_INDEX, b"1").map_err(unavailable)?;
+            db.flush().map_err(unavailable)?;
+        }
+        let (requests, requests_by_time, request_counts) = (tree("requests")?, tree("requests_by_time")?, tree("request_counts")?);
+        if trees.meta.get(REQUESTS_LAYOUT).map_err(unavailable)?.as_deref() != Some(b"2") {
+            // Records of before keys were hashed and answers sealed can never be found again:
+            // dropped, so a retry across the upgrade runs again (its flow or link is unchanged).
+            let dropped = requests.len();
+            for tree in [&requests, &requests_by_time, &request_counts] {
+                tree.clear().map_err(unavailable)?;
+            }
+            trees.meta.insert(REQUESTS_LAYOUT, b"2").map_err(unavailable)?;
+            if dropped > 0 {
+                tracing::info!(dropped, "idempotency records of an older layout dropped");
+            }
+        }
         Ok(Self {
             flows: tree("flows")?,
             orgs: tree("organizations")?,
-            requests: tree("requests")?,
+            requests,
+            requests_by_time,
+            request_counts,
             trees,
             catalog,
             commit: GroupCommit::new(db.clone()),
@@ -120,25 +168,39 @@ impl SledStore {
     /// the cursor of the last event it appended.
     fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> std::result::Result<T, TxError>) -> Result<(T, Option<u64>)> {
         let t = &self.trees;
-        let result =
-            (&t.links, &t.by_work, &t.by_personal, &t.last_removed, &t.by_tenant, &t.events, &t.meta, &t.certs, &t.credit, &t.expiry)
-                .transaction(|(links, by_work, by_personal, last_removed, by_tenant, events, meta, certs, credit, expiry)| {
-                    let tx = Tx {
-                        links,
-                        by_work,
-                        by_personal,
-                        last_removed,
-                        by_tenant,
-                        events,
-                        meta,
-                        certs,
-                        credit,
-                        expiry,
-                        catalog: &self.catalog,
-                        last_event: std::cell::Cell::new(None),
-                    };
-                    Ok((f(&tx)?, tx.last_event.get()))
-                });
+        let trees = (
+            &t.links,
+            &t.by_work,
+            &t.by_personal,
+            &t.last_removed,
+            &t.by_tenant,
+            &t.active_by_tenant,
+            &t.events,
+            &t.meta,
+            &t.certs,
+            &t.credit,
+            &t.expiry,
+        );
+        let result = trees.transaction(
+            |(links, by_work, by_personal, last_removed, by_tenant, active_by_tenant, events, meta, certs, credit, expiry)| {
+                let tx = Tx {
+                    links,
+                    by_work,
+                    by_personal,
+                    last_removed,
+                    by_tenant,
+                    active_by_tenant,
+                    events,
+                    meta,
+                    certs,
+                    credit,
+                    expiry,
+                    catalog: &self.catalog,
+                    last_event: std::cell::Cell::new(None),
+                };
+                Ok((f(&tx)?, tx.last_event.get()))
+            },
+        );
         result.map_err(|e| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => unavailable(e),
@@ -192,6 +254,53 @@ impl SledStore {
             }
         }
         Ok(credit)
+    }
+
+    /// A page of the organisation's active links (of one kind, or of all merged in id order)
+    /// from the active index: the cost is the page's, whatever the organisation's history.
+    fn active_links_of_tenant(&self, tenant: &TenantId, query: &ListQuery) -> Result<LinkPage> {
+        let kinds = query.kind.map_or_else(|| LinkKind::ALL.to_vec(), |kind| vec![kind]);
+        let mut cursors: Vec<Box<dyn Iterator<Item = Result<sled::IVec>>>> = kinds
+            .into_iter()
+            .map(|kind| {
+                let prefix = active_prefix(tenant, kind);
+                // Link ids have a fixed length, so `id\0` sorts right after `id` and before any later id.
+                let start = match &query.after {
+                    Some(after) => [prefix.as_slice(), after.as_str().as_bytes(), &[0]].concat(),
+                    None => prefix.clone(),
+                };
+                let len = prefix.len();
+                let ids = self
+                    .trees
+                    .active_by_tenant
+                    .range(start..)
+                    .take_while(move |entry| entry.as_ref().map_or(true, |(key, _)| key.starts_with(&prefix)))
+                    .map(move |entry| entry.map(|(key, _)| key.subslice(len, key.len() - len)).map_err(unavailable));
+                Box::new(ids) as Box<dyn Iterator<Item = Result<sled::IVec>>>
+            })
+            .collect();
+        let mut heads: Vec<Option<sled::IVec>> = cursors.iter_mut().map(|c| c.next().transpose()).collect::<Result<_>>()?;
+        let mut links = Vec::new();
+        // The smallest head id next: the kinds merged in id order, as the unfiltered listing.
+        while let Some(i) =
+            heads.iter().enumerate().filter_map(|(i, h)| h.as_ref().map(|h| (i, h))).min_by(|a, b| a.1.cmp(b.1)).map(|(i, _)| i)
+        {
+            let id = std::mem::replace(&mut heads[i], cursors[i].next().transpose()?);
+            let Some(bytes) = self.trees.links.get(id.unwrap_or_default()).map_err(unavailable)? else {
+                return Err(StoreError::Corrupt { detail: "the active index points at a missing link".into() });
+            };
+            let link: Link = decode(&bytes)?;
+            if !link.is_active() {
+                continue; // an entry a crash left behind: the integrity check names it
+            }
+            if links.len() == query.limit {
+                // One more matches: the page is full and there is a next one.
+                let next = links.last().map(|l: &Link| l.id.clone());
+                return Ok(LinkPage { links, next });
+            }
+            links.push(link);
+        }
+        Ok(LinkPage { links, next: None })
     }
 
     fn check_index(&self, index: &sled::Tree, name: &str, side: fn(&Link) -> &AccountKey, report: &mut IntegrityReport) -> Result<()> {
@@ -314,6 +423,59 @@ mod tests {
     }
 
     conformance::suite!(open);
+
+    /// Invariant 12: a listing without tombstones costs its page, not the organisation's
+    /// history. The tombstones' records are deleted: a listing that read them would fail.
+    #[tokio::test]
+    async fn a_listing_without_tombstones_never_reads_them() {
+        let (_dir, store) = open().await.unwrap();
+        let now = Utc::now();
+        let mut tombstones = Vec::new();
+        for n in 0..50 {
+            store.link(conformance::request(LinkKind::MicrosoftLearning, n, n), LinkMode::default(), now).await.unwrap();
+            let work = conformance::request(LinkKind::MicrosoftLearning, n, n).work;
+            tombstones.push(store.remove(LinkKind::MicrosoftLearning, &work, &work, "x", None, now).await.unwrap());
+        }
+        let active = store.link(conformance::request(LinkKind::MicrosoftLearning, 99, 99), LinkMode::default(), now).await.unwrap();
+        for tombstone in &tombstones {
+            store.trees.links.remove(tombstone.id.as_str()).unwrap();
+        }
+        let tenant = active.work.tenant.clone();
+        for kind in [None, Some(LinkKind::MicrosoftLearning)] {
+            let page = store.links_of_tenant(&tenant, &ListQuery { kind, include_removed: false, after: None, limit: 10 }).await.unwrap();
+            assert_eq!(page.links, [active.clone()]);
+        }
+        let all = ListQuery { kind: None, include_removed: true, after: None, limit: 10 };
+        assert!(matches!(store.links_of_tenant(&tenant, &all).await, Err(StoreError::Corrupt { .. })), "the full listing does read them");
+    }
+
+    /// A store written before the active index gets it on first open; an entry that is not an
+    /// active link is named by the integrity check.
+    #[tokio::test]
+    async fn a_store_from_before_the_active_index_gets_it_on_open() {
+        let (dir, store) = open().await.unwrap();
+        let now = Utc::now();
+        for n in 0..5 {
+            store.link(conformance::request(LinkKind::PartnerUniversity, n, n), LinkMode::default(), now).await.unwrap();
+        }
+        let work = conformance::request(LinkKind::PartnerUniversity, 2, 2).work;
+        store.remove(LinkKind::PartnerUniversity, &work, &work, "x", None, now).await.unwrap();
+        store.trees.active_by_tenant.clear().unwrap();
+        store.trees.meta.remove(ACTIVE_INDEX).unwrap();
+        store.flush().unwrap();
+        drop(store);
+
+        let store = SledStore::open(dir.path(), Arc::new(Catalog::default_catalog())).unwrap();
+        assert_eq!(store.trees.active_by_tenant.len(), 4);
+        let report = store.check_integrity().await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let stray =
+            [active_prefix(&work.tenant, LinkKind::PartnerUniversity), crate::domain::LinkId::random().as_str().as_bytes().to_vec()]
+                .concat();
+        store.trees.active_by_tenant.insert(stray, &[]).unwrap();
+        let problems = store.check_integrity().await.unwrap().problems;
+        assert!(problems.len() == 1 && problems[0].starts_with("active_by_tenant: entry"), "{problems:?}");
+    }
 
     /// Index entries of an older store hold the link id alone: links are still found through
     /// them, the full recalculation counts them (from the link itself), and the integrity

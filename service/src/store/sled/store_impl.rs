@@ -66,6 +66,9 @@ impl Store for SledStore {
     }
 
     async fn links_of_tenant(&self, tenant: &TenantId, query: &ListQuery) -> Result<LinkPage> {
+        if !query.include_removed {
+            return self.active_links_of_tenant(tenant, query);
+        }
         let prefix = tenant_key(tenant, None);
         // Link ids have a fixed length, so `id\0` sorts right after `id` and before any later id.
         let start = match &query.after {
@@ -220,47 +223,113 @@ impl Store for SledStore {
         self.commit.durable().await
     }
 
-    async fn reserve_request(&self, key: &str, fingerprint: &str, now: DateTime<Utc>, stale_before: DateTime<Utc>) -> Result<Reservation> {
+    async fn reserve_request(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        quota: RequestQuota<'_>,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Reservation> {
+        use sled::transaction::ConflictableTransactionError::Abort;
         let pending = encode(&RequestRecord { fingerprint: fingerprint.to_owned(), created_at: now, outcome: None })?;
+        let count_key = request_count_key(&super::super::quota_day(now), quota.caller);
         loop {
             let current = self.requests.get(key).map_err(unavailable)?;
-            let replace = match &current {
+            let replaced = match &current {
                 None => None,
                 Some(bytes) => {
-                    if let Some(found) = decode::<RequestRecord>(bytes)?.found_by(fingerprint, stale_before) {
+                    let record = decode::<RequestRecord>(bytes)?;
+                    let created_at = record.created_at;
+                    if let Some(found) = record.found_by(fingerprint, stale_before) {
                         return Ok(found);
                     }
-                    current.clone()
+                    Some(created_at) // a stale reservation, taken over: already counted
                 }
             };
-            // Compare-and-swap: of racing first attempts exactly one reserves.
-            if self.requests.compare_and_swap(key, replace, Some(pending.as_slice())).map_err(unavailable)?.is_ok() {
-                return Ok(Reservation::Reserved);
+            // Of racing first attempts exactly one reserves, and counts once.
+            let outcome = (&self.requests, &self.requests_by_time, &self.request_counts).transaction(|(requests, by_time, counts)| {
+                if requests.get(key)? != current {
+                    return Err(Abort(None));
+                }
+                match replaced {
+                    None => {
+                        let used = read_u64(counts.get(&count_key)?);
+                        if used >= u64::from(quota.per_day) {
+                            return Err(Abort(Some(Reservation::OverQuota { retry_after: super::super::until_next_quota_day(now) })));
+                        }
+                        counts.insert(count_key.as_slice(), &(used + 1).to_be_bytes())?;
+                    }
+                    Some(created_at) => {
+                        by_time.remove(request_time_key(created_at, key))?;
+                    }
+                }
+                requests.insert(key, pending.as_slice())?;
+                by_time.insert(request_time_key(now, key), &[])?;
+                Ok(())
+            });
+            match outcome {
+                Ok(()) => return Ok(Reservation::Reserved),
+                Err(TransactionError::Abort(Some(refusal))) => return Ok(refusal),
+                Err(TransactionError::Abort(None)) => continue,
+                Err(TransactionError::Storage(e)) => return Err(unavailable(e)),
             }
         }
     }
 
-    async fn finish_request(&self, key: &str, outcome: Option<StoredOutcome>) -> Result<()> {
-        let Some(outcome) = outcome else {
-            self.requests.remove(key).map_err(unavailable)?;
-            return Ok(());
-        };
+    async fn finish_request(&self, key: &str, caller: &str, outcome: Option<StoredOutcome>) -> Result<()> {
         let Some(bytes) = self.requests.get(key).map_err(unavailable)? else {
-            return Err(StoreError::Corrupt { detail: "an idempotency reservation vanished".into() });
+            return match outcome {
+                None => Ok(()),
+                Some(_) => Err(StoreError::Corrupt { detail: "an idempotency reservation vanished".into() }),
+            };
         };
         let record: RequestRecord = decode(&bytes)?;
+        let Some(outcome) = outcome else {
+            // Released (a transient failure): forgotten, and no longer counted.
+            let count_key = request_count_key(&super::super::quota_day(record.created_at), caller);
+            let released = (&self.requests, &self.requests_by_time, &self.request_counts).transaction(|(requests, by_time, counts)| {
+                requests.remove(key)?;
+                by_time.remove(request_time_key(record.created_at, key))?;
+                let used = read_u64(counts.get(&count_key)?);
+                counts.insert(count_key.as_slice(), &used.saturating_sub(1).to_be_bytes())?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            });
+            return released.map_err(|e| match e {
+                TransactionError::Storage(e) => unavailable(e),
+                TransactionError::Abort(()) => StoreError::Corrupt { detail: "an idempotency release aborted".into() },
+            });
+        };
         self.requests.insert(key, encode(&RequestRecord { outcome: Some(outcome), ..record })?).map_err(unavailable)?;
         self.commit.durable().await
     }
 
     async fn purge_requests_before(&self, before: DateTime<Utc>) -> Result<usize> {
+        let bound = changes::sortable_micros(before).to_be_bytes().to_vec();
         let mut purged = 0;
-        for entry in self.requests.iter() {
-            let (key, bytes) = entry.map_err(unavailable)?;
-            let old = decode::<RequestRecord>(&bytes).map(|r| r.created_at < before).unwrap_or(true);
-            if old && self.requests.compare_and_swap(&key, Some(bytes), None::<&[u8]>).map_err(unavailable)?.is_ok() {
-                purged += 1;
+        loop {
+            let due: Vec<sled::IVec> = self
+                .requests_by_time
+                .range(..bound.clone())
+                .take(EXPIRY_BATCH)
+                .map(|e| e.map(|(k, _)| k))
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?;
+            if due.is_empty() {
+                break;
             }
+            for time_key in &due {
+                let key = &time_key[8..];
+                self.requests.remove(key).map_err(unavailable)?;
+                self.requests_by_time.remove(time_key).map_err(unavailable)?;
+            }
+            purged += due.len();
+        }
+        // Counts of days before the retention's start can no longer matter.
+        let first_kept_day = request_count_key(&super::super::quota_day(before), "");
+        for entry in self.request_counts.range(..first_kept_day) {
+            let (key, _) = entry.map_err(unavailable)?;
+            self.request_counts.remove(key).map_err(unavailable)?;
         }
         Ok(purged)
     }
@@ -301,6 +370,17 @@ impl Store for SledStore {
             {
                 let held = index.get(index_key(link.kind, side)).map_err(unavailable)?;
                 report.problems.extend(changes::entry_problem(name, &link, held.as_deref()));
+            }
+            if !self.trees.active_by_tenant.contains_key(changes::active_key(&link)).map_err(unavailable)? {
+                report.problems.push(format!("active link {} is missing from active_by_tenant", link.id.as_str()));
+            }
+        }
+        for entry in self.trees.active_by_tenant.iter() {
+            let (key, _) = entry.map_err(unavailable)?;
+            let id = key.rsplit(|b| *b == 0).next().unwrap_or_default();
+            let link = self.trees.links.get(id).map_err(unavailable)?.map(|b| decode::<Link>(&b)).transpose()?;
+            if !link.is_some_and(|l| l.is_active() && changes::active_key(&l) == key.as_ref()) {
+                report.problems.push(format!("active_by_tenant: entry {} is not an active link", String::from_utf8_lossy(id)));
             }
         }
         Ok(report)
