@@ -10,6 +10,7 @@ mod callers_are_authenticated;
 mod credit_follows_the_person;
 mod keys_survive_a_provider_outage;
 mod links_have_a_lifecycle;
+mod no_caller_runs_up_an_unbounded_cost;
 mod only_our_own_services_act_as_services;
 mod organisations_list_their_links_in_sealed_pages;
 mod races_have_exactly_one_winner;
