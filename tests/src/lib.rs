@@ -129,6 +129,16 @@ impl TestApp {
         self.clock.advance(idlink_service::api::refusals::WINDOW + chrono::Duration::seconds(1));
     }
 
+    /// sled's data directory (also when the suite runs on Redis: then it stays empty).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._data.path().join("data")
+    }
+
+    /// The Redis URL and key prefix, when the suite runs on Redis.
+    pub fn redis(&self) -> Option<(&str, &str)> {
+        self._redis.as_ref().map(|r| (r.url.as_str(), r.prefix.as_str()))
+    }
+
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         idlink_service::clock::Clock::now(&*self.clock)
     }

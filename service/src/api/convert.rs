@@ -86,7 +86,7 @@ pub fn link(link: &Link, viewer: &Principal) -> pb::Link {
         state: if link.is_active() { pb::LinkState::Active } else { pb::LinkState::Removed }.into(),
         created_at: Some(timestamp(link.created_at)),
         removal: link.removal.as_ref().map(|r| pb::Removal {
-            removed_by: Some(account_ref(&r.by)),
+            removed_by: viewer.sees_remover_of(link).then(|| account_ref(&r.by)),
             removed_at: Some(timestamp(r.at)),
             reason: r.reason.clone(),
         }),

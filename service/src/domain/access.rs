@@ -162,6 +162,16 @@ impl Principal {
     pub fn sees_personal_details_of(&self, link: &Link) -> bool {
         self.user() == Some(&link.work)
     }
+
+    /// Whether this caller may see who removed `link`. A transferred link was "removed" by its
+    /// new owner, at their new employer: the old organisation, its former user and services
+    /// learn that it moved, never to whom (invariant 13). The store and the audit log keep it.
+    pub fn sees_remover_of(&self, link: &Link) -> bool {
+        match &link.removal {
+            Some(removal) if removal.reason == super::REASON_TRANSFERRED => self.user() == Some(&removal.by),
+            _ => true,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -266,5 +276,28 @@ mod tests {
         assert!(owner.sees_personal_details_of(&link));
         assert!(!user(CONTOSO, 9, true).sees_personal_details_of(&link));
         assert!(!app(&AppRole::ALL).sees_personal_details_of(&link));
+
+        let new_owner = user(FABRIKAM, 3, false);
+        let moved = crate::domain::Link {
+            removal: Some(crate::domain::Removal {
+                by: new_owner.user().unwrap().clone(),
+                at: chrono::Utc::now(),
+                reason: crate::domain::REASON_TRANSFERRED.into(),
+            }),
+            ..link.clone()
+        };
+        assert!(new_owner.sees_remover_of(&moved));
+        for viewer in [owner.clone(), user(CONTOSO, 9, true), app(&AppRole::ALL)] {
+            assert!(!viewer.sees_remover_of(&moved), "{viewer:?}");
+        }
+        let removed_by_admin = crate::domain::Link {
+            removal: Some(crate::domain::Removal {
+                by: user(CONTOSO, 9, true).user().unwrap().clone(),
+                at: chrono::Utc::now(),
+                reason: "left".into(),
+            }),
+            ..link
+        };
+        assert!(owner.sees_remover_of(&removed_by_admin));
     }
 }

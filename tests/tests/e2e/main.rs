@@ -6,11 +6,13 @@
 mod a_batch_job_imports_certifications;
 mod a_crash_loses_no_acknowledged_link;
 mod a_flow_cannot_be_hijacked_or_replayed;
+mod a_move_names_nobody_at_the_new_employer;
 mod callers_are_authenticated;
 mod credit_follows_the_person;
 mod keys_survive_a_provider_outage;
 mod links_have_a_lifecycle;
 mod no_caller_runs_up_an_unbounded_cost;
+mod no_secret_rests_in_the_store;
 mod only_our_own_services_act_as_services;
 mod organisations_list_their_links_in_sealed_pages;
 mod races_have_exactly_one_winner;

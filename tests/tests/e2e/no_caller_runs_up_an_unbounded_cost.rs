@@ -38,7 +38,8 @@ async fn oversized_tokens_are_refused_per_call_and_the_connection_carries_on() {
 async fn a_caller_has_so_many_request_ids_a_day() {
     let app = TestApp::spawn().await;
     let alex = app.client_for("alex@contoso.example").await;
-    let remove = |n: u32| pb::RemoveLinkRequest { kind: PU as i32, reason: "x".into(), request_id: format!("rid-{n}"), ..Default::default() };
+    let remove =
+        |n: u32| pb::RemoveLinkRequest { kind: PU as i32, reason: "x".into(), request_id: format!("rid-{n}"), ..Default::default() };
     // 20,000 distinct ids, 32 at a time: the first 10,000 are remembered (their refusal,
     // LINK_NOT_FOUND, is definitive), the rest refused until the next day.
     let (mut remembered, mut exhausted) = (0, 0);
@@ -46,7 +47,9 @@ async fn a_caller_has_so_many_request_ids_a_day() {
         for outcome in join_all(chunk.iter().map(|n| alex.remove_link(remove(*n)))).await {
             match outcome.unwrap_err() {
                 idlink_client::ClientError::Rpc { reason, .. } if reason == "LINK_NOT_FOUND" => remembered += 1,
-                idlink_client::ClientError::Rpc { code: Code::ResourceExhausted, reason, retry_after, .. } if reason == "REQUEST_IDS_EXHAUSTED" => {
+                idlink_client::ClientError::Rpc { code: Code::ResourceExhausted, reason, retry_after, .. }
+                    if reason == "REQUEST_IDS_EXHAUSTED" =>
+                {
                     assert!(retry_after.is_some_and(|r| r > Duration::ZERO && r <= Duration::from_secs(24 * 3600)), "{retry_after:?}");
                     exhausted += 1;
                 }
@@ -63,7 +66,8 @@ async fn a_caller_has_so_many_request_ids_a_day() {
     let blair = app.client_for("blair@contoso.example").await;
     assert_refused(blair.remove_link(remove(20_001)).await, Code::NotFound, "LINK_NOT_FOUND");
     // The refusal is audited.
-    let alex_audited = app.client_with_request_id(Some(app.idp.access_token("alex@contoso.example").unwrap()), Some("over-the-quota")).await;
+    let alex_audited =
+        app.client_with_request_id(Some(app.idp.access_token("alex@contoso.example").unwrap()), Some("over-the-quota")).await;
     assert_refused(alex_audited.remove_link(remove(30_000)).await, Code::ResourceExhausted, "REQUEST_IDS_EXHAUSTED");
     assert_audited("over-the-quota", "REQUEST_IDS_EXHAUSTED");
     // The next day counts afresh, and the purge forgot everything of the day before.
