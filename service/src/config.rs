@@ -328,6 +328,12 @@ impl Settings {
         if !matches!(parsed.scheme(), "redis" | "rediss") {
             return Err(ConfigError::Invalid("store.redis_url must start with redis:// or rediss:// (TLS)".into()));
         }
+        if parsed.fragment().is_some() {
+            return Err(ConfigError::Invalid(
+                "store.redis_url must not end in a #fragment: #insecure turns off TLS certificate checks (use store.redis_ca_file for a private CA)"
+                    .into(),
+            ));
+        }
         if parsed.password().is_some() {
             return Err(ConfigError::Invalid(
                 "store.redis_url must not hold a password (URLs get logged): set store.redis_password, e.g. IDLINK_STORE__REDIS_PASSWORD"
@@ -530,6 +536,8 @@ mod tests {
         assert!(err.contains("store.redis_password") && !err.contains("hunter2"), "{err}");
         let err = redis(&[("IDLINK_STORE__REDIS_URL", "http://cache:6379")]).unwrap_err().to_string();
         assert!(err.contains("redis:// or rediss://"), "{err}");
+        let err = redis(&[("IDLINK_STORE__REDIS_URL", "rediss://cache:6380/0#insecure")]).unwrap_err().to_string();
+        assert!(err.contains("store.redis_url") && err.contains("#insecure"), "{err}");
 
         let env = [
             ("IDLINK_STORE__REDIS_URL", "rediss://cache:6380/2"),

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use secrecy::SecretString;
 
 use crate::{
-    config::{AuthSettings, DevSettings, FlowSettings, KindConfig, KindsSettings, Settings, StoreSettings},
+    config::{AuthSettings, ConfigError, DevSettings, FlowSettings, KindConfig, KindsSettings, Settings, StoreSettings},
     domain::CONSUMER_TENANT,
     oidc::devidp::{
         CONTOSO_TENANT, DEV_AUDIENCE, DEV_PORTAL_CLIENT, DEV_REDIRECT_URI, DevClient, FABRIKAM_TENANT, SERVICES_TENANT, authority,
@@ -16,6 +16,28 @@ use crate::{
 };
 
 const CLIENT_IDS: [&str; 2] = ["idlink-partner-university", "idlink-microsoft-learning"];
+
+/// `--dev-redis` keeps its keys under this prefix unless `--dev-prefix` names another.
+pub const DEV_KEY_PREFIX: &str = "idlink-dev";
+
+/// `--dev` listens on loopback only: its provider hands out tokens of any role to whoever
+/// reaches it, and idlinkd trusts them.
+pub fn loopback_only(flag: &str, addr: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    if addr.ip().is_loopback() {
+        Ok(addr)
+    } else {
+        Err(ConfigError::Invalid(format!("{flag} {addr}: --dev listens on loopback addresses only (127.0.0.1 or ::1)")))
+    }
+}
+
+/// The key prefix of `--dev --dev-redis`: never the production default, so a development
+/// replica pointed at a shared Redis by mistake cannot write a deployment's keys.
+pub fn dev_key_prefix(requested: Option<&str>) -> Result<String, ConfigError> {
+    match requested.unwrap_or(DEV_KEY_PREFIX) {
+        "idlink" => Err(ConfigError::Invalid("--dev-prefix idlink: that is the production default; --dev uses idlink-dev".into())),
+        prefix => Ok(prefix.to_owned()),
+    }
+}
 
 /// One OAuth client per link kind, with a fresh random secret per run (tests).
 pub fn dev_clients() -> Vec<DevClient> {

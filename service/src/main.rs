@@ -7,7 +7,7 @@ use idlink_service::{
     app::{Application, StartupError},
     clock::SystemClock,
     config::Settings,
-    dev::{dev_settings, shared_dev_clients},
+    dev::{dev_key_prefix, dev_settings, loopback_only, shared_dev_clients},
     limits::LimitSettings,
     oidc::devidp::{DEV_REDIRECT_URI, DevIdp},
     telemetry,
@@ -34,6 +34,9 @@ struct Args {
     /// With --dev: keep links in this Redis (e.g. redis://127.0.0.1:6379) instead of sled.
     #[arg(long, requires = "dev")]
     dev_redis: Option<String>,
+    /// With --dev-redis: the key prefix (default idlink-dev; never idlink, production's).
+    #[arg(long, requires = "dev_redis")]
+    dev_prefix: Option<String>,
     /// With --dev: use the development identity provider another `idlinkd --dev` started at
     /// this URL (e.g. http://127.0.0.1:50052) instead of starting one: a second replica.
     #[arg(long, requires = "dev")]
@@ -81,20 +84,23 @@ async fn run(args: Args) -> Result<(), StartupError> {
     let clock = Arc::new(SystemClock);
     if args.dev {
         let telemetry = telemetry::init(&Default::default());
+        let dev_listen = loopback_only("--dev-listen", args.dev_listen)?;
+        let dev_idp_listen = loopback_only("--dev-idp-listen", args.dev_idp_listen)?;
         let clients = shared_dev_clients();
         // The provider lives as long as this process (unless another process's is used).
         let (_idp, idp_base) = match &args.dev_idp {
             Some(base) => (None, base.trim_end_matches('/').to_owned()),
             None => {
-                let idp = DevIdp::start(args.dev_idp_listen, clients.clone(), clock.clone()).await?;
+                let idp = DevIdp::start(dev_idp_listen, clients.clone(), clock.clone()).await?;
                 let base = idp.base_url().to_owned();
                 (Some(idp), base)
             }
         };
-        let mut settings = dev_settings(&idp_base, &clients, args.dev_listen, args.data.clone());
+        let mut settings = dev_settings(&idp_base, &clients, dev_listen, args.data.clone());
         if let Some(url) = &args.dev_redis {
             settings.store.backend = "redis".into();
             settings.store.redis_url = Some(url.clone());
+            settings.store.key_prefix = dev_key_prefix(args.dev_prefix.as_deref())?;
         }
         if args.dev_no_rate_limits {
             settings.limits = LimitSettings {

@@ -89,3 +89,81 @@ fn the_documented_example_configuration_is_valid() {
         .unwrap_or_else(|e| unreachable!("{e}"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Runs idlinkd with `args` for at most a few seconds: its exit status (None when it was still
+/// running, and was killed) and what it wrote to stderr.
+fn run_briefly(args: &[&str]) -> (Option<std::process::ExitStatus>, String) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idlinkd"))
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(exited) = child.try_wait().unwrap_or_else(|e| unreachable!("{e}")) {
+            status = Some(exited);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut stderr = String::new();
+    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut stderr));
+    (status, stderr)
+}
+
+#[test]
+fn development_listens_on_loopback_only() {
+    for (flag, value) in [("--dev-listen", "0.0.0.0:0"), ("--dev-idp-listen", "0.0.0.0:0"), ("--dev-listen", "[::]:0")] {
+        let (status, stderr) = run_briefly(&["--dev", flag, value, "--print-config"]);
+        assert!(status.is_some_and(|s| !s.success()), "{flag} {value} was accepted");
+        assert!(stderr.contains(flag) && stderr.contains("loopback"), "{flag}: {stderr}");
+    }
+}
+
+#[test]
+fn development_on_redis_never_uses_the_production_prefix() {
+    let (status, stderr) = run_briefly(&["--dev", "--dev-redis", "redis://127.0.0.1:1", "--dev-prefix", "idlink", "--print-config"]);
+    assert!(status.is_some_and(|s| !s.success()), "the production prefix was accepted");
+    assert!(stderr.contains("--dev-prefix idlink"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_idlinkd"))
+        .args(["--dev", "--dev-idp", "http://127.0.0.1:1", "--dev-redis", "redis://127.0.0.1:1", "--print-config"])
+        .output()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("key_prefix: \"idlink-dev\""), "{stdout}");
+}
+
+/// Starts idlinkd briefly on a configuration file holding `text`.
+fn run_config(text: &str) -> (Option<std::process::ExitStatus>, String) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+    let config = dir.path().join("idlink.toml");
+    std::fs::write(&config, text.replace("DATA", &format!("{:?}", dir.path().join("data")))).unwrap_or_else(|e| unreachable!("{e}"));
+    run_briefly(&["--config", config.to_str().unwrap_or_default()])
+}
+
+const AUTH: &str = "[auth]\naudience = \"api://idlink\"\nallowed_tenants = [\"3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01\"]\n";
+
+#[test]
+fn an_http_issuer_template_needs_the_development_switch() {
+    let (status, stderr) = run_config(&format!(
+        "listen = \"127.0.0.1:0\"\n[store]\npath = DATA\n{AUTH}issuer_template = \"http://127.0.0.1:9/{{tid}}/v2.0\"\n"
+    ));
+    assert!(status.is_some_and(|s| !s.success()), "an http issuer template was accepted");
+    assert!(stderr.contains("auth.issuer_template") && stderr.contains("dev.allow_insecure_http"), "{stderr}");
+}
+
+#[test]
+fn a_redis_url_that_turns_off_certificate_checks_is_refused() {
+    let (status, stderr) = run_config(&format!(
+        "listen = \"127.0.0.1:0\"\n[store]\nbackend = \"redis\"\nredis_url = \"rediss://127.0.0.1:1/0#insecure\"\n{AUTH}"
+    ));
+    assert!(status.is_some_and(|s| !s.success()), "#insecure was accepted");
+    assert!(stderr.contains("store.redis_url") && stderr.contains("#insecure"), "{stderr}");
+}

@@ -6,11 +6,12 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use openidconnect::{
-    AdditionalClaims, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IdToken, IdTokenVerifier, IssuerUrl,
-    LoginHint, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AdditionalClaims, AdditionalProviderMetadata, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IdToken,
+    IdTokenVerifier, IssuerUrl, LoginHint, Nonce, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope, TokenResponse,
     core::{
-        CoreAuthPrompt, CoreClient, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
-        CoreResponseType,
+        CoreAuthDisplay, CoreAuthPrompt, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod, CoreGenderClaim, CoreGrantType,
+        CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode,
+        CoreResponseType, CoreSubjectIdentifierType,
     },
     reqwest,
 };
@@ -29,6 +30,30 @@ struct MicrosoftClaims {
 impl AdditionalClaims for MicrosoftClaims {}
 
 type MicrosoftIdToken = IdToken<MicrosoftClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
+
+/// Discovery metadata beyond the standard's core: RFC 9207's promise to name the issuer on
+/// every authorization response.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+struct IssParameter {
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
+}
+impl AdditionalProviderMetadata for IssParameter {}
+
+type Metadata = ProviderMetadata<
+    IssParameter,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
 
 #[derive(Clone)]
 pub struct KindSettings {
@@ -64,7 +89,7 @@ pub struct Callback<'a> {
 pub struct AssociationClient {
     kind: LinkKind,
     settings: KindSettings,
-    metadata: CoreProviderMetadata,
+    metadata: Metadata,
     jwks: Arc<JwksCache>,
     http: reqwest::Client,
     /// How far `iat` may be in the future (clock skew) and how old an ID token may be.
@@ -128,7 +153,7 @@ impl AssociationClient {
     ) -> Result<Self, OidcError> {
         Self::check_settings(kind, &settings, allow_insecure_http)?;
         let issuer = IssuerUrl::new(settings.authority.clone()).map_err(|e| OidcError::Config { detail: e.to_string() })?;
-        let metadata = CoreProviderMetadata::discover_async(issuer, &http)
+        let metadata = Metadata::discover_async(issuer, &http)
             .await
             .map_err(|e| OidcError::Provider { detail: format!("discovery of {} failed: {e}", settings.authority) })?;
         let jwks = Arc::new(JwksCache::new(metadata.jwks_uri().clone(), http.clone(), metadata.jwks().clone(), jwks_refetch_interval));
@@ -213,9 +238,15 @@ impl AssociationClient {
         nonce: &str,
         now: DateTime<Utc>,
     ) -> Result<VerifiedPersonal, OidcError> {
-        // RFC 9207: a provider that names itself on the redirect must be the one we asked.
-        if callback.iss.is_some_and(|iss| iss != self.issuer()) {
-            return Err(OidcError::IssuerMismatch);
+        // RFC 9207: a provider that names itself on the redirect must be the one we asked, and
+        // one that promised to name itself must have: a redirect without `iss` then comes from
+        // somewhere else (a mix-up attack).
+        match callback.iss {
+            Some(iss) if iss != self.issuer() => return Err(OidcError::IssuerMismatch),
+            None if self.metadata.additional_metadata().authorization_response_iss_parameter_supported => {
+                return Err(OidcError::IssuerMismatch);
+            }
+            _ => {}
         }
         let client = self.client(redirect_uri)?;
         let response = client

@@ -146,6 +146,21 @@ async fn a_callback_naming_another_issuer_is_refused_before_the_code_is_used() {
     assert_nothing_linked(&app, &client).await;
 }
 
+/// RFC 9207: the provider's discovery promises `iss` on every authorization response, so a
+/// callback without one did not come from it — refused before the code is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_without_the_promised_issuer_is_refused_before_the_code_is_used() {
+    let app = TestApp::spawn().await;
+    let client = app.client_for("alex@contoso.example").await;
+    app.idp.misbehave(Misbehaviour::NoCallbackIss).await.unwrap();
+    let complete = begin_and_sign_in(&client, ML, "jordan@outlook.example").await;
+    assert_eq!(complete.iss, None);
+    let before = app.idp.token_requests();
+    assert_refused(client.complete_link(complete).await, Code::PermissionDenied, "ISSUER_MISMATCH");
+    assert_eq!(app.idp.token_requests(), before, "the code was never exchanged");
+    assert_nothing_linked(&app, &client).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_or_stale_code_is_rejected_by_the_provider() {
     let app = TestApp::spawn().await;

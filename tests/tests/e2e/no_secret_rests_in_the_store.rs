@@ -103,7 +103,7 @@ async fn no_state_code_verifier_nonce_or_request_id_is_at_rest() {
     let alex = app.client_for("alex@contoso.example").await;
     let blair = app.client_for("blair@contoso.example").await;
     let mut secrets: Vec<String> = Vec::new();
-    let mut note = |begun: &pb::BeginLinkResponse, secrets: &mut Vec<String>| {
+    let note = |begun: &pb::BeginLinkResponse, secrets: &mut Vec<String>| {
         secrets.extend([
             begun.state.clone(),
             query_param(&begun.authorization_url, "nonce"),

@@ -51,6 +51,8 @@ pub enum Misbehaviour {
     ForeignKey,
     /// Put another issuer in the redirect's `iss` parameter (RFC 9207 mix-up).
     WrongCallbackIss,
+    /// Leave `iss` off the redirect, although discovery promises it (RFC 9207).
+    NoCallbackIss,
     /// Answer the token request with a redirect to `/dev/trap` (which counts visitors): a
     /// client that follows it would resend the code and client secret.
     RedirectTokenRequest,
@@ -119,6 +121,10 @@ pub fn authority(base: &str, tenant: &str) -> String {
 impl DevIdp {
     /// Binds `listen` (port 0 for any) and serves until dropped.
     pub async fn start(listen: SocketAddr, clients: Vec<DevClient>, clock: DynClock) -> Result<Self, OidcError> {
+        // It signs tokens of any role for whoever asks: never reachable from another machine.
+        if !listen.ip().is_loopback() {
+            return Err(OidcError::Config { detail: format!("development provider on {listen}: loopback addresses only") });
+        }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| OidcError::Config { detail: format!("development provider cannot bind {listen}: {e}") })?;

@@ -138,8 +138,13 @@ async fn authorize(State(idp): Shared, Path(tenant): Path<String>, Query(q): Que
             issued_at: idp.clock.now().timestamp(),
         },
     );
-    let iss = if *lock(&idp.misbehaviour) == Misbehaviour::WrongCallbackIss { idp.issuer("attacker") } else { issuer };
-    redirect_with(redirect_uri, &[("code", &code), ("state", state), ("iss", &iss)])
+    match *lock(&idp.misbehaviour) {
+        Misbehaviour::NoCallbackIss => redirect_with(redirect_uri, &[("code", &code), ("state", state)]),
+        Misbehaviour::WrongCallbackIss => {
+            redirect_with(redirect_uri, &[("code", &code), ("state", state), ("iss", &idp.issuer("attacker"))])
+        }
+        _ => redirect_with(redirect_uri, &[("code", &code), ("state", state), ("iss", &issuer)]),
+    }
 }
 
 /// Without a known `login_hint`: a small page to pick a fixture account (browser use).
