@@ -138,6 +138,18 @@ def refused(values, why):
     raise AssertionError(f"rendered although {why}")
 
 
+@case("services are named: the service tenant and apps reach the configuration, never one without the other")
+def _():
+    services = {"serviceTenant": "5e7ab1c4-0d2f-4a6b-9c8d-3f1e2d4c5b03", "serviceApps": ["learning-feed-app"], "userClients": ["portal-app"]}
+    toml = kinds(render(merged(BASE, {"config": {"auth": services}})))["ConfigMap"]["data"]["idlink.toml"]
+    assert 'service_tenant = "5e7ab1c4-0d2f-4a6b-9c8d-3f1e2d4c5b03"' in toml, toml
+    assert 'service_apps = ["learning-feed-app"]' in toml and 'user_clients = ["portal-app"]' in toml, toml
+    assert "service_tenant" not in kinds(render(BASE))["ConfigMap"]["data"]["idlink.toml"], "none named: no app may call"
+    refused(merged(BASE, {"config": {"auth": {"serviceApps": ["app"]}}}), "serviceApps needs config.auth.serviceTenant")
+    refused(merged(BASE, {"config": {"auth": {"serviceTenant": services["serviceTenant"]}}}), "serviceTenant needs config.auth.serviceApps")
+    refused(merged(BASE, {"config": {"auth": {"serviceTenant": "contoso", "serviceApps": ["app"]}}}), "serviceTenant")
+
+
 @case("hostile values are refused: multi-tenant authority, http redirect, writable root, no Secret, redis without URL")
 def _():
     refused(merged(BASE, {"config": {"authority": "https://login.microsoftonline.com/common/v2.0"}}), "authority")

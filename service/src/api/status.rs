@@ -447,6 +447,45 @@ pub fn to_status(err: &ApiError, locale: Locale) -> Status {
 mod tests {
     use super::*;
 
+    /// The reason catalogue in docs/design.md lists exactly the reasons this file gives, each
+    /// with the code it is given with.
+    #[test]
+    fn the_documented_reasons_are_the_reasons_given() {
+        let source = include_str!("status.rs");
+        let given: std::collections::BTreeSet<(String, String)> = source
+            .match_indices("refusal(")
+            .filter_map(|(at, _)| {
+                let args = source[at + "refusal(".len()..].trim_start();
+                let (code, rest) = args.split_once(',')?;
+                let reason = rest.trim_start().strip_prefix('"')?.split('"').next()?;
+                let code = code.trim();
+                code.chars().all(|c| c.is_ascii_alphabetic()).then(|| (reason.to_owned(), code.to_owned()))
+            })
+            .filter(|(_, code)| code != "code")
+            .collect();
+        let screaming = |code: &str| {
+            code.chars().fold(String::new(), |mut out, c| {
+                if c.is_ascii_uppercase() && !out.is_empty() {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_uppercase());
+                out
+            })
+        };
+        let given: std::collections::BTreeSet<(String, String)> = given.into_iter().map(|(r, c)| (r, screaming(&c))).collect();
+        let documented: std::collections::BTreeSet<(String, String)> = include_str!("../../../docs/design.md")
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let reason = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let code = cells.get(2)?;
+                code.chars().all(|c| c.is_ascii_uppercase() || c == '_').then(|| (reason.to_owned(), (*code).to_owned()))
+            })
+            .collect();
+        assert!(given.len() > 30, "{given:?}");
+        assert_eq!(given, documented, "docs/design.md's Errors table and status.rs disagree");
+    }
+
     #[test]
     fn accept_language_picks_the_preferred_supported_locale() {
         assert_eq!(Locale::from_accept_language(Some("fr-CA,fr;q=0.9,en;q=0.8")), Locale::Fr);

@@ -1,4 +1,4 @@
-//! Who may do what (DESIGN.md, "Who may do what"): one table, pure, consulted by every RPC.
+//! Who may do what (docs/design.md, "Who may do what"): one table, pure, consulted by every RPC.
 //! The caller is a [`Principal`] built from a validated token; personal data visibility
 //! (invariant 9) is decided here too.
 

@@ -1,4 +1,4 @@
-//! The permission matrix of DESIGN.md ("Who may do what"): every RPC × every kind of caller
+//! The permission matrix of docs/design.md ("Who may do what"): every RPC × every kind of caller
 //! → allowed, allowed with personal fields empty, or refused with the right code and reason.
 
 use idlink_client::{ClientError, IdlinkClient, pb};
