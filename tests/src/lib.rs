@@ -68,6 +68,26 @@ pub fn remembered_secrets() -> Vec<String> {
     SECRETS.lock().unwrap().clone()
 }
 
+/// The secrets (at least 8 bytes each) that occur in `haystack`, found in one pass: every
+/// 8-byte window is looked up among the secrets' first 8 bytes, so the scan costs the
+/// haystack's length, not its length times the number of secrets (the suite's logs run to
+/// tens of MiB, its secrets to thousands).
+pub fn secrets_in(haystack: &[u8], secrets: &[String]) -> Vec<String> {
+    use std::collections::HashMap;
+    let mut by_prefix: HashMap<[u8; 8], Vec<&str>> = HashMap::new();
+    for secret in secrets.iter().filter(|s| s.len() >= 8) {
+        by_prefix.entry(secret.as_bytes()[..8].try_into().unwrap()).or_default().push(secret);
+    }
+    let mut found = std::collections::BTreeSet::new();
+    for at in 0..haystack.len().saturating_sub(7) {
+        let window: [u8; 8] = haystack[at..at + 8].try_into().unwrap();
+        if let Some(candidates) = by_prefix.get(&window) {
+            found.extend(candidates.iter().filter(|s| haystack[at..].starts_with(s.as_bytes())).map(|s| (*s).to_owned()));
+        }
+    }
+    found.into_iter().collect()
+}
+
 // --- the service under test ---
 
 pub struct TestApp {
@@ -352,4 +372,15 @@ pub fn audit_lines(request_id: &str) -> Vec<String> {
 pub fn assert_audited(request_id: &str, reason: &str) {
     let lines = audit_lines(request_id);
     assert!(lines.iter().any(|l| l.contains(reason)), "no audit line names {reason} for request {request_id}: {lines:?}");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_are_found_wherever_they_sit() {
+        let secrets = ["state-value-123".to_owned(), "short".to_owned(), "another-secret".to_owned(), "another-secre7".to_owned()];
+        let haystack = b"xx state-value-123 yy another-secre7state-value-12";
+        assert_eq!(super::secrets_in(haystack, &secrets), ["another-secre7", "state-value-123"]);
+        assert!(super::secrets_in(b"", &secrets).is_empty());
+    }
 }

@@ -22,8 +22,12 @@ async fn oversized_tokens_are_refused_per_call_and_the_connection_carries_on() {
     let watcher = on_channel(app.idp.app_token("partner-university").unwrap());
     let mut events = watcher.watch_link_events(0).await.unwrap();
     for size in [9 * 1024, 64 * 1024] {
-        let refused = on_channel("e".repeat(size)).get_links().await;
+        app.next_refusal_window();
+        let request_id = format!("oversized-{size}-{}", rand::random::<u32>());
+        let options = ClientOptions::new(app.endpoint()).token("e".repeat(size)).header("x-request-id", &request_id);
+        let refused = IdlinkClient::with_channel(channel.clone(), options).unwrap().get_links().await;
         assert_refused(refused, Code::Unauthenticated, "TOKEN_TOO_LARGE");
+        assert_audited(&request_id, "TOKEN_TOO_LARGE");
     }
     // The stream is still there and hears of a link made after the refusals ...
     let alex = on_channel(app.idp.access_token("alex@contoso.example").unwrap());
