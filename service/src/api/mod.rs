@@ -5,6 +5,7 @@ mod convert;
 pub mod credit;
 pub mod idempotency;
 pub mod link;
+pub mod messages;
 pub mod organization;
 pub mod page_token;
 pub mod refusals;
