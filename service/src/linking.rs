@@ -13,7 +13,9 @@ use std::{
 use chrono::{DateTime, Duration, Utc};
 
 use crate::{
-    domain::{AccountKey, DomainError, Flow, Link, LinkKind, LinkMode, NewLink, Operation, Principal, StateHash, TenantId},
+    domain::{
+        AccountKey, DomainError, Flow, Link, LinkKind, LinkMode, NewLink, Operation, Principal, REASON_USER_REQUEST, StateHash, TenantId,
+    },
     limits::BeginLimiter,
     oidc::{AssociationClient, Callback, OidcError},
     store::{DynStore, LinkPage, ListQuery, StoreError},
@@ -29,8 +31,6 @@ pub enum LinkingError {
     Oidc(#[from] OidcError),
     #[error("no identity provider is configured for {kind}")]
     KindNotConfigured { kind: LinkKind },
-    #[error("the redirect URI differs from the one the flow began with")]
-    RedirectUriMismatch,
     #[error("the sign-in ended with an error (cancelled: {cancelled})")]
     SignInFailed { cancelled: bool },
     #[error("too many sign-ins begun; retry in {retry_after_seconds}s")]
@@ -107,6 +107,14 @@ pub struct CompleteRequest<'a> {
     pub iss: Option<&'a str>,
     pub error: Option<&'a str>,
     pub redirect_uri: Option<&'a str>,
+}
+
+pub struct RemoveRequest<'a> {
+    pub kind: LinkKind,
+    /// Whose link: `None` for the caller's own.
+    pub named: Option<AccountKey>,
+    pub reason: Option<&'a str>,
+    pub etag: Option<&'a str>,
 }
 
 pub struct Linker {
@@ -210,10 +218,7 @@ impl Linker {
         let (key, upn) = actor.user()?;
         // Consumed on the first attempt, whatever its outcome (invariant 5).
         let flow = self.store.take_flow(&StateHash::of(request.state)).await?.ok_or(DomainError::FlowNotFound)?.open(request.state)?;
-        flow.check_completion(key, now)?;
-        if request.redirect_uri.is_some_and(|r| r != flow.redirect_uri) {
-            return Err(LinkingError::RedirectUriMismatch);
-        }
+        flow.check_completion(key, request.redirect_uri, now)?;
         if let Some(error) = request.error {
             // The provider said no: never call its token endpoint.
             return Err(LinkingError::SignInFailed { cancelled: error == "access_denied" });
@@ -238,27 +243,26 @@ impl Linker {
         Ok(link)
     }
 
-    pub async fn links_of(&self, actor: &Actor, user: &AccountKey) -> Result<Vec<Link>> {
-        actor.authorize(Operation::GetLinks { of: user })?;
-        Ok(self.store.active_links(user).await?)
+    /// The active links of the work user `named` (the caller when it names nobody).
+    pub async fn links_of(&self, actor: &Actor, named: Option<AccountKey>) -> Result<Vec<Link>> {
+        let user = actor.principal.subject(named)?;
+        actor.authorize(Operation::GetLinks { of: &user })?;
+        Ok(self.store.active_links(&user).await?)
     }
 
-    pub async fn remove(
-        &self,
-        actor: &Actor,
-        kind: LinkKind,
-        owner: &AccountKey,
-        reason: &str,
-        expected_etag: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<Link> {
+    /// "Remove access" to the `kind` link of the work user `named` (the caller when it names
+    /// nobody), for `reason` ([`REASON_USER_REQUEST`] when none is given).
+    pub async fn remove(&self, actor: &Actor, request: RemoveRequest<'_>, now: DateTime<Utc>) -> Result<Link> {
+        let owner = actor.principal.subject(request.named);
         let outcome = async {
+            let owner = owner.as_ref().map_err(Clone::clone)?;
             actor.authorize(Operation::RemoveLink { of: owner })?;
             let (by, _) = actor.user()?;
-            Ok(self.store.remove(kind, owner, by, reason, expected_etag, now).await?)
+            let reason = request.reason.unwrap_or(REASON_USER_REQUEST);
+            Ok(self.store.remove(request.kind, owner, by, reason, request.etag, now).await?)
         }
         .await;
-        audit(actor, "link.remove", Some(owner), &outcome, |l: &Link| Some(l.id.as_str().to_owned()));
+        audit(actor, "link.remove", owner.as_ref().ok(), &outcome, |l: &Link| Some(l.id.as_str().to_owned()));
         outcome
     }
 

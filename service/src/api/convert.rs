@@ -6,8 +6,8 @@ use idlink_proto::v1 as pb;
 
 use super::status::ApiError;
 use crate::domain::{
-    AccountKey, Catalog, Certification, CertificationId, Credit, EventType, Link, LinkEvent, LinkKind, Organization, Principal, Tally,
-    TenantId,
+    AccountKey, Catalog, Certification, CertificationId, Credit, DomainError, EventType, Link, LinkEvent, LinkKind, Organization,
+    Principal, Tally, TenantId,
 };
 
 pub fn kind(raw: i32) -> Result<LinkKind, ApiError> {
@@ -40,15 +40,11 @@ pub fn optional_text<'a>(field: &'static str, value: Option<&'a str>, max: usize
     value.filter(|v| !v.is_empty()).map(|v| text(field, v, max)).transpose()
 }
 
-/// The work user a request names, or the calling user when it names none.
-pub fn subject_user(requested: Option<&pb::AccountRef>, caller: &Principal) -> Result<AccountKey, ApiError> {
-    match (requested, caller.user()) {
-        (Some(r), _) if !(r.tenant_id.is_empty() && r.object_id.is_empty()) => {
-            AccountKey::parse(&r.tenant_id, &r.object_id).map_err(ApiError::from)
-        }
-        (_, Some(own)) => Ok(own.clone()),
-        // A service has no links of its own, and may not read a user's (it lists or resolves).
-        (_, None) => Err(crate::domain::DomainError::NotPermitted.into()),
+/// The work user a request names, if it names one (an empty reference names nobody).
+pub fn named_user(requested: Option<&pb::AccountRef>) -> Result<Option<AccountKey>, ApiError> {
+    match requested {
+        Some(r) if !(r.tenant_id.is_empty() && r.object_id.is_empty()) => Ok(Some(AccountKey::parse(&r.tenant_id, &r.object_id)?)),
+        _ => Ok(None),
     }
 }
 
@@ -134,29 +130,19 @@ pub fn drift(catalog: &Catalog, stored: &Credit, recomputed: &Credit) -> Vec<pb:
         .collect()
 }
 
-fn time(field: &'static str, t: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>, (&'static str, String)> {
+fn time(field: &'static str, t: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>, DomainError> {
     t.map(|t| {
         DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-            .ok_or(("INVALID_ARGUMENT", format!("{field} is out of range")))
+            .ok_or(DomainError::InvalidField { field, why: "is out of range" })
     })
     .transpose()
 }
 
-/// A certification from the Learning feed, or why it is rejected (reason, detail).
-pub fn certification(catalog: &Catalog, c: &pb::Certification) -> Result<Certification, (&'static str, String)> {
-    let account = c.personal_account.as_ref().ok_or(("INVALID_ARGUMENT", "personal_account is required".to_owned()))?;
-    let personal = AccountKey::parse(&account.tenant_id, &account.object_id).map_err(|e| ("INVALID_ARGUMENT", e.to_string()))?;
-    if !personal.tenant.is_consumer() {
-        return Err(("NOT_A_PERSONAL_ACCOUNT", "the account is not in the consumer tenant".to_owned()));
-    }
-    let id = CertificationId::parse(&c.certification_id).map_err(|e| ("INVALID_ARGUMENT", e.to_string()))?;
-    if !catalog.knows(&id) {
-        return Err(("UNKNOWN_CERTIFICATION", format!("{} is not in the catalog", id.as_str())));
-    }
-    let earned_at = time("earned_at", c.earned_at.as_ref())?.ok_or(("INVALID_ARGUMENT", "earned_at is required".to_owned()))?;
-    let expires_at = time("expires_at", c.expires_at.as_ref())?;
-    if expires_at.is_some_and(|e| e <= earned_at) {
-        return Err(("INVALID_ARGUMENT", "expires_at must be after earned_at".to_owned()));
-    }
-    Ok(Certification { personal, id, earned_at, expires_at, expired: false })
+/// A certification from the Learning feed, parsed, then held to the domain's rules.
+pub fn certification(catalog: &Catalog, c: &pb::Certification) -> Result<Certification, DomainError> {
+    let account = c.personal_account.as_ref().ok_or(DomainError::InvalidField { field: "personal_account", why: "is required" })?;
+    let personal = AccountKey::parse(&account.tenant_id, &account.object_id)?;
+    let id = CertificationId::parse(&c.certification_id)?;
+    let earned_at = time("earned_at", c.earned_at.as_ref())?.ok_or(DomainError::InvalidField { field: "earned_at", why: "is required" })?;
+    Certification::parse(catalog, personal, id, earned_at, time("expires_at", c.expires_at.as_ref())?)
 }

@@ -65,10 +65,11 @@ impl CreditService for CreditApi {
         while let Some(message) = stream.message().await? {
             match convert::certification(self.credits.catalog(), &message) {
                 Ok(cert) => batch.push(cert),
-                Err((reason, detail)) => {
+                Err(rejected) => {
                     response.rejected += 1;
                     if response.rejections.len() < MAX_REJECTIONS_LISTED {
-                        response.rejections.push(pb::Rejection { index, reason: reason.to_owned(), detail });
+                        let reason = super::status::reason(&rejected.clone().into()).to_owned();
+                        response.rejections.push(pb::Rejection { index, reason, detail: rejected.to_string() });
                     }
                 }
             }

@@ -14,7 +14,7 @@ use super::{
 use crate::{
     clock::DynClock,
     domain::{LinkMode, Principal},
-    linking::{Actor, BeginRequest, CompleteRequest, Linker},
+    linking::{Actor, BeginRequest, CompleteRequest, Linker, RemoveRequest},
     oidc::AuthError,
     store::ListQuery,
 };
@@ -163,8 +163,7 @@ impl LinkService for LinkApi {
 
     async fn get_links(&self, request: Request<pb::GetLinksRequest>) -> Result<Response<pb::GetLinksResponse>, Status> {
         respond(request, async |actor, r| {
-            let user = convert::subject_user(r.user.as_ref(), &actor.principal)?;
-            let links = self.linker.links_of(&actor, &user).await?;
+            let links = self.linker.links_of(&actor, convert::named_user(r.user.as_ref())?).await?;
             Ok(pb::GetLinksResponse { links: links.iter().map(|l| convert::link(l, &actor.principal)).collect() })
         })
         .await
@@ -174,10 +173,13 @@ impl LinkService for LinkApi {
         self.requests
             .run(request, async |request| {
                 respond(request, async |actor, r| {
-                    let owner = convert::subject_user(r.user.as_ref(), &actor.principal)?;
-                    let reason = convert::optional_text("reason", Some(r.reason.as_str()), 200)?.unwrap_or("user_request");
-                    let etag = convert::optional_text("etag", Some(r.etag.as_str()), 64)?;
-                    let tombstone = self.linker.remove(&actor, convert::kind(r.kind)?, &owner, reason, etag, self.clock.now()).await?;
+                    let request = RemoveRequest {
+                        kind: convert::kind(r.kind)?,
+                        named: convert::named_user(r.user.as_ref())?,
+                        reason: convert::optional_text("reason", Some(r.reason.as_str()), 200)?,
+                        etag: convert::optional_text("etag", Some(r.etag.as_str()), 64)?,
+                    };
+                    let tombstone = self.linker.remove(&actor, request, self.clock.now()).await?;
                     Ok(convert::link(&tombstone, &actor.principal))
                 })
                 .await

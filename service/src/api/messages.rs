@@ -326,8 +326,19 @@ pub const PERSONAL_ACCOUNT_NOT_LINKED: Reason = reason(
     ],
 );
 
+pub const UNKNOWN_CERTIFICATION: Reason = reason(
+    "UNKNOWN_CERTIFICATION",
+    Code::InvalidArgument,
+    [
+        "This certification is not one that counts for an organization.",
+        "Cette certification ne fait pas partie de celles qui comptent pour une organisation.",
+        "이 인증은 조직에 반영되는 인증이 아닙니다.",
+    ],
+);
+
 /// Every reason, once.
 pub const ALL: &[&Reason] = &[
+    &UNKNOWN_CERTIFICATION,
     &INVALID_ARGUMENT,
     &STARTING,
     &SHUTTING_DOWN,

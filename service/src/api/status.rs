@@ -116,7 +116,6 @@ fn describe_linking(err: &LinkingError) -> &'static Reason {
         LinkingError::Store(StoreError::Corrupt { .. }) => &messages::INTERNAL,
         LinkingError::Store(StoreError::CursorExpired { .. }) => &messages::CURSOR_EXPIRED,
         LinkingError::KindNotConfigured { .. } => &messages::KIND_NOT_CONFIGURED,
-        LinkingError::RedirectUriMismatch => &messages::REDIRECT_URI_MISMATCH,
         LinkingError::SignInFailed { cancelled: true } => &messages::SIGN_IN_CANCELLED,
         LinkingError::RateLimited { .. } => &messages::RATE_LIMITED,
         LinkingError::TooManyWatchers { .. } => &messages::WATCH_STREAMS_EXHAUSTED,
@@ -154,6 +153,8 @@ fn describe_domain(err: &DomainError) -> &'static Reason {
         DomainError::CallerNotAUser => &messages::CALLER_NOT_A_USER,
         DomainError::EtagMismatch => &messages::ETAG_MISMATCH,
         DomainError::PersonalAccountNotLinked => &messages::PERSONAL_ACCOUNT_NOT_LINKED,
+        DomainError::UnknownCertification { .. } => &messages::UNKNOWN_CERTIFICATION,
+        DomainError::RedirectUriMismatch => &messages::REDIRECT_URI_MISMATCH,
     }
 }
 

@@ -120,6 +120,17 @@ pub enum Operation<'a> {
 }
 
 impl Principal {
+    /// Whose links a request is about: the work user it names, or the calling user when it
+    /// names none. A service has no links of its own, and may not read a user's (it lists or
+    /// resolves), so it must name one — and is then refused by [`Self::authorize`].
+    pub fn subject(&self, named: Option<AccountKey>) -> Result<AccountKey, DomainError> {
+        match (named, self.user()) {
+            (Some(named), _) => Ok(named),
+            (None, Some(own)) => Ok(own.clone()),
+            (None, None) => Err(DomainError::NotPermitted),
+        }
+    }
+
     /// The work user acting, for operations only users may perform.
     pub fn user(&self) -> Option<&AccountKey> {
         match self {

@@ -118,8 +118,40 @@ pub struct Certification {
 }
 
 impl Certification {
+    /// A certification as the Learning feed reports it, held to the rules: it belongs to a
+    /// personal account, its id is in the catalog, and it expires (if ever) after it was earned.
+    pub fn parse(
+        catalog: &Catalog,
+        personal: AccountKey,
+        id: CertificationId,
+        earned_at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Self, DomainError> {
+        if !personal.tenant.is_consumer() {
+            return Err(DomainError::NotAPersonalAccount);
+        }
+        if !catalog.knows(&id) {
+            return Err(DomainError::UnknownCertification { id: id.as_str().to_owned() });
+        }
+        if expires_at.is_some_and(|e| e <= earned_at) {
+            return Err(DomainError::InvalidField { field: "expires_at", why: "must be after earned_at" });
+        }
+        Ok(Self { personal, id, earned_at, expires_at, expired: false })
+    }
+
     pub fn is_past_expiry(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Whether `incoming`, a record of the same certification, replaces this one: it expires
+    /// later (or never), or revives an expired one.
+    pub fn renewed_by(&self, incoming: &Certification) -> bool {
+        match (self.expires_at, incoming.expires_at) {
+            _ if self.expired && !incoming.expired => true,
+            (Some(_), None) => true,
+            (Some(a), Some(b)) => b > a,
+            _ => false,
+        }
     }
 }
 
@@ -209,6 +241,40 @@ mod tests {
         org.add(&credit, -1);
         org.add(&credit, -1);
         assert_eq!(org, Credit::default());
+    }
+
+    #[test]
+    fn the_feed_reports_catalogued_certifications_of_personal_accounts() {
+        let catalog = Catalog::default_catalog();
+        let personal = AccountKey::parse(CONSUMER_TENANT, "00000000-0000-0000-0000-000000000001").unwrap();
+        let work = AccountKey::parse("3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01", "00000000-0000-0000-0000-000000000001").unwrap();
+        let id = |raw: &str| CertificationId::parse(raw).unwrap();
+        let now = Utc::now();
+        let parse = |who: &AccountKey, cert: &str, expires| Certification::parse(&catalog, who.clone(), id(cert), now, expires);
+        assert!(parse(&personal, "azure-administrator-associate", None).is_ok());
+        assert_eq!(parse(&work, "azure-administrator-associate", None), Err(DomainError::NotAPersonalAccount));
+        assert!(matches!(parse(&personal, "not-in-the-catalog", None), Err(DomainError::UnknownCertification { .. })));
+        assert!(matches!(
+            parse(&personal, "azure-administrator-associate", Some(now)),
+            Err(DomainError::InvalidField { field: "expires_at", .. })
+        ));
+    }
+
+    #[test]
+    fn a_later_expiry_or_a_revival_renews() {
+        let now = Utc::now();
+        let with = |expires_at: Option<DateTime<Utc>>, expired| Certification {
+            expires_at,
+            expired,
+            ..cert("azure-administrator-associate", expired)
+        };
+        let year = chrono::Duration::days(365);
+        assert!(with(Some(now), false).renewed_by(&with(Some(now + year), false)));
+        assert!(with(Some(now), false).renewed_by(&with(None, false)));
+        assert!(!with(Some(now + year), false).renewed_by(&with(Some(now), false)));
+        assert!(!with(None, false).renewed_by(&with(Some(now + year), false)));
+        assert!(with(Some(now), true).renewed_by(&with(Some(now), false)), "an expired one revived");
+        assert!(!with(Some(now), false).renewed_by(&with(Some(now), false)), "the same record again");
     }
 
     #[test]

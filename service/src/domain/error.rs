@@ -30,6 +30,10 @@ pub enum DomainError {
     PersonalAccountNotLinked,
     #[error("the link changed since it was read (etag mismatch)")]
     EtagMismatch,
+    #[error("{id} is not in the certification catalog")]
+    UnknownCertification { id: String },
+    #[error("the redirect URI differs from the one the flow began with")]
+    RedirectUriMismatch,
 }
 
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;

@@ -37,14 +37,18 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// May `caller` complete this flow at `now`? Ownership is checked first, so a stranger
-    /// holding the state learns nothing about the flow, not even whether it expired.
-    pub fn check_completion(&self, caller: &AccountKey, now: DateTime<Utc>) -> Result<()> {
+    /// May `caller` complete this flow at `now`, on the redirect URI the callback names (if it
+    /// names one)? Ownership is checked first, so a stranger holding the state learns nothing
+    /// about the flow, not even whether it expired.
+    pub fn check_completion(&self, caller: &AccountKey, redirect_uri: Option<&str>, now: DateTime<Utc>) -> Result<()> {
         if &self.owner != caller {
             return Err(DomainError::FlowOwnedByAnotherUser);
         }
         if now >= self.expires_at {
             return Err(DomainError::FlowExpired);
+        }
+        if redirect_uri.is_some_and(|uri| uri != self.redirect_uri) {
+            return Err(DomainError::RedirectUriMismatch);
         }
         Ok(())
     }

@@ -75,6 +75,8 @@ pub struct LinkMode {
     pub transfer: bool,
 }
 
+/// Why a link was removed when its remover gave no reason.
+pub const REASON_USER_REQUEST: &str = "user_request";
 pub const REASON_REPLACED: &str = "replaced";
 pub const REASON_TRANSFERRED: &str = "transferred";
 

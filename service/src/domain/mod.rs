@@ -17,6 +17,7 @@ pub use flow::{DEFAULT_FLOW_TTL, Flow, SealedFlow, StateHash};
 pub(crate) use ids::hex;
 pub use ids::{AccountKey, CONSUMER_TENANT, LinkId, LinkKind, ObjectId, TenantId};
 pub use link::{
-    Link, LinkMode, LinkPlan, NewLink, PersonalProfile, REASON_REPLACED, REASON_TRANSFERRED, Removal, RemovePlan, plan_link, plan_remove,
+    Link, LinkMode, LinkPlan, NewLink, PersonalProfile, REASON_REPLACED, REASON_TRANSFERRED, REASON_USER_REQUEST, Removal, RemovePlan,
+    plan_link, plan_remove,
 };
 pub use organization::{Organization, PartnerId};

@@ -47,7 +47,6 @@ pub(crate) trait Kv {
     fn remove(&self, table: Table, key: &[u8]) -> Result<(), Self::Error>;
     /// Appends to the change feed; the backend gives it the next cursor in commit order.
     fn append_event(&self, event: LinkEvent) -> Result<(), Self::Error>;
-    fn catalog(&self) -> &Catalog;
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -174,8 +173,8 @@ pub(crate) fn certs_of<K: Kv>(kv: &K, personal: &AccountKey) -> Result<Vec<Certi
     }
 }
 
-fn contribution<K: Kv>(kv: &K, personal: &AccountKey) -> Result<Credit, K::Error> {
-    Ok(Credit::of_person(kv.catalog(), &certs_of(kv, personal)?))
+fn contribution<K: Kv>(kv: &K, catalog: &Catalog, personal: &AccountKey) -> Result<Credit, K::Error> {
+    Ok(Credit::of_person(catalog, &certs_of(kv, personal)?))
 }
 
 pub(crate) fn stored_credit<K: Kv>(kv: &K, tenant: &TenantId) -> Result<StoredCredit, K::Error> {
@@ -201,28 +200,28 @@ fn add_credit<K: Kv>(kv: &K, tenant: &TenantId, delta: &Credit, sign: i64) -> Re
 
 /// Takes a link out of both uniqueness indexes and, for Microsoft Learning, its person's
 /// contribution out of the organisation's credit.
-fn retire<K: Kv>(kv: &K, tombstone: &Link) -> Result<(), K::Error> {
+fn retire<K: Kv>(kv: &K, catalog: &Catalog, tombstone: &Link) -> Result<(), K::Error> {
     let work_key = index_key(tombstone.kind, &tombstone.work);
     put_link(kv, tombstone)?;
     kv.remove(Table::ByWork, &work_key)?;
     kv.remove(Table::ByPersonal, &index_key(tombstone.kind, &tombstone.personal))?;
     kv.insert(Table::LastRemoved, &work_key, &index_entry(tombstone))?;
     kv.remove(Table::ActiveByTenant, &active_key(tombstone))?;
-    if tombstone.kind == LinkKind::MicrosoftLearning {
-        add_credit(kv, &tombstone.work.tenant, &contribution(kv, &tombstone.personal)?, -1)?;
+    if tombstone.kind.earns_credit() {
+        add_credit(kv, &tombstone.work.tenant, &contribution(kv, catalog, &tombstone.personal)?, -1)?;
     }
     Ok(())
 }
 
 /// Records a verified association per [`plan_link`]: tombstones first (leaving the
 /// indexes), then the new link, its events, and the credit of every organisation involved.
-pub(crate) fn link<K: Kv>(kv: &K, new: &NewLink, mode: LinkMode, now: DateTime<Utc>) -> Result<Link, K::Error> {
+pub(crate) fn link<K: Kv>(kv: &K, catalog: &Catalog, new: &NewLink, mode: LinkMode, now: DateTime<Utc>) -> Result<Link, K::Error> {
     let of_work = load_indexed(kv, Table::ByWork, &index_key(new.kind, &new.work))?;
     let of_personal = load_indexed(kv, Table::ByPersonal, &index_key(new.kind, &new.personal))?;
     let plan = plan_link(new.clone(), mode, of_work.as_ref(), of_personal.as_ref(), now).map_err(StoreError::from)?;
     if let LinkPlan::Create { create, retire: old } = &plan {
         for old in old {
-            retire(kv, old)?;
+            retire(kv, catalog, old)?;
         }
         put_link(kv, create)?;
         kv.insert(Table::ByTenant, &tenant_key(&create.work.tenant, Some(&create.id)), &[])?;
@@ -230,8 +229,8 @@ pub(crate) fn link<K: Kv>(kv: &K, new: &NewLink, mode: LinkMode, now: DateTime<U
         let entry = index_entry(create);
         kv.insert(Table::ByWork, &index_key(create.kind, &create.work), &entry)?;
         kv.insert(Table::ByPersonal, &index_key(create.kind, &create.personal), &entry)?;
-        if create.kind == LinkKind::MicrosoftLearning {
-            add_credit(kv, &create.work.tenant, &contribution(kv, &create.personal)?, 1)?;
+        if create.kind.earns_credit() {
+            add_credit(kv, &create.work.tenant, &contribution(kv, catalog, &create.personal)?, 1)?;
         }
         for (event_type, link, previous) in plan.events() {
             kv.append_event(LinkEvent::new(0, event_type, link, previous, now))?;
@@ -242,24 +241,27 @@ pub(crate) fn link<K: Kv>(kv: &K, new: &NewLink, mode: LinkMode, now: DateTime<U
     })
 }
 
+/// What a removal asks for: the `kind` link of `work`, removed by `by` for `reason`, when it
+/// still has `expected_etag` (if given).
+pub(crate) struct Removing<'a> {
+    pub kind: LinkKind,
+    pub work: &'a AccountKey,
+    pub by: &'a AccountKey,
+    pub reason: &'a str,
+    pub expected_etag: Option<&'a str>,
+}
+
 /// "Remove access" per [`plan_remove`]: a tombstone in place of the active link, or the
 /// latest tombstone again when nothing is active.
-pub(crate) fn remove<K: Kv>(
-    kv: &K,
-    kind: LinkKind,
-    work: &AccountKey,
-    by: &AccountKey,
-    reason: &str,
-    expected_etag: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<Link, K::Error> {
+pub(crate) fn remove<K: Kv>(kv: &K, catalog: &Catalog, removing: &Removing<'_>, now: DateTime<Utc>) -> Result<Link, K::Error> {
+    let Removing { kind, work, by, reason, expected_etag } = *removing;
     let work_key = index_key(kind, work);
     let active = load_indexed(kv, Table::ByWork, &work_key)?;
     let last = load_indexed(kv, Table::LastRemoved, &work_key)?;
     match plan_remove(kind, active.as_ref(), last, by, reason, expected_etag, now).map_err(StoreError::from)? {
         RemovePlan::AlreadyRemoved(tombstone) => Ok(tombstone),
         RemovePlan::Retire(tombstone) => {
-            retire(kv, &tombstone)?;
+            retire(kv, catalog, &tombstone)?;
             kv.append_event(LinkEvent::new(0, EventType::Removed, &tombstone, None, now))?;
             Ok(tombstone)
         }
@@ -267,20 +269,33 @@ pub(crate) fn remove<K: Kv>(
 }
 
 /// Replaces a person's certifications, moving the difference in their contribution into
-/// the credit of the organisation their Microsoft Learning link belongs to, if any.
-fn replace_certs<K: Kv>(kv: &K, personal: &AccountKey, before: &[Certification], after: &[Certification]) -> Result<(), K::Error> {
+/// the credit of the organisation each of their crediting links belongs to, if any.
+fn replace_certs<K: Kv>(
+    kv: &K,
+    catalog: &Catalog,
+    personal: &AccountKey,
+    before: &[Certification],
+    after: &[Certification],
+) -> Result<(), K::Error> {
     kv.insert(Table::Certs, &personal_key(personal), &encode(&after)?)?;
-    if let Some(link) = load_indexed(kv, Table::ByPersonal, &index_key(LinkKind::MicrosoftLearning, personal))? {
-        let mut delta = Credit::of_person(kv.catalog(), after);
-        delta.add(&Credit::of_person(kv.catalog(), before), -1);
-        add_credit(kv, &link.work.tenant, &delta, 1)?;
+    for kind in LinkKind::crediting() {
+        if let Some(link) = load_indexed(kv, Table::ByPersonal, &index_key(kind, personal))? {
+            let mut delta = Credit::of_person(catalog, after);
+            delta.add(&Credit::of_person(catalog, before), -1);
+            add_credit(kv, &link.work.tenant, &delta, 1)?;
+        }
     }
     Ok(())
 }
 
 /// Records certifications (idempotent per person and certification id; a later expiry
 /// renews) with the credit of the organisations they count for.
-pub(crate) fn record_certifications<K: Kv>(kv: &K, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>, K::Error> {
+pub(crate) fn record_certifications<K: Kv>(
+    kv: &K,
+    catalog: &Catalog,
+    batch: &[Certification],
+    now: DateTime<Utc>,
+) -> Result<Vec<Recorded>, K::Error> {
     let mut outcomes = Vec::with_capacity(batch.len());
     for incoming in batch {
         let before = certs_of(kv, &incoming.personal)?;
@@ -288,7 +303,7 @@ pub(crate) fn record_certifications<K: Kv>(kv: &K, batch: &[Certification], now:
         let fresh = Certification { expired: incoming.is_past_expiry(now), ..incoming.clone() };
         let outcome = match after.iter_mut().find(|c| c.id == incoming.id) {
             // A renewal: a later (or no) expiry replaces the recorded one.
-            Some(current) if renews(current, &fresh) => {
+            Some(current) if current.renewed_by(&fresh) => {
                 if let Some(key) = expiry_key(current) {
                     kv.remove(Table::Expiry, &key)?;
                 }
@@ -305,26 +320,16 @@ pub(crate) fn record_certifications<K: Kv>(kv: &K, batch: &[Certification], now:
             if let Some(key) = expiry_key(&fresh).filter(|_| !fresh.expired) {
                 kv.insert(Table::Expiry, &key, &[])?;
             }
-            replace_certs(kv, &incoming.personal, &before, &after)?;
+            replace_certs(kv, catalog, &incoming.personal, &before, &after)?;
         }
         outcomes.push(outcome);
     }
     Ok(outcomes)
 }
 
-/// Whether `incoming` replaces `current`: it expires later (or never), or revives an expired one.
-fn renews(current: &Certification, incoming: &Certification) -> bool {
-    match (current.expires_at, incoming.expires_at) {
-        _ if current.expired && !incoming.expired => true,
-        (Some(_), None) => true,
-        (Some(a), Some(b)) => b > a,
-        _ => false,
-    }
-}
-
 /// Expires the certifications of these expiry-index entries (found due at `now`), taking
 /// them out of credit; returns how many expired. Entries gone meanwhile are skipped.
-pub(crate) fn expire_due<K: Kv>(kv: &K, due: &[Vec<u8>], now: DateTime<Utc>) -> Result<usize, K::Error> {
+pub(crate) fn expire_due<K: Kv>(kv: &K, catalog: &Catalog, due: &[Vec<u8>], now: DateTime<Utc>) -> Result<usize, K::Error> {
     let mut count = 0;
     for key in due {
         if kv.get(Table::Expiry, key)?.is_none() {
@@ -338,7 +343,7 @@ pub(crate) fn expire_due<K: Kv>(kv: &K, due: &[Vec<u8>], now: DateTime<Utc>) -> 
             cert.expired = true;
             count += 1;
         }
-        replace_certs(kv, &personal, &before, &after)?;
+        replace_certs(kv, catalog, &personal, &before, &after)?;
     }
     Ok(count)
 }

@@ -191,7 +191,7 @@ impl RedisStore {
             let (links, next) = self.tenant_batch(tenant, start).await?;
             let people: Vec<Vec<u8>> = links
                 .iter()
-                .filter(|link| link.is_active() && link.kind == LinkKind::MicrosoftLearning)
+                .filter(|link| link.is_active() && link.kind.earns_credit())
                 .map(|link| self.keys.entry("certs", &personal_key(&link.personal)))
                 .collect();
             for bytes in self.mget(people).await?.into_iter().flatten() {
@@ -355,7 +355,7 @@ impl Store for RedisStore {
     }
 
     async fn link(&self, new: NewLink, mode: LinkMode, now: DateTime<Utc>) -> Result<Link> {
-        Ok(self.transact(|tx| changes::link(tx, &new, mode, now)).await?.0)
+        Ok(self.transact(|tx| changes::link(tx, &self.catalog, &new, mode, now)).await?.0)
     }
 
     async fn remove(
@@ -367,7 +367,8 @@ impl Store for RedisStore {
         expected_etag: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Link> {
-        Ok(self.transact(|tx| changes::remove(tx, kind, work, by, reason, expected_etag, now)).await?.0)
+        let removing = changes::Removing { kind, work, by, reason, expected_etag };
+        Ok(self.transact(|tx| changes::remove(tx, &self.catalog, &removing, now)).await?.0)
     }
 
     async fn active_links(&self, work: &AccountKey) -> Result<Vec<Link>> {
@@ -467,7 +468,7 @@ impl Store for RedisStore {
     }
 
     async fn record_certifications(&self, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>> {
-        Ok(self.transact(|tx| changes::record_certifications(tx, batch, now)).await?.0)
+        Ok(self.transact(|tx| changes::record_certifications(tx, &self.catalog, batch, now)).await?.0)
     }
 
     async fn expire_certifications(&self, now: DateTime<Utc>) -> Result<usize> {
@@ -478,7 +479,7 @@ impl Store for RedisStore {
             if due.is_empty() {
                 return Ok(expired);
             }
-            expired += self.transact(|tx| changes::expire_due(tx, &due, now)).await?.0;
+            expired += self.transact(|tx| changes::expire_due(tx, &self.catalog, &due, now)).await?.0;
         }
     }
 

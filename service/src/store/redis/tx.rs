@@ -10,7 +10,7 @@ use redis::Script;
 
 use super::{RedisStore, Slot, unavailable};
 use crate::{
-    domain::{Catalog, LinkEvent},
+    domain::LinkEvent,
     store::{
         Result, StoreError,
         changes::{Kv, Table, encode},
@@ -152,7 +152,6 @@ enum Write {
 /// "absent" and is noted; a run that noted any is thrown away once they are fetched.
 pub(super) struct Attempt<'a> {
     snapshot: &'a HashMap<Entry, Option<Vec<u8>>>,
-    catalog: &'a Catalog,
     /// This run's own writes, visible to its later reads.
     written: RefCell<HashMap<Entry, Option<Vec<u8>>>>,
     /// Snapshot entries this run read: the guards.
@@ -200,10 +199,6 @@ impl Kv for Attempt<'_> {
         self.writes.borrow_mut().push(Write::Event(encode(&event)?));
         Ok(())
     }
-
-    fn catalog(&self) -> &Catalog {
-        self.catalog
-    }
 }
 
 impl RedisStore {
@@ -217,7 +212,6 @@ impl RedisStore {
             let (outcome, attempt) = loop {
                 let attempt = Attempt {
                     snapshot: &snapshot,
-                    catalog: &self.catalog,
                     written: RefCell::default(),
                     read: RefCell::default(),
                     missing: RefCell::default(),

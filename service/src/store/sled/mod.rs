@@ -195,7 +195,6 @@ impl SledStore {
                     certs,
                     credit,
                     expiry,
-                    catalog: &self.catalog,
                     last_event: std::cell::Cell::new(None),
                 };
                 Ok((f(&tx)?, tx.last_event.get()))
@@ -249,7 +248,7 @@ impl SledStore {
                 return Err(StoreError::Corrupt { detail: "the tenant index points at a missing link".into() });
             };
             let link: Link = decode(&bytes)?;
-            if link.is_active() && link.kind == LinkKind::MicrosoftLearning {
+            if link.is_active() && link.kind.earns_credit() {
                 credit.add(&Credit::of_person(&self.catalog, &self.certs_of(&link.personal)?), 1);
             }
         }
@@ -358,7 +357,16 @@ impl Pass {
         }
         // The holders come in personal-key order, the order certifications are kept in, so
         // both trees are read front to back: each page read serves the entries that follow.
-        let prefix = index_prefix(LinkKind::MicrosoftLearning);
+        for kind in LinkKind::crediting() {
+            self.add_holders(kind, &mut all)?;
+        }
+        Ok(all)
+    }
+
+    /// Adds the contribution of every holder of a `kind` link to its organisation's recomputation.
+    fn add_holders(&self, kind: LinkKind, all: &mut BTreeMap<TenantId, Recomputed>) -> Result<()> {
+        let corrupt = |detail: String| StoreError::Corrupt { detail };
+        let prefix = index_prefix(kind);
         for entry in self.by_personal.scan_prefix(&prefix) {
             let (key, held) = entry.map_err(unavailable)?;
             let tenant = match entry_tenant(&held)? {
@@ -374,7 +382,7 @@ impl Pass {
             };
             all.entry(tenant).or_default().recomputed.add(&Credit::of_person(&self.catalog, &certs), 1);
         }
-        Ok(all)
+        Ok(())
     }
 }
 

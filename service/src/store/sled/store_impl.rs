@@ -33,7 +33,7 @@ impl Store for SledStore {
     }
 
     async fn link(&self, new: NewLink, mode: LinkMode, now: DateTime<Utc>) -> Result<Link> {
-        let (link, last_event) = self.transact(|tx| changes::link(tx, &new, mode, now))?;
+        let (link, last_event) = self.transact(|tx| changes::link(tx, &self.catalog, &new, mode, now))?;
         // Also for an unchanged link: its creator's flush may not have finished yet.
         self.committed(last_event).await?;
         Ok(link)
@@ -48,7 +48,8 @@ impl Store for SledStore {
         expected_etag: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Link> {
-        let (tombstone, last_event) = self.transact(|tx| changes::remove(tx, kind, work, by, reason, expected_etag, now))?;
+        let removing = changes::Removing { kind, work, by, reason, expected_etag };
+        let (tombstone, last_event) = self.transact(|tx| changes::remove(tx, &self.catalog, &removing, now))?;
         self.committed(last_event).await?;
         Ok(tombstone)
     }
@@ -147,7 +148,7 @@ impl Store for SledStore {
     }
 
     async fn record_certifications(&self, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>> {
-        let (outcomes, _) = self.transact(|tx| changes::record_certifications(tx, batch, now))?;
+        let (outcomes, _) = self.transact(|tx| changes::record_certifications(tx, &self.catalog, batch, now))?;
         self.commit.durable().await?;
         Ok(outcomes)
     }
@@ -167,7 +168,7 @@ impl Store for SledStore {
             if due.is_empty() {
                 break;
             }
-            expired += self.transact(|tx| changes::expire_due(tx, &due, now))?.0;
+            expired += self.transact(|tx| changes::expire_due(tx, &self.catalog, &due, now))?.0;
             self.commit.durable().await?;
         }
         Ok(expired)

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use crate::{
-    domain::{Catalog, LinkEvent},
+    domain::LinkEvent,
     store::{
         StoreError,
         changes::{Kv, Table, encode},
@@ -28,7 +28,6 @@ pub(super) struct Tx<'a> {
     pub certs: &'a TransactionalTree,
     pub credit: &'a TransactionalTree,
     pub expiry: &'a TransactionalTree,
-    pub catalog: &'a Catalog,
     /// The cursor of the last event this transaction appended.
     pub last_event: Cell<Option<u64>>,
 }
@@ -77,10 +76,6 @@ impl Kv for Tx<'_> {
         self.events.insert(&event.cursor.to_be_bytes(), encode(&event)?)?;
         self.last_event.set(Some(event.cursor));
         Ok(())
-    }
-
-    fn catalog(&self) -> &Catalog {
-        self.catalog
     }
 }
 
