@@ -17,7 +17,7 @@ use std::{path::Path, process::Command, sync::Arc, time::Instant};
 
 use chrono::{Duration, Utc};
 use idlink_service::{
-    credits::Credits,
+    credits::{Credits, RecalculationItem},
     domain::{
         AccountKey, CONSUMER_TENANT, Catalog, Certification, CertificationId, LinkKind, LinkMode, NewLink, PersonalProfile, TenantId,
     },
@@ -134,11 +134,12 @@ async fn recalculate(dir: &Path) {
         request_id: "recalc-throughput".into(),
         peer: None,
     };
-    let mut all = credits.recalculate_all(&job).unwrap();
-    while let Some(outcome) = all.next().await {
-        let (_, r) = outcome.unwrap();
-        drifted += u64::from(r.stored != r.recomputed);
-        done += 1;
+    let mut all = credits.recalculation(&job, Vec::new()).unwrap();
+    while let Some(item) = futures_util::StreamExt::next(&mut all).await {
+        if let RecalculationItem::Organization { outcome, .. } = item.unwrap() {
+            drifted += u64::from(outcome.stored != outcome.recomputed);
+            done += 1;
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(

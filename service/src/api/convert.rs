@@ -4,10 +4,15 @@
 use chrono::{DateTime, Utc};
 use idlink_proto::v1 as pb;
 
-use super::status::ApiError;
-use crate::domain::{
-    AccountKey, Catalog, Certification, CertificationId, Credit, DomainError, EventType, Link, LinkEvent, LinkKind, Organization,
-    Principal, Tally, TenantId,
+use super::{page_token::PageTokens, status::ApiError};
+use crate::{
+    credits::{RecalculationItem, RecordSummary},
+    domain::{
+        AccountKey, Catalog, Certification, CertificationId, Credit, DomainError, EventType, Link, LinkEvent, LinkKind, LinkMode,
+        Organization, PartnerId, Principal, Tally, TenantId,
+    },
+    linking::{BeginRequest, Begun, CompleteRequest, RemoveRequest},
+    store::{LinkPage, ListQuery},
 };
 
 pub fn kind(raw: i32) -> Result<LinkKind, ApiError> {
@@ -145,4 +150,145 @@ pub fn certification(catalog: &Catalog, c: &pb::Certification) -> Result<Certifi
     let id = CertificationId::parse(&c.certification_id)?;
     let earned_at = time("earned_at", c.earned_at.as_ref())?.ok_or(DomainError::InvalidField { field: "earned_at", why: "is required" })?;
     Certification::parse(catalog, personal, id, earned_at, time("expires_at", c.expires_at.as_ref())?)
+}
+
+// --- requests ---
+
+pub fn begin_request(r: &pb::BeginLinkRequest) -> Result<BeginRequest<'_>, ApiError> {
+    Ok(BeginRequest {
+        kind: kind(r.kind)?,
+        redirect_uri: text("redirect_uri", &r.redirect_uri, 2048)?,
+        login_hint: optional_text("login_hint", r.login_hint.as_deref(), 256)?,
+        mode: LinkMode { replace_existing: r.replace_existing, transfer: r.transfer },
+    })
+}
+
+pub fn complete_request(r: &pb::CompleteLinkRequest) -> Result<CompleteRequest<'_>, ApiError> {
+    let error = optional_text("error", r.error.as_deref(), 256)?;
+    Ok(CompleteRequest {
+        state: text("state", &r.state, 512)?,
+        code: if error.is_some() { "" } else { text("code", &r.code, 4096)? },
+        iss: optional_text("iss", r.iss.as_deref(), 2048)?,
+        error,
+        redirect_uri: optional_text("redirect_uri", r.redirect_uri.as_deref(), 2048)?,
+    })
+}
+
+pub fn remove_request(r: &pb::RemoveLinkRequest) -> Result<RemoveRequest<'_>, ApiError> {
+    Ok(RemoveRequest {
+        kind: kind(r.kind)?,
+        named: named_user(r.user.as_ref())?,
+        reason: optional_text("reason", Some(r.reason.as_str()), 200)?,
+        etag: optional_text("etag", Some(r.etag.as_str()), 64)?,
+    })
+}
+
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 200;
+
+/// A ListLinks page size: [`DEFAULT_PAGE_SIZE`] for 0, at most [`MAX_PAGE_SIZE`].
+pub fn page_limit(page_size: i32) -> Result<usize, ApiError> {
+    match page_size {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n < 0 => Err(ApiError::InvalidArgument { field: "page_size", why: "must not be negative" }),
+        n => Ok(usize::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE)),
+    }
+}
+
+/// The organisation, the listing query and, from the page token, where it resumes.
+pub fn list_request(r: &pb::ListLinksRequest, tokens: &PageTokens) -> Result<(TenantId, ListQuery), ApiError> {
+    let organization = tenant("organization_id", &r.organization_id)?;
+    let kind = if r.kind == pb::LinkKind::Unspecified as i32 { None } else { Some(kind(r.kind)?) };
+    let after = match r.page_token.as_str() {
+        "" => None,
+        token => Some(tokens.open(token, &organization, kind, r.include_removed)?),
+    };
+    Ok((organization, ListQuery { kind, include_removed: r.include_removed, after, limit: page_limit(r.page_size)? }))
+}
+
+pub fn personal_account(raw: Option<&pb::AccountRef>) -> Result<AccountKey, ApiError> {
+    let raw = raw.ok_or(ApiError::InvalidArgument { field: "personal_account", why: "is required" })?;
+    Ok(AccountKey::parse(&raw.tenant_id, &raw.object_id)?)
+}
+
+pub fn tenants(field: &'static str, raw: &[String]) -> Result<Vec<TenantId>, ApiError> {
+    raw.iter().map(|id| tenant(field, id)).collect()
+}
+
+pub fn organization(r: &pb::UpsertOrganizationRequest, now: DateTime<Utc>) -> Result<Organization, ApiError> {
+    Ok(Organization {
+        tenant: tenant("tenant_id", &r.tenant_id)?,
+        partner_id: PartnerId::parse(&r.partner_id)?,
+        name: text("name", &r.name, 256)?.to_owned(),
+        updated_at: now,
+    })
+}
+
+// --- answers ---
+
+pub fn begun(begun: Begun) -> pb::BeginLinkResponse {
+    pb::BeginLinkResponse { authorization_url: begun.authorization_url, state: begun.state, expires_at: Some(timestamp(begun.expires_at)) }
+}
+
+pub fn links(links: &[Link], viewer: &Principal) -> Vec<pb::Link> {
+    links.iter().map(|l| link(l, viewer)).collect()
+}
+
+pub fn link_page(
+    page: &LinkPage,
+    organization: &TenantId,
+    query: &ListQuery,
+    tokens: &PageTokens,
+    viewer: &Principal,
+) -> pb::ListLinksResponse {
+    pb::ListLinksResponse {
+        links: links(&page.links, viewer),
+        next_page_token: page.next.as_ref().map(|n| tokens.seal(organization, query.kind, query.include_removed, n)).unwrap_or_default(),
+    }
+}
+
+pub fn resolved(resolved: &Link, viewer: &Principal) -> pb::ResolvePersonalAccountResponse {
+    pb::ResolvePersonalAccountResponse {
+        work_user: link(resolved, viewer).work_user,
+        organization_id: resolved.work.tenant.as_str().to_owned(),
+        link_id: resolved.id.as_str().to_owned(),
+    }
+}
+
+pub fn organization_answer(saved: Organization) -> pb::Organization {
+    pb::Organization {
+        organization_id: saved.tenant.as_str().to_owned(),
+        partner_id: saved.partner_id.as_str().to_owned(),
+        name: saved.name,
+        updated_at: Some(timestamp(saved.updated_at)),
+    }
+}
+
+pub fn record_summary(summary: RecordSummary) -> pb::RecordCertificationsResponse {
+    pb::RecordCertificationsResponse {
+        accepted: summary.accepted,
+        duplicates: summary.duplicates,
+        rejected: summary.rejected,
+        rejections: summary
+            .rejections
+            .into_iter()
+            .map(|(index, why)| pb::Rejection {
+                index,
+                reason: super::status::reason(&why.clone().into()).to_owned(),
+                detail: why.to_string(),
+            })
+            .collect(),
+    }
+}
+
+pub fn recalculation_item(catalog: &Catalog, item: RecalculationItem) -> pb::RecalculateCreditsResponse {
+    use pb::recalculate_credits_response::Item;
+    let item = match item {
+        RecalculationItem::Organization { tenant, outcome, organization } => Item::Organization(pb::OrganizationRecalculation {
+            credit: Some(credit(catalog, &tenant, &outcome.recomputed, organization.as_ref())),
+            drift: drift(catalog, &outcome.stored, &outcome.recomputed),
+        }),
+        RecalculationItem::Summary { organizations, drifted } => Item::Summary(pb::RecalculationSummary { organizations, drifted }),
+    };
+    pb::RecalculateCreditsResponse { item: Some(item) }
 }

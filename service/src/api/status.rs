@@ -25,8 +25,8 @@ pub enum ApiError {
     InvalidArgument { field: &'static str, why: &'static str },
     #[error("idlinkd is starting")]
     Starting,
-    #[error("idlinkd is shutting down")]
-    ShuttingDown,
+    #[error("a message of the client's stream could not be read")]
+    MalformedStream,
     #[error("the first attempt with this request_id is still running")]
     RequestInFlight,
     #[error("a remembered answer cannot be read back")]
@@ -90,7 +90,7 @@ fn describe(err: &ApiError) -> &'static Reason {
     match err {
         ApiError::InvalidArgument { .. } => &messages::INVALID_ARGUMENT,
         ApiError::Starting => &messages::STARTING,
-        ApiError::ShuttingDown => &messages::SHUTTING_DOWN,
+        ApiError::MalformedStream => &messages::INVALID_ARGUMENT,
         ApiError::RequestInFlight => &messages::REQUEST_IN_FLIGHT,
         ApiError::StoredAnswerUnreadable => &messages::INTERNAL,
         ApiError::RequestIdsExhausted { .. } => &messages::REQUEST_IDS_EXHAUSTED,
@@ -120,6 +120,7 @@ fn describe_linking(err: &LinkingError) -> &'static Reason {
         LinkingError::RateLimited { .. } => &messages::RATE_LIMITED,
         LinkingError::TooManyWatchers { .. } => &messages::WATCH_STREAMS_EXHAUSTED,
         LinkingError::RecalculationRunning => &messages::RECALCULATION_RUNNING,
+        LinkingError::ShuttingDown => &messages::SHUTTING_DOWN,
         LinkingError::SignInFailed { cancelled: false } => &messages::SIGN_IN_FAILED,
         LinkingError::Oidc(o) => describe_oidc(o),
     }

@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use idlink_client::{ClientOptions, IdlinkClient, pb};
 use idlink_service::{
     api::refusals::LINES_PER_WINDOW,
-    domain::{Credit, TenantId},
+    domain::{Credit, Tally, TenantId},
 };
 use idlink_tests::*;
 use tonic::Code;
@@ -84,11 +84,14 @@ async fn a_caller_has_so_many_request_ids_a_day() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recalculations_are_one_full_run_at_a_time_and_name_at_most_a_thousand() {
     let app = TestApp::spawn().await;
-    // Enough organisations that a full run's answers outgrow the connection's window: an
-    // unread stream keeps it running.
-    for o in 0..1500u32 {
+    // Enough organisations, each with drift in every area to report, that a full run's
+    // answers (about 1.2 MB) outgrow what the connection buffers (the client's window, the
+    // server's send buffer: under 0.5 MB): an unread stream keeps the run going.
+    let catalog = idlink_service::domain::Catalog::default_catalog();
+    let drifted = Credit(catalog.areas().iter().map(|a| (a.id.clone(), Tally { people: 1, certifications: 1 })).collect());
+    for o in 0..2000u32 {
         let tenant = TenantId::parse(&format!("{o:08x}-0000-4000-8000-00000000ca1c")).unwrap();
-        app.store.overwrite_credit(&tenant, &Credit::default()).await.unwrap();
+        app.store.overwrite_credit(&tenant, &drifted).await.unwrap();
     }
     let job = app.client_with_request_id(Some(app.idp.app_token("credit-recalculation").unwrap()), Some("second-full-run")).await;
     let mut first = job.recalculate_credits(Vec::new()).await.unwrap();

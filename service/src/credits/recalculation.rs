@@ -1,66 +1,52 @@
-//! Certification credit and organisations as callers see them: authorization (the domain
-//! table), then the store. Knows nothing of gRPC.
+//! Recalculating credit from the source records: the named organisations, or every one (one
+//! full run at a time per replica), answered in order as a stream, each repairing the drift
+//! it finds, then a summary.
 
 use std::{
     collections::{BTreeMap, VecDeque},
+    pin::Pin,
     sync::Arc,
 };
 
-use chrono::{DateTime, Utc};
+use futures_util::Stream;
 
+use super::Credits;
 use crate::{
-    domain::{Catalog, Certification, Credit, Operation, Organization, TenantId},
+    domain::{DomainError, Operation, Organization, TenantId},
     linking::{Actor, LinkingError, Result},
-    store::{DynStore, Recalculation, Recomputed, Recorded, StoreError},
+    store::{Recalculation, Recomputed, StoreError},
 };
 
 /// Organisations read at a time when recalculating all of them.
 const RECALC_PAGE: usize = 64;
 /// The most organisations one RecalculateCredits call may name.
 pub const MAX_NAMED_ORGANIZATIONS: usize = 1000;
+/// How often one organisation is recomputed when writers keep changing its credit meanwhile.
+const MAX_ATTEMPTS: usize = 16;
 
-pub struct Credits {
-    store: DynStore,
-    catalog: Arc<Catalog>,
-    /// One full recalculation at a time on this replica (one peaks at hundreds of MiB).
-    full_run: Arc<tokio::sync::Semaphore>,
-    /// Organisations recalculated at once on this replica, by all calls together.
-    workers: Arc<tokio::sync::Semaphore>,
-    parallel: usize,
+/// One answer of a recalculation stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecalculationItem {
+    /// An organisation recalculated (its stored credit repaired when it drifted).
+    Organization { tenant: TenantId, outcome: Recalculation, organization: Option<Organization> },
+    /// The last answer.
+    Summary { organizations: u64, drifted: u64 },
 }
 
+pub type RecalculationStream = Pin<Box<dyn Stream<Item = Result<RecalculationItem>> + Send>>;
+
 impl Credits {
-    pub fn new(store: DynStore, catalog: Arc<Catalog>) -> Self {
-        let parallel = std::thread::available_parallelism().map_or(2, usize::from);
-        Self {
-            store,
-            catalog,
-            full_run: Arc::new(tokio::sync::Semaphore::new(1)),
-            workers: Arc::new(tokio::sync::Semaphore::new(parallel)),
-            parallel,
+    /// RecalculateCredits: the named organisations (at most [`MAX_NAMED_ORGANIZATIONS`]) or,
+    /// naming none, every one. Refusals — the caller, too many named, a full run already going
+    /// on this replica — come before the stream; dropping the stream stops the work.
+    pub fn recalculation(self: &Arc<Self>, actor: &Actor, named: Vec<TenantId>) -> Result<RecalculationStream> {
+        self.authorize(actor, Operation::RecalculateCredits)?;
+        if named.len() > MAX_NAMED_ORGANIZATIONS {
+            return Err(DomainError::InvalidField { field: "organization_ids", why: "names more than 1000 organisations" }.into());
         }
-    }
-
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
-    }
-
-    pub fn authorize(&self, actor: &Actor, operation: Operation<'_>) -> Result<()> {
-        Ok(actor.principal.authorize(operation)?)
-    }
-
-    /// One batch of the Learning feed (the caller was authorized when the stream opened).
-    pub async fn record(&self, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>> {
-        Ok(self.store.record_certifications(batch, now).await?)
-    }
-
-    pub async fn credit_of(&self, actor: &Actor, organization: &TenantId) -> Result<(Credit, Option<Organization>)> {
-        self.authorize(actor, Operation::ReadCredit { organization })?;
-        Ok((self.store.credit(organization).await?, self.store.organization(organization).await?))
-    }
-
-    pub async fn organization(&self, organization: &TenantId) -> Result<Option<Organization>> {
-        Ok(self.store.organization(organization).await?)
+        let recalculations = if named.is_empty() { self.recalculate_all(actor)? } else { self.recalculate_named(named) };
+        let state = Streaming { recalculations, request_id: actor.request_id.clone(), organizations: 0, drifted: 0, ended: false };
+        Ok(Box::pin(futures_util::stream::unfold(state, Streaming::next)))
     }
 
     /// Starts recalculating the organisations of `page`, as many at a time as there are cores
@@ -73,14 +59,21 @@ impl Credits {
         running
     }
 
-    /// Recomputes one organisation (the caller was authorized when the stream opened).
-    pub async fn recalculate(&self, organization: &TenantId) -> Result<Recalculation> {
-        Ok(Self::repaired(organization, self.store.recalculate(organization).await?))
+    /// Recomputes one organisation and stores the result when it drifted, consistently with
+    /// concurrent writers: when one changed the credit meanwhile, it recomputes again.
+    pub(super) async fn recalculate(&self, organization: &TenantId) -> Result<Recalculation> {
+        for _ in 0..MAX_ATTEMPTS {
+            let recomputed = self.store.recompute(organization).await?;
+            if self.store.commit_recomputed(organization, &recomputed).await? {
+                return Ok(Self::repaired(organization, recomputed.into()));
+            }
+        }
+        Err(StoreError::Unavailable { detail: format!("credit of {} kept changing during recalculation", organization.as_str()) }.into())
     }
 
     /// Starts recalculating the named organisations (at most [`MAX_NAMED_ORGANIZATIONS`]), a
     /// page of [`Self::recalculate_page`]. Answers in the order named.
-    pub fn recalculate_named(self: &Arc<Self>, named: Vec<TenantId>) -> Recalculations {
+    pub(super) fn recalculate_named(self: &Arc<Self>, named: Vec<TenantId>) -> Recalculations {
         Recalculations {
             credits: self.clone(),
             pass: Pass::Absent,
@@ -97,7 +90,7 @@ impl Credits {
     /// [`Self::recalculate_page`] otherwise. Answers in organisation order; the pass runs
     /// before the first answer. One at a time per replica: a second while one runs is refused
     /// here, before anything is read.
-    pub fn recalculate_all(self: &Arc<Self>, actor: &Actor) -> Result<Recalculations> {
+    pub(super) fn recalculate_all(self: &Arc<Self>, actor: &Actor) -> Result<Recalculations> {
         let Ok(permit) = self.full_run.clone().try_acquire_owned() else {
             tracing::info!(target: "audit", action = "credit.recalculate", outcome = "refused", reason = "RECALCULATION_RUNNING",
                 request_id = actor.request_id, "mutation refused");
@@ -119,7 +112,7 @@ impl Credits {
     async fn commit(&self, organization: &TenantId, recomputed: Recomputed) -> Result<Recalculation> {
         let outcome = match self.store.commit_recomputed(organization, &recomputed).await? {
             true => recomputed.into(),
-            false => self.store.recalculate(organization).await?,
+            false => return self.recalculate(organization).await,
         };
         Ok(Self::repaired(organization, outcome))
     }
@@ -130,26 +123,41 @@ impl Credits {
         }
         outcome
     }
+}
 
-    pub async fn upsert_organization(&self, actor: &Actor, organization: Organization) -> Result<Organization> {
-        let outcome = async {
-            self.authorize(actor, Operation::UpsertOrganization)?;
-            self.store.upsert_organization(&organization).await?;
-            Ok::<_, LinkingError>(organization)
-        }
-        .await;
-        match &outcome {
-            Ok(o) => tracing::info!(target: "audit", action = "organization.upsert", outcome = "ok", organization = o.tenant.as_str(),
-                partner_id = o.partner_id.as_str(), request_id = actor.request_id, "mutation"),
-            Err(e) => tracing::info!(target: "audit", action = "organization.upsert", outcome = "refused", reason = %e,
-                request_id = actor.request_id, "mutation refused"),
-        }
-        outcome
-    }
+/// A recalculation stream's state between answers.
+struct Streaming {
+    recalculations: Recalculations,
+    request_id: String,
+    organizations: u64,
+    drifted: u64,
+    ended: bool,
+}
 
-    /// Background: certifications whose expiry passed stop counting.
-    pub async fn expire(&self, now: DateTime<Utc>) -> Result<usize> {
-        Ok(self.store.expire_certifications(now).await?)
+impl Streaming {
+    async fn next(mut self) -> Option<(Result<RecalculationItem>, Self)> {
+        if self.ended {
+            return None;
+        }
+        let item = match self.recalculations.next().await {
+            Some(Ok((tenant, outcome))) => match self.recalculations.credits.store.organization(&tenant).await {
+                Ok(organization) => {
+                    self.organizations += 1;
+                    self.drifted += u64::from(outcome.stored != outcome.recomputed);
+                    Ok(RecalculationItem::Organization { tenant, outcome, organization })
+                }
+                Err(e) => Err(e.into()),
+            },
+            Some(Err(e)) => Err(e),
+            None => {
+                tracing::info!(target: "audit", action = "credit.recalculate", organizations = self.organizations, drifted = self.drifted,
+                    request_id = self.request_id, "recalculated");
+                self.ended = true;
+                Ok(RecalculationItem::Summary { organizations: self.organizations, drifted: self.drifted })
+            }
+        };
+        self.ended |= item.is_err();
+        Some((item, self))
     }
 }
 
@@ -192,7 +200,7 @@ enum Pass {
 
 /// Recalculations answered one organisation at a time, in order: the named ones
 /// ([`Credits::recalculate_named`]) or every one ([`Credits::recalculate_all`]).
-pub struct Recalculations {
+pub(super) struct Recalculations {
     credits: Arc<Credits>,
     /// The store's pass, when it has one; organisations are taken out as they are committed.
     pass: Pass,
@@ -210,7 +218,7 @@ pub struct Recalculations {
 
 impl Recalculations {
     /// The next organisation and its outcome; `None` after the last.
-    pub async fn next(&mut self) -> Option<Result<(TenantId, Recalculation)>> {
+    pub(super) async fn next(&mut self) -> Option<Result<(TenantId, Recalculation)>> {
         if matches!(self.pass, Pass::Pending) {
             self.pass = match self.credits.store.recompute_all().await {
                 Ok(Some(pass)) => Pass::Ready(pass),
@@ -266,8 +274,11 @@ mod tests {
 
     use super::*;
     use crate::{
-        domain::{AccountKey, AppRole, CONSUMER_TENANT, CertificationId, LinkKind, LinkMode, NewLink, PersonalProfile, Principal},
-        store::sled::SledStore,
+        domain::{
+            AccountKey, AppRole, CONSUMER_TENANT, Catalog, Certification, CertificationId, LinkKind, LinkMode, NewLink, PersonalProfile,
+            Principal,
+        },
+        store::{DynStore, sled::SledStore},
     };
 
     fn job() -> Actor {

@@ -3,12 +3,7 @@
 //! the store together; knows nothing of gRPC. Every mutation, and every refusal of one, is
 //! logged to the `audit` target with ids only — never a personal email, code or token.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    net::SocketAddr,
-    sync::{Arc, Mutex, PoisonError},
-};
+use std::{collections::HashMap, fmt, net::SocketAddr, sync::Arc};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -39,6 +34,8 @@ pub enum LinkingError {
     TooManyWatchers { limit: u32 },
     #[error("a full recalculation is already running on this replica")]
     RecalculationRunning,
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
 
 pub type Result<T, E = LinkingError> = std::result::Result<T, E>;
@@ -109,6 +106,10 @@ pub struct CompleteRequest<'a> {
     pub redirect_uri: Option<&'a str>,
 }
 
+mod watch;
+pub use watch::EventStream;
+use watch::Watchers;
+
 pub struct RemoveRequest<'a> {
     pub kind: LinkKind,
     /// Whose link: `None` for the caller's own.
@@ -125,30 +126,6 @@ pub struct Linker {
     watchers: Arc<Watchers>,
 }
 
-/// Open change-feed streams per caller, on this replica.
-struct Watchers {
-    limit: u32,
-    open: Mutex<HashMap<String, u32>>,
-}
-
-/// One open change-feed stream: its caller's count goes down when it is dropped.
-pub struct WatchSlot {
-    watchers: Arc<Watchers>,
-    who: String,
-}
-
-impl Drop for WatchSlot {
-    fn drop(&mut self) {
-        let mut open = self.watchers.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&self.who) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.who);
-            }
-        }
-    }
-}
-
 impl Linker {
     pub fn new(
         store: DynStore,
@@ -157,8 +134,7 @@ impl Linker {
         limiter: BeginLimiter,
         watch_streams_per_caller: u32,
     ) -> Self {
-        let watchers = Arc::new(Watchers { limit: watch_streams_per_caller, open: Mutex::default() });
-        Self { store, kinds, flow_ttl, limiter, watchers }
+        Self { store, kinds, flow_ttl, limiter, watchers: Arc::new(Watchers::new(watch_streams_per_caller)) }
     }
 
     pub fn store(&self) -> &DynStore {
@@ -274,33 +250,6 @@ impl Linker {
     pub async fn resolve(&self, actor: &Actor, kind: LinkKind, personal: &AccountKey) -> Result<Link> {
         actor.authorize(Operation::ResolvePersonalAccount)?;
         Ok(self.store.active_link_of_personal(kind, personal).await?.ok_or(DomainError::PersonalAccountNotLinked)?)
-    }
-
-    /// Authorizes a change-feed watcher and takes one of its caller's stream slots (the
-    /// stream then reads the store directly, holding the slot until it ends).
-    pub fn start_watch(&self, actor: &Actor) -> Result<WatchSlot> {
-        let outcome = actor.authorize(Operation::WatchLinkEvents).and_then(|()| {
-            let who = Who(&actor.principal).to_string();
-            let mut open = self.watchers.open.lock().unwrap_or_else(PoisonError::into_inner);
-            let count = open.entry(who.clone()).or_default();
-            if *count >= self.watchers.limit {
-                return Err(LinkingError::TooManyWatchers { limit: self.watchers.limit });
-            }
-            *count += 1;
-            Ok(WatchSlot { watchers: self.watchers.clone(), who })
-        });
-        if outcome.is_err() {
-            audit(actor, "events.watch", None, &outcome, |_| None);
-        }
-        outcome
-    }
-
-    pub async fn events_after(&self, cursor: u64, limit: usize) -> Result<Vec<crate::domain::LinkEvent>> {
-        Ok(self.store.events_after(cursor, limit).await?)
-    }
-
-    pub async fn wait_for_events(&self, cursor: u64, max_wait: std::time::Duration) -> Result<()> {
-        Ok(self.store.wait_for_events(cursor, max_wait).await?)
     }
 
     /// Deletes expired flows (run periodically).
