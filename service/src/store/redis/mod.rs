@@ -13,7 +13,13 @@
 //!   `INCR` inside the same script, so cursor order is commit order.
 //! - **Outages.** Every call has a timeout; errors and timeouts are `Unavailable`.
 
-mod store_impl;
+mod credit;
+mod events;
+mod flows;
+mod integrity;
+mod links;
+mod read;
+mod requests;
 mod tx;
 
 use std::{sync::Arc, time::Duration};
@@ -264,12 +270,14 @@ impl Keys {
 }
 
 /// A key prefix of its own for a test or a benchmark run, its keys deleted when dropped
-/// (with `KEYS`: never point this at a production Redis).
+/// (with `KEYS`: never point this at a production Redis). Test support only.
+#[cfg(any(test, feature = "test-support"))]
 pub struct ScratchPrefix {
     pub url: String,
     pub prefix: String,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl ScratchPrefix {
     /// `{label}-{random}` on the Redis at `url`.
     pub fn new(url: &str, label: &str) -> Self {
@@ -277,6 +285,7 @@ impl ScratchPrefix {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Drop for ScratchPrefix {
     fn drop(&mut self) {
         let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection()) else { return };

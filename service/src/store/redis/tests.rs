@@ -6,7 +6,7 @@ use super::{RedisOptions, RedisStore};
 use crate::{
     domain::{Catalog, LinkId, LinkKind, LinkMode},
     store::{
-        ListQuery, Store, StoreError,
+        LinkStore, ListQuery, Store, StoreError,
         changes::{self, index_key},
         conformance,
     },

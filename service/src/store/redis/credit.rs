@@ -1,0 +1,101 @@
+//! `RedisStore`: organisations, certifications and credit.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
+
+use super::{RedisStore, read::*};
+use crate::{
+    domain::{Certification, Credit, Organization, TenantId},
+    store::{
+        CreditStore, Recomputed, Recorded, Result, StoreError,
+        changes::{self, StoredCredit, decode, encode, expiry_bound, personal_key},
+    },
+};
+
+#[async_trait]
+impl CreditStore for RedisStore {
+    #[cfg(any(test, feature = "test-support"))]
+    async fn overwrite_credit(&self, tenant: &TenantId, credit: &Credit) -> Result<()> {
+        self.transact(|tx| changes::put_credit(tx, tenant, credit.clone())).await.map(drop)
+    }
+
+    async fn upsert_organization(&self, organization: &Organization) -> Result<()> {
+        let mut conn = self.conn.clone();
+        self.call(conn.set::<_, _, ()>(self.keys.entry("org", organization.tenant.as_str().as_bytes()), encode(organization)?)).await?;
+        self.replicated().await
+    }
+
+    async fn organization(&self, tenant: &TenantId) -> Result<Option<Organization>> {
+        self.get(self.keys.entry("org", tenant.as_str().as_bytes())).await?.map(|b| decode(&b)).transpose()
+    }
+
+    async fn record_certifications(&self, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>> {
+        Ok(self.transact(|tx| changes::record_certifications(tx, &self.catalog, batch, now)).await?.0)
+    }
+
+    async fn expire_certifications(&self, now: DateTime<Utc>) -> Result<usize> {
+        let end = lex(b'(', &expiry_bound(now));
+        let mut expired = 0;
+        loop {
+            let due = self.lex_range("expiry", b"-", &end, BATCH).await?;
+            if due.is_empty() {
+                return Ok(expired);
+            }
+            expired += self.transact(|tx| changes::expire_due(tx, &self.catalog, &due, now)).await?.0;
+        }
+    }
+
+    async fn credit(&self, tenant: &TenantId) -> Result<Credit> {
+        Ok(self.stored_credit(tenant).await?.credit)
+    }
+
+    async fn credit_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantId>> {
+        let start = after.map(|a| lex(b'(', a.as_str().as_bytes())).unwrap_or_else(|| b"-".to_vec());
+        let found = self.lex_range("tenants", &start, b"+", limit).await?;
+        found
+            .iter()
+            .map(|t| TenantId::parse(&String::from_utf8_lossy(t)).map_err(|e| StoreError::Corrupt { detail: e.to_string() }))
+            .collect()
+    }
+
+    async fn recompute(&self, tenant: &TenantId) -> Result<Recomputed> {
+        let stored = self.stored_credit(tenant).await?;
+        Ok(Recomputed { stored: stored.credit, version: stored.version, recomputed: self.recompute_tenant(tenant).await? })
+    }
+
+    async fn commit_recomputed(&self, tenant: &TenantId, recomputed: &Recomputed) -> Result<bool> {
+        let (version, credit) = (recomputed.version, &recomputed.recomputed);
+        Ok(self.transact(|tx| changes::commit_recalculation(tx, tenant, version, credit)).await?.0)
+    }
+}
+
+impl RedisStore {
+    /// Sum of the contributions of the organisation's active Microsoft Learning links.
+    pub(super) async fn recompute_tenant(&self, tenant: &TenantId) -> Result<Credit> {
+        let mut credit = Credit::default();
+        let mut start = None;
+        loop {
+            let (links, next) = self.tenant_batch(tenant, start).await?;
+            let people: Vec<Vec<u8>> = links
+                .iter()
+                .filter(|link| link.is_active() && link.kind.earns_credit())
+                .map(|link| self.keys.entry("certs", &personal_key(&link.personal)))
+                .collect();
+            for bytes in self.mget(people).await?.into_iter().flatten() {
+                credit.add(&Credit::of_person(&self.catalog, &decode::<Vec<Certification>>(&bytes)?), 1);
+            }
+            match next {
+                Some(next) => start = Some(next),
+                None => return Ok(credit),
+            }
+        }
+    }
+
+    pub(super) async fn stored_credit(&self, tenant: &TenantId) -> Result<StoredCredit> {
+        match self.get(self.keys.entry("credit", tenant.as_str().as_bytes())).await? {
+            Some(bytes) => decode(&bytes),
+            None => Ok(StoredCredit::default()),
+        }
+    }
+}
