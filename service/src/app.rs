@@ -24,13 +24,17 @@ use crate::{
         page_token::PageTokens,
     },
     clock::DynClock,
-    config::{ConfigError, ServerSettings, Settings},
+    config::{Backend, ConfigError, ServerSettings, Settings},
     credits::Credits,
     domain::LinkKind,
     limits::{BeginLimiter, LimitSettings},
     linking::Linker,
     oidc::{AssociationClient, Authenticator, KindSettings, OidcError, provider_http_client},
-    store::{DynStore, StoreError, redis::RedisStore, sled::SledStore},
+    store::{
+        DynStore, StoreError,
+        redis::{RedisOptions, RedisStore},
+        sled::SledStore,
+    },
 };
 
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,10 +150,11 @@ impl Application {
         }
         let http = provider_http_client(PROVIDER_TIMEOUT)?;
         let catalog = Arc::new(settings.credit.load_catalog()?);
-        let store: DynStore = match settings.store.backend.as_str() {
-            "sled" => Arc::new(SledStore::open_with_cache(&settings.store.path, catalog.clone(), settings.store.cache_mb * 1024 * 1024)?),
-            "redis" => Arc::new(RedisStore::connect(settings.redis()?, catalog.clone()).await?),
-            other => return Err(ConfigError::Invalid(format!("store.backend {other:?}: use \"sled\" or \"redis\"")).into()),
+        let store: DynStore = match settings.store.backend {
+            Backend::Sled => {
+                Arc::new(SledStore::open_with_cache(&settings.store.path, catalog.clone(), settings.store.cache_mb * 1024 * 1024)?)
+            }
+            Backend::Redis => Arc::new(RedisStore::connect(RedisOptions::try_from(&settings.store)?, catalog.clone()).await?),
         };
         let page_tokens = PageTokens::new(store.secret("page-token").await?);
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartupError::Listen { addr: settings.listen, source })?;

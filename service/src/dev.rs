@@ -7,10 +7,11 @@ use std::{net::SocketAddr, path::PathBuf};
 use secrecy::SecretString;
 
 use crate::{
-    config::{AuthSettings, ConfigError, DevSettings, FlowSettings, KindConfig, KindsSettings, Settings, StoreSettings},
+    config::{AuthSettings, Backend, ConfigError, DevSettings, FlowSettings, KindConfig, KindsSettings, Settings, StoreSettings},
     domain::CONSUMER_TENANT,
+    limits::LimitSettings,
     oidc::devidp::{
-        CONTOSO_TENANT, DEV_AUDIENCE, DEV_PORTAL_CLIENT, DEV_REDIRECT_URI, DevClient, FABRIKAM_TENANT, SERVICES_TENANT, authority,
+        CONTOSO_TENANT, DEV_AUDIENCE, DEV_PORTAL_CLIENT, DEV_REDIRECT_URI, DevClient, DevIdp, FABRIKAM_TENANT, SERVICES_TENANT, authority,
         default_apps,
     },
 };
@@ -70,22 +71,91 @@ pub fn dev_settings(idp_base: &str, clients: &[DevClient], listen: SocketAddr, d
         listen,
         store: StoreSettings { path: data, ..StoreSettings::default() },
         auth: AuthSettings {
-            audience: DEV_AUDIENCE.into(),
-            allowed_tenants: vec![CONTOSO_TENANT.into(), FABRIKAM_TENANT.into()],
             issuer_template: authority(idp_base, "{tid}"),
             service_tenant: Some(SERVICES_TENANT.into()),
             service_apps: default_apps().into_iter().map(|app| app.client_id).collect(),
             user_clients: vec![DEV_PORTAL_CLIENT.into()],
-            leeway_seconds: 120,
-            jwks_refetch_seconds: 300,
+            ..AuthSettings::new(DEV_AUDIENCE, vec![CONTOSO_TENANT.into(), FABRIKAM_TENANT.into()])
         },
         kinds: KindsSettings { partner_university: clients.first().map(kind), microsoft_learning: clients.get(1).map(kind) },
         flows: FlowSettings::default(),
         server: Default::default(),
         telemetry: Default::default(),
-        limits: crate::limits::LimitSettings::default(),
+        limits: LimitSettings::default(),
         credit: Default::default(),
         events: Default::default(),
         dev: DevSettings { allow_insecure_http: true },
     }
+}
+
+/// The `--dev` flags of idlinkd.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// With --dev: where idlinkd listens.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub dev_listen: SocketAddr,
+    /// With --dev: where the development identity provider listens.
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    pub dev_idp_listen: SocketAddr,
+    /// With --dev: the data directory.
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// With --dev: keep links in this Redis (e.g. redis://127.0.0.1:6379) instead of sled.
+    #[arg(long, requires = "dev")]
+    pub dev_redis: Option<String>,
+    /// With --dev-redis: the key prefix (default idlink-dev; never idlink, production's).
+    #[arg(long, requires = "dev_redis")]
+    pub dev_prefix: Option<String>,
+    /// With --dev: use the development identity provider another `idlinkd --dev` started at
+    /// this URL (e.g. http://127.0.0.1:50052) instead of starting one: a second replica.
+    #[arg(long, requires = "dev")]
+    pub dev_idp: Option<String>,
+    /// With --dev: no BeginLink rate limits (load tests such as `idlink bench link`, whose
+    /// callers begin far more flows than a person would).
+    #[arg(long, requires = "dev")]
+    pub dev_no_rate_limits: bool,
+}
+
+/// What `--dev` runs: the development provider (or another process's), and settings pointing
+/// idlinkd at it. The provider, if started here, lives as long as the returned handle.
+pub async fn dev_setup(
+    args: &DevArgs,
+    clock: crate::clock::DynClock,
+) -> Result<(Option<DevIdp>, String, Settings), crate::app::StartupError> {
+    let listen = loopback_only("--dev-listen", args.dev_listen)?;
+    let idp_listen = loopback_only("--dev-idp-listen", args.dev_idp_listen)?;
+    let clients = shared_dev_clients();
+    let (idp, idp_base) = match &args.dev_idp {
+        Some(base) => (None, base.trim_end_matches('/').to_owned()),
+        None => {
+            let idp = DevIdp::start(idp_listen, clients.clone(), clock).await?;
+            let base = idp.base_url().to_owned();
+            (Some(idp), base)
+        }
+    };
+    let mut settings = dev_settings(&idp_base, &clients, listen, args.data.clone());
+    if let Some(url) = &args.dev_redis {
+        settings.store.backend = Backend::Redis;
+        settings.store.redis_url = Some(url.clone());
+        settings.store.key_prefix = dev_key_prefix(args.dev_prefix.as_deref())?;
+    }
+    if args.dev_no_rate_limits {
+        settings.limits = LimitSettings {
+            begin_per_user_burst: u32::MAX,
+            begin_per_user_per_minute: u32::MAX,
+            begin_global_burst: u32::MAX,
+            begin_global_per_second: u32::MAX,
+            ..LimitSettings::default()
+        };
+    }
+    Ok((idp, idp_base, settings))
+}
+
+/// What `idlinkd --dev` prints once it listens.
+pub fn banner(grpc: SocketAddr, idp_base: &str, args: &DevArgs) -> String {
+    format!(
+        "idlinkd --dev\n  gRPC:              http://{grpc}\n  identity provider: {idp_base}\n  data:              {}\n  redirect URI:      {DEV_REDIRECT_URI}\n\
+         Try it:  cargo run --bin idlink -- demo\n         cargo run --bin idlink -- token --user alex@contoso.example",
+        args.dev_redis.as_deref().unwrap_or(&args.data.display().to_string())
+    )
 }

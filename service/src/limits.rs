@@ -12,54 +12,29 @@ use serde::Deserialize;
 use crate::domain::AccountKey;
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     /// Flows one work user may begin in a burst, refilled at `begin_per_user_per_minute`.
-    #[serde(default = "default_user_burst")]
     pub begin_per_user_burst: u32,
-    #[serde(default = "default_user_rate")]
     pub begin_per_user_per_minute: u32,
     /// Flows all users together may begin in a burst, refilled at `begin_global_per_second`.
-    #[serde(default = "default_global_burst")]
     pub begin_global_burst: u32,
-    #[serde(default = "default_global_rate")]
     pub begin_global_per_second: u32,
     /// Request ids one caller may have remembered per day (UTC), across replicas.
-    #[serde(default = "default_request_ids")]
     pub request_ids_per_caller_per_day: u32,
     /// Change-feed streams one caller may hold open at a time, per replica.
-    #[serde(default = "default_watch_streams")]
     pub watch_streams_per_caller: u32,
-}
-
-fn default_user_burst() -> u32 {
-    10
-}
-fn default_user_rate() -> u32 {
-    10
-}
-fn default_global_burst() -> u32 {
-    500
-}
-fn default_global_rate() -> u32 {
-    200
-}
-fn default_request_ids() -> u32 {
-    10_000
-}
-fn default_watch_streams() -> u32 {
-    4
 }
 
 impl Default for LimitSettings {
     fn default() -> Self {
         Self {
-            begin_per_user_burst: default_user_burst(),
-            begin_per_user_per_minute: default_user_rate(),
-            begin_global_burst: default_global_burst(),
-            begin_global_per_second: default_global_rate(),
-            request_ids_per_caller_per_day: default_request_ids(),
-            watch_streams_per_caller: default_watch_streams(),
+            begin_per_user_burst: 10,
+            begin_per_user_per_minute: 10,
+            begin_global_burst: 500,
+            begin_global_per_second: 200,
+            request_ids_per_caller_per_day: 10_000,
+            watch_streams_per_caller: 4,
         }
     }
 }

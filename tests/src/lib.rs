@@ -127,7 +127,7 @@ impl TestApp {
         let redis =
             redis::redis_backend_requested().then(|| redis::SharedRedis::new().expect("IDLINK_TEST_BACKEND=redis needs a reachable Redis"));
         if let Some(redis) = &redis {
-            settings.store.backend = "redis".into();
+            settings.store.backend = idlink_service::config::Backend::Redis;
             settings.store.redis_url = Some(redis.url.clone());
             settings.store.key_prefix = redis.prefix.clone();
         }

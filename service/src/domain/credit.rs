@@ -13,8 +13,10 @@ use super::{AccountKey, DomainError};
 
 /// A certification id of the Learning feed (lowercase, digits, `-`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct CertificationId(String);
+
+super::ids::parsed_from_string!(CertificationId);
 
 impl CertificationId {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {

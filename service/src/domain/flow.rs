@@ -23,14 +23,36 @@ impl StateHash {
     }
 }
 
+/// A value that must never reach a log or a caller: its Debug says only that it is there.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FlowSecret(String);
+
+impl FlowSecret {
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
+    /// The secret itself, at the one place it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for FlowSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlowSecret(***)")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flow {
     pub kind: LinkKind,
     pub owner: AccountKey,
     pub owner_upn: String,
     pub redirect_uri: String,
-    pub pkce_verifier: String,
-    pub nonce: String,
+    pub pkce_verifier: FlowSecret,
+    pub nonce: FlowSecret,
     pub mode: LinkMode,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -119,8 +141,8 @@ mod tests {
             owner: AccountKey::parse("3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01", "00000000-0000-4000-8000-000000000001").unwrap(),
             owner_upn: "alex@contoso.example".into(),
             redirect_uri: "https://portal.example/cb".into(),
-            pkce_verifier: "the-pkce-verifier-0123456789".into(),
-            nonce: "the-nonce-0123456789".into(),
+            pkce_verifier: FlowSecret::new("the-pkce-verifier-0123456789".into()),
+            nonce: FlowSecret::new("the-nonce-0123456789".into()),
             mode: LinkMode::default(),
             created_at: now,
             expires_at: now + DEFAULT_FLOW_TTL,
@@ -133,5 +155,6 @@ mod tests {
         assert_eq!(serde_json::from_str::<SealedFlow>(&at_rest).unwrap().open("the-state").unwrap(), flow);
         assert_eq!(sealed.open("another-state"), Err(DomainError::FlowNotFound));
         assert_eq!(sealed.expires_at, flow.expires_at);
+        assert!(!format!("{flow:?}").contains("the-nonce"), "Debug keeps the secrets out of logs");
     }
 }

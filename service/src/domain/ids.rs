@@ -12,7 +12,8 @@ pub const CONSUMER_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
 /// A GUID in canonical lowercase form (`8-4-4-4-12` hex digits).
 /// Checked byte by byte without splitting: every stored link is parsed back through here (four
-/// GUIDs a link), so this is on the path of every read and of recalculation.
+/// GUIDs a link, by [`parsed_from_string`]), so this is on the path of every read and of
+/// recalculation.
 fn canonical_guid(field: &'static str, raw: &str) -> Result<String, DomainError> {
     let raw = raw.trim();
     let shape_ok = raw.len() == 36
@@ -22,7 +23,7 @@ fn canonical_guid(field: &'static str, raw: &str) -> Result<String, DomainError>
 
 /// An Entra / Microsoft account tenant id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct TenantId(String);
 
 impl TenantId {
@@ -42,7 +43,7 @@ impl TenantId {
 
 /// An account's object id (`oid`) inside its tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct ObjectId(String);
 
 impl ObjectId {
@@ -112,7 +113,7 @@ impl fmt::Display for LinkKind {
 
 /// A link's id: 128 random bits, hex.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct LinkId(String);
 
 impl LinkId {
@@ -131,6 +132,27 @@ impl LinkId {
     }
 }
 
+/// Identifiers deserialize through their `parse`, never around it: a record holding a
+/// malformed id is unreadable rather than quietly believed.
+macro_rules! parsed_from_string {
+    ($($id:ty),*) => {$(
+        impl TryFrom<String> for $id {
+            type Error = $crate::domain::DomainError;
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                Self::parse(&raw)
+            }
+        }
+        impl From<$id> for String {
+            fn from(id: $id) -> String {
+                id.0
+            }
+        }
+    )*};
+}
+pub(crate) use parsed_from_string;
+
+parsed_from_string!(TenantId, ObjectId, LinkId);
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -138,6 +160,17 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_ids_are_parsed_when_read_back() {
+        let key = AccountKey::parse(CONSUMER_TENANT, "00000000-0000-4000-8000-000000000001").unwrap();
+        let stored = serde_json::to_string(&key).unwrap();
+        assert_eq!(serde_json::from_str::<AccountKey>(&stored).unwrap(), key);
+        let tampered = stored.replace("00000000-0000-4000-8000-000000000001", "alex@contoso.example");
+        assert!(serde_json::from_str::<AccountKey>(&tampered).is_err(), "a malformed id in a record is refused");
+        assert!(serde_json::from_str::<LinkId>("\"../../etc\"").is_err());
+        assert!(serde_json::from_str::<TenantId>("\"9188040D-6C67-4C5B-B112-36A304B66DAD\"").unwrap().is_consumer());
+    }
 
     #[test]
     fn guids_are_canonicalised_and_garbage_refused() {

@@ -13,7 +13,7 @@ pub use access::{ADMIN_ROLES, AppRole, Membership, Operation, Principal, Service
 pub use credit::{Area, AreaId, Catalog, Certification, CertificationId, Credit, DEFAULT_CATALOG, Level, Tally};
 pub use error::{DomainError, Result};
 pub use event::{EventType, LinkEvent};
-pub use flow::{DEFAULT_FLOW_TTL, Flow, SealedFlow, StateHash};
+pub use flow::{DEFAULT_FLOW_TTL, Flow, FlowSecret, SealedFlow, StateHash};
 pub(crate) use ids::hex;
 pub use ids::{AccountKey, CONSUMER_TENANT, LinkId, LinkKind, ObjectId, TenantId};
 pub use link::{

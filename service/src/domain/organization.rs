@@ -7,8 +7,10 @@ use super::{DomainError, TenantId};
 
 /// A Microsoft AI Cloud Partner Program PartnerID (formerly MPN ID): 6 to 10 digits.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct PartnerId(String);
+
+super::ids::parsed_from_string!(PartnerId);
 
 impl PartnerId {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {

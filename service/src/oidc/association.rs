@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{OidcError, jwks::JwksCache};
-use crate::domain::{AccountKey, LinkKind, PersonalProfile};
+use crate::domain::{AccountKey, FlowSecret, LinkKind, PersonalProfile};
 
 /// Microsoft's claims beyond the standard ones.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -68,8 +68,8 @@ pub struct KindSettings {
 pub struct Authorization {
     pub url: url::Url,
     pub state: String,
-    pub pkce_verifier: String,
-    pub nonce: String,
+    pub pkce_verifier: FlowSecret,
+    pub nonce: FlowSecret,
 }
 
 /// The personal account proven by a verified ID token.
@@ -225,7 +225,12 @@ impl AssociationClient {
             None => request.add_prompt(CoreAuthPrompt::SelectAccount),
         };
         let (url, state, nonce) = request.url();
-        Ok(Authorization { url, state: state.secret().clone(), pkce_verifier: verifier.secret().clone(), nonce: nonce.secret().clone() })
+        Ok(Authorization {
+            url,
+            state: state.secret().clone(),
+            pkce_verifier: FlowSecret::new(verifier.secret().clone()),
+            nonce: FlowSecret::new(nonce.secret().clone()),
+        })
     }
 
     /// Exchanges the code (with the flow's redirect URI and PKCE verifier) and verifies the ID
@@ -234,8 +239,8 @@ impl AssociationClient {
         &self,
         callback: Callback<'_>,
         redirect_uri: &str,
-        pkce_verifier: &str,
-        nonce: &str,
+        pkce_verifier: &FlowSecret,
+        nonce: &FlowSecret,
         now: DateTime<Utc>,
     ) -> Result<VerifiedPersonal, OidcError> {
         // RFC 9207: a provider that names itself on the redirect must be the one we asked, and
@@ -252,7 +257,7 @@ impl AssociationClient {
         let response = client
             .exchange_code(AuthorizationCode::new(callback.code.to_owned()))
             .map_err(|e| OidcError::Provider { detail: format!("no token endpoint: {e}") })?
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_owned()))
             .request_async(&self.http)
             .await
             .map_err(|e| match e {
@@ -265,7 +270,7 @@ impl AssociationClient {
             })?;
         let raw = response.id_token().ok_or(OidcError::IdTokenInvalid { why: "no id_token in the token response" })?.to_string();
         let id_token: MicrosoftIdToken = raw.parse().map_err(|_| OidcError::IdTokenInvalid { why: "malformed id_token" })?;
-        let nonce = Nonce::new(nonce.to_owned());
+        let nonce = Nonce::new(nonce.expose().to_owned());
 
         let (keys, generation) = self.jwks.current();
         let verified = match self.verify(&id_token, keys, &nonce, now) {

@@ -242,7 +242,7 @@ async fn with_wait_replicas_a_change_is_answered_only_once_a_redis_replica_holds
     // everysec alone could lose a second of writes; with a replica acknowledging each change
     // require_durable accepts it.
     let app = TestApp::spawn_with(|s| {
-        s.store.backend = "redis".into();
+        s.store.backend = idlink_service::config::Backend::Redis;
         s.store.redis_url = Some(url.clone());
         s.store.key_prefix = "wait".into();
         s.store.require_durable = true;
@@ -340,7 +340,7 @@ async fn redis_over_tls_with_a_password_from_the_environment() {
     let with = |ca: Option<&str>, password: &str| {
         let (url, ca, password) = (url.clone(), ca.map(std::path::PathBuf::from), password.to_owned());
         move |s: &mut idlink_service::config::Settings| {
-            s.store.backend = "redis".into();
+            s.store.backend = idlink_service::config::Backend::Redis;
             s.store.redis_url = Some(url);
             s.store.redis_ca_file = ca;
             s.store.redis_password = Some(password.into());

@@ -34,8 +34,9 @@ use crate::domain::Catalog;
 pub struct RedisOptions {
     /// `redis://host:port/db` or `rediss://` for TLS.
     pub url: String,
-    /// Overrides a password in the URL (kept out of configuration files).
-    pub password: Option<String>,
+    /// Overrides a password in the URL (kept out of configuration files); exposed only when
+    /// connecting.
+    pub password: Option<secrecy::SecretString>,
     /// For `rediss://`: trust these PEM certificates instead of the public web roots (a
     /// private certificate authority).
     pub ca_pem: Option<Vec<u8>>,
@@ -121,7 +122,7 @@ impl RedisStore {
         }
         let mut info = redis::IntoConnectionInfo::into_connection_info(options.url.as_str()).map_err(unavailable)?;
         if let Some(password) = &options.password {
-            let settings = info.redis_settings().clone().set_password(password);
+            let settings = info.redis_settings().clone().set_password(secrecy::ExposeSecret::expose_secret(password));
             info = info.set_redis_settings(settings);
         }
         let client = match &options.ca_pem {

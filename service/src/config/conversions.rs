@@ -1,0 +1,128 @@
+//! What the settings mean to each part of idlinkd, validated: a bad value is refused naming
+//! its key. Secrets stay `SecretString` until they are used.
+
+use std::time::Duration;
+
+use super::{ConfigError, Settings, StoreSettings};
+use crate::{
+    domain::{CONSUMER_TENANT, LinkKind, ServiceApps, TenantId},
+    oidc::{InboundConfig, KindSettings},
+    store::redis::RedisOptions,
+};
+
+impl TryFrom<&StoreSettings> for RedisOptions {
+    type Error = ConfigError;
+
+    /// The Redis connection settings, validated (`store.backend = "redis"`).
+    fn try_from(store: &StoreSettings) -> Result<Self, ConfigError> {
+        let Some(url) = &store.redis_url else {
+            return Err(ConfigError::Invalid("store.redis_url is required when store.backend = \"redis\"".into()));
+        };
+        let parsed = url::Url::parse(url).map_err(|e| ConfigError::Invalid(format!("store.redis_url: {e}")))?;
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return Err(ConfigError::Invalid("store.redis_url must start with redis:// or rediss:// (TLS)".into()));
+        }
+        if parsed.fragment().is_some() {
+            return Err(ConfigError::Invalid(
+                "store.redis_url must not end in a #fragment: #insecure turns off TLS certificate checks (use store.redis_ca_file for a private CA)"
+                    .into(),
+            ));
+        }
+        if parsed.password().is_some() {
+            return Err(ConfigError::Invalid(
+                "store.redis_url must not hold a password (URLs get logged): set store.redis_password, e.g. IDLINK_STORE__REDIS_PASSWORD"
+                    .into(),
+            ));
+        }
+        let ca_pem = match &store.redis_ca_file {
+            Some(path) if parsed.scheme() == "rediss" => {
+                Some(std::fs::read(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?)
+            }
+            Some(_) => return Err(ConfigError::Invalid("store.redis_ca_file needs a rediss:// (TLS) store.redis_url".into())),
+            None => None,
+        };
+        if store.timeout_ms == 0 {
+            return Err(ConfigError::Invalid("store.timeout_ms must be at least 1".into()));
+        }
+        Ok(RedisOptions {
+            url: url.clone(),
+            password: store.redis_password.clone(),
+            ca_pem,
+            key_prefix: store.key_prefix.clone(),
+            timeout: Duration::from_millis(store.timeout_ms),
+            require_durable: store.require_durable,
+            wait_replicas: store.wait_replicas,
+            wait_timeout: Duration::from_millis(store.wait_timeout_ms),
+        })
+    }
+}
+
+impl Settings {
+    pub fn inbound(&self) -> Result<InboundConfig, ConfigError> {
+        let auth = &self.auth;
+        let tenant = |key: &str, t: &str| {
+            let parsed = TenantId::parse(t).map_err(|_| ConfigError::Invalid(format!("{key}: {t:?} is not a tenant id")))?;
+            if parsed.is_consumer() {
+                return Err(ConfigError::Invalid(format!("{key} must not be the consumer tenant")));
+            }
+            Ok(parsed)
+        };
+        let allowed_tenants = auth.allowed_tenants.iter().map(|t| tenant("auth.allowed_tenants", t)).collect::<Result<Vec<_>, _>>()?;
+        let service_tenant = auth.service_tenant.as_deref().map(|t| tenant("auth.service_tenant", t)).transpose()?;
+        if let Some(app) = auth.service_apps.iter().chain(&auth.user_clients).find(|a| a.trim().is_empty() || a.len() > 128) {
+            return Err(ConfigError::Invalid(format!("auth.service_apps / auth.user_clients: {app:?} is not a client id")));
+        }
+        match (&service_tenant, auth.service_apps.is_empty()) {
+            (Some(_), true) => {
+                return Err(ConfigError::Invalid(
+                    "auth.service_tenant is set but auth.service_apps is empty: name the apps whose roles count".into(),
+                ));
+            }
+            (None, false) => {
+                return Err(ConfigError::Invalid(
+                    "auth.service_apps needs auth.service_tenant, the tenant those apps are registered in".into(),
+                ));
+            }
+            _ => {}
+        }
+        if !auth.issuer_template.contains("{tid}") {
+            return Err(ConfigError::Invalid("auth.issuer_template must contain {tid}".into()));
+        }
+        match url::Url::parse(&auth.issuer_template.replace("{tid}", CONSUMER_TENANT)).map(|u| u.scheme().to_owned()).as_deref() {
+            Ok("https") => {}
+            Ok("http") if self.dev.allow_insecure_http => {}
+            Ok("http") => {
+                return Err(ConfigError::Invalid("auth.issuer_template: http is allowed only with dev.allow_insecure_http".into()));
+            }
+            _ => return Err(ConfigError::Invalid("auth.issuer_template must be an https URL".into())),
+        }
+        Ok(InboundConfig {
+            audience: auth.audience.clone(),
+            allowed_tenants,
+            services: ServiceApps::new(service_tenant, auth.service_apps.iter().cloned()),
+            user_clients: (!auth.user_clients.is_empty()).then(|| auth.user_clients.iter().cloned().collect()),
+            issuer_template: auth.issuer_template.clone(),
+            leeway: Duration::from_secs(auth.leeway_seconds),
+            jwks_refetch_interval: Duration::from_secs(auth.jwks_refetch_seconds),
+        })
+    }
+
+    pub fn kinds(&self) -> Vec<(LinkKind, KindSettings)> {
+        [(LinkKind::PartnerUniversity, &self.kinds.partner_university), (LinkKind::MicrosoftLearning, &self.kinds.microsoft_learning)]
+            .into_iter()
+            .filter_map(|(kind, config)| {
+                config.as_ref().map(|c| {
+                    (
+                        kind,
+                        KindSettings {
+                            authority: c.authority.clone(),
+                            client_id: c.client_id.clone(),
+                            client_secret: c.client_secret.clone(),
+                            redirect_uris: c.redirect_uris.clone(),
+                        },
+                    )
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,104 @@
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use super::*;
+use crate::{
+    domain::{CONSUMER_TENANT, TenantId},
+    store::redis::RedisOptions,
+};
+
+const FILE: &str = r#"
+    [auth]
+    audience = "api://idlink"
+    allowed_tenants = ["3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01"]
+    [kinds.microsoft_learning]
+    authority = "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0"
+    client_id = "abc"
+    client_secret = "from-file"
+    redirect_uris = ["https://partner.example/cb"]
+"#;
+
+fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idlink.toml");
+    std::fs::write(&path, FILE).unwrap();
+    Settings::load(Some(&path), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+#[test]
+fn environment_overrides_the_file_and_secrets_stay_masked() {
+    let s = load(&[
+        ("IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET", "from-env"),
+        ("IDLINK_FLOWS__TTL_SECONDS", "60"),
+        ("IDLINK_TEST_REDIS_URL", "x"),
+    ])
+    .unwrap();
+    let ml = s.kinds.microsoft_learning.as_ref().unwrap();
+    assert_eq!(ml.client_secret.expose_secret(), "from-env");
+    assert_eq!(s.flows.ttl_seconds, 60);
+    assert!(!format!("{s:?}").contains("from-env"), "Debug must mask secrets");
+}
+
+#[test]
+fn services_are_named_by_tenant_and_client_id_and_issuers_need_https() {
+    let services = "5e7ab1c4-0d2f-4a6b-9c8d-3f1e2d4c5b03";
+    let inbound = load(&[("IDLINK_AUTH__SERVICE_TENANT", services), ("IDLINK_AUTH__SERVICE_APPS", "[\"learning-feed\"]")])
+        .unwrap()
+        .inbound()
+        .unwrap();
+    assert!(inbound.services.admits(&TenantId::parse(services).unwrap(), "learning-feed"));
+    assert!(!inbound.services.admits(&inbound.allowed_tenants[0], "learning-feed"));
+    assert_eq!(inbound.user_clients, None);
+    // Nothing configured: no app may call.
+    assert!(load(&[]).unwrap().inbound().unwrap().services.is_empty());
+    for (env, expected) in [
+        (vec![("IDLINK_AUTH__SERVICE_TENANT", services)], "auth.service_apps is empty"),
+        (vec![("IDLINK_AUTH__SERVICE_APPS", "[\"learning-feed\"]")], "auth.service_apps needs auth.service_tenant"),
+        (vec![("IDLINK_AUTH__SERVICE_TENANT", "contoso")], "auth.service_tenant: \"contoso\" is not a tenant id"),
+        (vec![("IDLINK_AUTH__SERVICE_TENANT", CONSUMER_TENANT)], "auth.service_tenant must not be the consumer tenant"),
+        (vec![("IDLINK_AUTH__USER_CLIENTS", "[\"\"]")], "is not a client id"),
+        (vec![("IDLINK_AUTH__ISSUER_TEMPLATE", "http://idp.example/{tid}/v2.0")], "http is allowed only with dev.allow_insecure_http"),
+        (vec![("IDLINK_AUTH__ISSUER_TEMPLATE", "ftp://idp.example/{tid}/v2.0")], "must be an https URL"),
+    ] {
+        let err = load(&env).unwrap().inbound().unwrap_err().to_string();
+        assert!(err.contains(expected), "{env:?}: {err}");
+    }
+    let dev_http = [("IDLINK_AUTH__ISSUER_TEMPLATE", "http://127.0.0.1:1/{tid}/v2.0"), ("IDLINK_DEV__ALLOW_INSECURE_HTTP", "true")];
+    load(&dev_http).unwrap().inbound().unwrap();
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let err = load(&[("IDLINK_AUTH__AUDIENCES", "x")]).unwrap_err();
+    assert!(err.to_string().contains("audiences"), "{err}");
+}
+
+#[test]
+fn redis_settings_are_checked_and_the_password_stays_out_of_the_url() {
+    let redis = |env: &[(&str, &str)]| RedisOptions::try_from(&load(&[&[("IDLINK_STORE__BACKEND", "redis")], env].concat()).unwrap().store);
+    let err = redis(&[]).unwrap_err().to_string();
+    assert!(err.contains("store.redis_url is required"), "{err}");
+    let err = redis(&[("IDLINK_STORE__REDIS_URL", "redis://:hunter2@cache:6379")]).unwrap_err().to_string();
+    assert!(err.contains("store.redis_password") && !err.contains("hunter2"), "{err}");
+    let err = redis(&[("IDLINK_STORE__REDIS_URL", "http://cache:6379")]).unwrap_err().to_string();
+    assert!(err.contains("redis:// or rediss://"), "{err}");
+    let err = redis(&[("IDLINK_STORE__REDIS_URL", "rediss://cache:6380/0#insecure")]).unwrap_err().to_string();
+    assert!(err.contains("store.redis_url") && err.contains("#insecure"), "{err}");
+
+    let env = [
+        ("IDLINK_STORE__REDIS_URL", "rediss://cache:6380/2"),
+        ("IDLINK_STORE__REDIS_PASSWORD", "123456"),
+        ("IDLINK_STORE__REQUIRE_DURABLE", "true"),
+        ("IDLINK_STORE__TIMEOUT_MS", "250"),
+    ];
+    let options = redis(&env).unwrap();
+    // A password that looks like a number stays text.
+    assert_eq!(
+        (options.url.as_str(), options.password.as_ref().map(ExposeSecret::expose_secret)),
+        ("rediss://cache:6380/2", Some("123456"))
+    );
+    assert_eq!((options.key_prefix.as_str(), options.require_durable, options.timeout), ("idlink", true, Duration::from_millis(250)));
+    let settings = load(&[&[("IDLINK_STORE__BACKEND", "redis")], &env[..]].concat()).unwrap();
+    assert!(!format!("{settings:?}").contains("123456"), "Debug must mask the Redis password");
+}
