@@ -109,15 +109,15 @@ pub async fn run(target: Target, s: &Settings, json_output: bool) -> anyhow::Res
 /// over and over; both steps are timed.
 async fn run_links(s: &Settings, json_output: bool) -> anyhow::Result<()> {
     // The benchmark's work users join the tenant of a fixture account.
-    let tenant = crate::dev_user(&s.idp, "alex@contoso.example", None).await?;
+    let tenant = crate::credentials::dev_user(&s.idp, "alex@contoso.example", None).await?;
     let channels = channels(s).await?;
     let http = browser::http_client()?;
     let mut callers = Vec::new();
     for i in 0..s.concurrency.max(1) {
         let (work, personal) = (format!("bench-{i}@contoso.example"), format!("bench-{i}@outlook.example"));
-        crate::dev_user(&s.idp, &work, Some(&tenant)).await?;
-        crate::dev_user(&s.idp, &personal, None).await?;
-        let options = ClientOptions::new(s.endpoint.clone()).token(crate::dev_token(&s.idp, "user", &work).await?);
+        crate::credentials::dev_user(&s.idp, &work, Some(&tenant)).await?;
+        crate::credentials::dev_user(&s.idp, &personal, None).await?;
+        let options = ClientOptions::new(s.endpoint.clone()).token(crate::credentials::dev_token(&s.idp, "user", &work).await?);
         let client = IdlinkClient::with_channel(channels[i % channels.len()].clone(), options)?;
         // A link left by an earlier run: start from none (no link to remove is fine too).
         let _ = client.remove_link(remove_request()).await;

@@ -1,0 +1,103 @@
+//! What each command does.
+
+pub(crate) mod batch;
+pub(crate) mod bench;
+mod demo;
+mod health;
+mod link;
+
+use anyhow::anyhow;
+use idlink_client::{parse_kind, pb};
+use serde_json::json;
+
+use crate::{
+    cli::{CertsCommand, Cli, Command, CreditCommand, EventsCommand, OrgsCommand},
+    credentials::{bearer, connect, dev_token},
+};
+
+pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Token { app } => {
+            let token = match app {
+                Some(app) => dev_token(&cli.idp, "app", app).await?,
+                None => dev_token(&cli.idp, "user", cli.user.as_deref().unwrap_or("alex@contoso.example")).await?,
+            };
+            if cli.json { println!("{}", json!({"access_token": token})) } else { println!("{token}") }
+        }
+        Command::Link(command) => link::run(cli, command).await?,
+        Command::Demo { work_user, personal, kind, redirect_uri, keep } => {
+            demo::run(cli, work_user, personal, kind, redirect_uri, *keep).await?
+        }
+        Command::Health { wait, timeout_seconds } => health::run(cli, *wait, *timeout_seconds).await?,
+        Command::Orgs(OrgsCommand::Upsert { tenant_id, partner_id, name, request_id }) => {
+            let client = connect(cli, None).await?;
+            let request = pb::UpsertOrganizationRequest {
+                tenant_id: tenant_id.clone(),
+                partner_id: partner_id.clone(),
+                name: name.clone(),
+                request_id: request_id.clone(),
+            };
+            let org = client.upsert_organization(request).await?;
+            if cli.json {
+                println!("{}", json!({"organization_id": org.organization_id, "partner_id": org.partner_id, "name": org.name}));
+            } else {
+                println!("{} {} (PartnerID {})", org.organization_id, org.name, org.partner_id);
+            }
+        }
+        Command::Certs(CertsCommand::Import { file }) => batch::import(&connect(cli, None).await?, file, cli.json).await?,
+        Command::Credit(CreditCommand::Show { organization_id }) => {
+            batch::show_credit(&connect(cli, None).await?, organization_id, cli.json).await?
+        }
+        Command::Credit(CreditCommand::Recalc { all, org }) => {
+            if !*all && org.is_empty() {
+                return Err(anyhow!("name organisations with --org, or recalculate every one with --all"));
+            }
+            batch::recalculate(&connect(cli, None).await?, org.clone(), cli.json).await?;
+        }
+        Command::Events(EventsCommand::Watch { from, limit }) => batch::watch(&connect(cli, None).await?, *from, *limit, cli.json).await?,
+        Command::Bench { target, concurrency, connections, seconds, object_id } => {
+            let token = match target {
+                bench::Target::Health | bench::Target::Link => None,
+                _ => bearer(cli, Some("alex@contoso.example")).await?,
+            };
+            let personal = object_id
+                .as_ref()
+                .map(|o| pb::AccountRef { tenant_id: "9188040d-6c67-4c5b-b112-36a304b66dad".into(), object_id: o.clone() });
+            for c in concurrency {
+                let settings = bench::Settings {
+                    endpoint: cli.endpoint.clone(),
+                    token: token.clone(),
+                    concurrency: *c,
+                    connections: *connections,
+                    duration: std::time::Duration::from_secs_f64(*seconds),
+                    personal: personal.clone(),
+                    idp: cli.idp.clone(),
+                };
+                bench::run(*target, &settings, cli.json).await?;
+            }
+        }
+        Command::Resolve { kind, object_id, tenant_id } => {
+            let client = connect(cli, None).await?;
+            let account = pb::AccountRef { tenant_id: tenant_id.clone(), object_id: object_id.clone() };
+            let r = client
+                .resolve_personal_account(pb::ResolvePersonalAccountRequest {
+                    kind: parse_kind(kind)? as i32,
+                    personal_account: Some(account),
+                })
+                .await?;
+            let work = r.work_user.unwrap_or_default();
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"organization_id": r.organization_id, "link_id": r.link_id, "work_user": {"tenant_id": work.tenant_id, "object_id": work.object_id, "upn": work.user_principal_name}})
+                );
+            } else {
+                println!(
+                    "{} ({}/{}) in organisation {}, link {}",
+                    work.user_principal_name, work.tenant_id, work.object_id, r.organization_id, r.link_id
+                );
+            }
+        }
+    }
+    Ok(())
+}
