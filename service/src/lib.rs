@@ -17,3 +17,5 @@ pub mod oidc;
 pub mod sealing;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;

@@ -255,16 +255,28 @@ pub async fn link(client: &IdlinkClient, kind: pb::LinkKind, personal: &str) -> 
     client.complete_link(complete).await
 }
 
-/// Asserts a refusal's code and stable reason.
+/// Asserts a refusal's code and stable reason (the failing line names the case; in a loop,
+/// [`assert_refused_in`] names it).
 #[track_caller]
 pub fn assert_refused<T: std::fmt::Debug>(result: Result<T, ClientError>, code: tonic::Code, reason: &str) -> String {
+    assert_refused_in("", result, code, reason)
+}
+
+/// [`assert_refused`] for one case of several: a failure names `case`.
+#[track_caller]
+pub fn assert_refused_in<T: std::fmt::Debug>(
+    case: impl std::fmt::Display,
+    result: Result<T, ClientError>,
+    code: tonic::Code,
+    reason: &str,
+) -> String {
     match result {
         Err(ClientError::Rpc { code: c, reason: r, message, .. }) => {
-            assert_eq!((c, r.as_str()), (code, reason), "message: {message}");
-            assert!(!message.is_empty(), "a refusal carries a message for the person");
+            assert_eq!((c, r.as_str()), (code, reason), "{case}: message: {message}");
+            assert!(!message.is_empty(), "{case}: a refusal carries a message for the person");
             message
         }
-        other => panic!("expected {code:?} {reason}, got {other:?}"),
+        other => panic!("{case}: expected {code:?} {reason}, got {other:?}"),
     }
 }
 

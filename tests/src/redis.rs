@@ -19,16 +19,7 @@ pub fn redis_backend_requested() -> bool {
     std::env::var(BACKEND_VAR).is_ok_and(|b| b == "redis")
 }
 
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Unavailable outside CI: say so and skip; under `CI=true`: fail.
-fn unavailable(what: &str) -> Option<std::convert::Infallible> {
-    assert!(!under_ci(), "{what} (required under CI=true)");
-    eprintln!("SKIPPED: {what}");
-    None
-}
+use idlink_service::test_support::{test_redis_url, unavailable};
 
 /// A key prefix on the shared Redis, its keys deleted when dropped.
 pub struct SharedRedis(ScratchPrefix);
@@ -43,7 +34,7 @@ impl std::ops::Deref for SharedRedis {
 impl SharedRedis {
     /// `None` (after saying why) when the shared Redis does not answer, outside CI.
     pub fn new() -> Option<Self> {
-        let url = std::env::var("IDLINK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let url = test_redis_url();
         let answers = redis::Client::open(url.as_str())
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));

@@ -292,3 +292,18 @@ pub fn recalculation_item(catalog: &Catalog, item: RecalculationItem) -> pb::Rec
     };
     pb::RecalculateCreditsResponse { item: Some(item) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_default_to_fifty_and_stop_at_two_hundred() {
+        for (asked, got) in [(0, 50), (1, 1), (200, 200), (201, 200), (100_000, 200), (i32::MAX, 200)] {
+            assert_eq!(page_limit(asked).unwrap(), got, "{asked}");
+        }
+        for negative in [-1, i32::MIN] {
+            assert!(matches!(page_limit(negative), Err(ApiError::InvalidArgument { field: "page_size", .. })));
+        }
+    }
+}

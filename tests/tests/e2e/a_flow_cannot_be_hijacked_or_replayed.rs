@@ -185,7 +185,7 @@ async fn an_id_token_that_fails_any_check_links_nothing() {
     for (how, code, reason) in cases {
         app.idp.misbehave(how).await.unwrap();
         let result = link(&client, ML, "jordan@outlook.example").await;
-        assert_refused(result, code, reason);
+        assert_refused_in(format!("{how:?}"), result, code, reason);
         assert_nothing_linked(&app, &client).await;
     }
     // The same flow with a well-behaved provider links: the refusals were the checks.

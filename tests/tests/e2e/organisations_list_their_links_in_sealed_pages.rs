@@ -76,9 +76,7 @@ async fn page_tokens_cannot_be_forged_or_moved_to_another_query() {
         ("garbage", pb::ListLinksRequest { page_token: "not-a-token".into(), ..query(CONTOSO_TENANT, ML, false, 2) }),
     ];
     for (case, request) in attempts {
-        let refused = service.list_links(request).await;
-        assert_refused(refused, Code::InvalidArgument, "INVALID_ARGUMENT");
-        let _ = case;
+        assert_refused_in(case, service.list_links(request).await, Code::InvalidArgument, "INVALID_ARGUMENT");
     }
     // The genuine token still works, and page sizes are validated and capped.
     assert!(
@@ -90,7 +88,34 @@ async fn page_tokens_cannot_be_forged_or_moved_to_another_query() {
             .is_empty()
     );
     assert_refused(service.list_links(query(CONTOSO_TENANT, ML, false, -1)).await, Code::InvalidArgument, "INVALID_ARGUMENT");
-    assert_eq!(service.list_links(query(CONTOSO_TENANT, ML, false, 100_000)).await.unwrap().links.len(), 5);
+}
+
+/// More links than the largest page: a page is at most 200, however many are asked for, and
+/// the pages together hold every link once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_holds_at_most_two_hundred_links() {
+    use idlink_service::domain::{AccountKey, CONSUMER_TENANT, LinkKind, LinkMode, NewLink, PersonalProfile};
+    let app = TestApp::spawn().await;
+    for n in 0..230u32 {
+        let new = NewLink {
+            kind: LinkKind::MicrosoftLearning,
+            work: AccountKey::parse(CONTOSO_TENANT, &format!("00000000-0000-4000-8000-{n:012x}")).unwrap(),
+            work_upn: format!("member{n}@contoso.example"),
+            personal: AccountKey::parse(CONSUMER_TENANT, &format!("00000000-0000-4000-9000-{n:012x}")).unwrap(),
+            personal_sub: String::new(),
+            profile: PersonalProfile::default(),
+        };
+        app.store.link(new, LinkMode::default(), app.now()).await.unwrap();
+    }
+    let service = app.client_with_token(Some(app.idp.app_token("partner-university").unwrap())).await;
+    for (asked, got) in [(100_000, 200), (201, 200), (200, 200), (1, 1), (0, 50)] {
+        let page = service.list_links(query(CONTOSO_TENANT, ML, false, asked)).await.unwrap();
+        assert_eq!(page.links.len(), got, "page size {asked}");
+        assert!(!page.next_page_token.is_empty(), "page size {asked}: more follow");
+    }
+    let all = service.list_all_links(query(CONTOSO_TENANT, ML, false, 100_000)).await.unwrap();
+    let unique: std::collections::BTreeSet<_> = all.iter().map(|l| l.id.clone()).collect();
+    assert_eq!((all.len(), unique.len()), (230, 230));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

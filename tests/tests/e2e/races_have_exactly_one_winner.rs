@@ -73,9 +73,11 @@ async fn the_same_flow_completed_concurrently_links_once() {
     let client = app.client_for("alex@contoso.example").await;
     let complete = begin_and_sign_in(&client, ML, "jordan@outlook.example").await;
     let outcomes = join_all((0..16).map(|_| client.complete_link(complete.clone()))).await;
-    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+    let winners: Vec<pb::Link> = outcomes.iter().filter_map(|o| o.as_ref().ok().cloned()).collect();
+    assert_eq!(winners.len(), 1);
     for outcome in outcomes.into_iter().filter(Result::is_err) {
         assert_refused(outcome, Code::NotFound, "FLOW_NOT_FOUND");
     }
-    let _: Vec<pb::Link> = client.get_links().await.unwrap();
+    assert_eq!(client.get_links().await.unwrap(), winners, "one link: the winner's");
+    assert_eq!(app.integrity().await.active_links, 1);
 }

@@ -13,17 +13,23 @@ async fn no_secret_or_personal_email_is_ever_logged() {
     for kind in [ML, PU] {
         link(&client, kind, "jordan@outlook.example").await.unwrap();
     }
-    // Refusals log too: a replay, a bad nonce, a forged bearer token, an error callback.
+    // Refusals log too: a second account for a kind already linked, its replay, a bad nonce, a
+    // forged bearer token, an error callback. Each is asserted refused: a wrong success would
+    // log something else.
     let complete = begin_and_sign_in(&client, ML, "sam@outlook.example").await;
-    let _ = client.complete_link(complete.clone()).await;
-    let _ = client.complete_link(complete).await;
+    assert_refused(client.complete_link(complete.clone()).await, tonic::Code::AlreadyExists, "ALREADY_LINKED");
+    assert_refused(client.complete_link(complete).await, tonic::Code::NotFound, "FLOW_NOT_FOUND");
     app.idp.misbehave(Misbehaviour::WrongNonce).await.unwrap();
-    let _ = link(&client, PU, "sam@outlook.example").await;
+    assert_refused(link(&client, PU, "sam@outlook.example").await, tonic::Code::PermissionDenied, "NONCE_MISMATCH");
     app.idp.misbehave(Misbehaviour::None).await.unwrap();
     let mut forged = app.idp.access_token_claims("blair@contoso.example").unwrap();
     forged["aud"] = json!("api://other");
     let forged = app.idp.sign_raw(&json!({"alg": "RS256", "kid": app.idp.active_kid()}), &forged);
-    let _ = app.client_with_token(Some(forged.clone())).await.get_links().await;
+    assert_refused(app.client_with_token(Some(forged.clone())).await.get_links().await, tonic::Code::Unauthenticated, "INVALID_TOKEN");
+    let begun = client.begin_link(begin_request(PU, "sam@outlook.example")).await.unwrap();
+    remember_secrets([begun.state.clone()]);
+    let cancelled = pb::CompleteLinkRequest { state: begun.state, error: Some("access_denied".into()), ..Default::default() };
+    assert_refused(client.complete_link(cancelled).await, tonic::Code::FailedPrecondition, "SIGN_IN_CANCELLED");
     for kind in [ML, PU] {
         client
             .remove_link(pb::RemoveLinkRequest { kind: kind as i32, user: None, reason: String::new(), ..Default::default() })

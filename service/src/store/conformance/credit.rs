@@ -62,6 +62,7 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
     // The model: personal → work user holding it (Microsoft Learning), and certifications.
     let mut holder: HashMap<u32, AccountKey> = HashMap::new();
     let mut certs: HashMap<u32, Vec<Certification>> = HashMap::new();
+    let mut ever_linked: std::collections::HashSet<AccountKey> = std::collections::HashSet::new();
 
     for step in 0..2000 {
         let (w, p) = (rng.gen_range(0..24u32), rng.gen_range(0..16u32));
@@ -69,16 +70,39 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
             0..=3 => {
                 let mode = LinkMode { transfer: rng.gen_bool(0.5), replace_existing: rng.gen_bool(0.5) };
                 let new = NewLink { work: worker(w), ..request(KIND, 0, p) };
+                // The model's prediction, in the rules' order: the pair already linked, the
+                // personal account held elsewhere, the work user holding another.
+                let holds_other = holder.iter().any(|(held, by)| *by == worker(w) && *held != p);
+                let expected = match holder.get(&p) {
+                    Some(by) if *by == worker(w) => Ok(()),
+                    Some(_) if !mode.transfer => Err(DomainError::LinkedElsewhere { kind: KIND }),
+                    _ if holds_other && !mode.replace_existing => Err(DomainError::AlreadyLinked { kind: KIND }),
+                    _ => Ok(()),
+                };
                 let outcome = store.link(new, mode, now).await;
-                if outcome.is_ok() {
+                match (&expected, outcome) {
+                    (Ok(()), Ok(link)) => {
+                        assert_eq!((link.personal, link.work.clone()), (personal(p), worker(w)), "seed {seed}, step {step}")
+                    }
+                    (Err(want), Err(StoreError::Domain(got))) => assert_eq!(&got, want, "seed {seed}, step {step}"),
+                    (want, got) => panic!("seed {seed}, step {step}: the model expected {want:?}, the store answered {got:?}"),
+                }
+                if expected.is_ok() {
                     holder.retain(|held, by| !(*held == p || *by == worker(w))); // transferred or replaced
                     holder.insert(p, worker(w));
+                    ever_linked.insert(worker(w));
                 }
             }
             4 => {
-                if store.remove(KIND, &worker(w), &worker(w), "model", None, now).await.is_ok() {
-                    holder.retain(|_, by| *by != worker(w));
+                // Idempotent for anyone who ever had a link (the last tombstone), refused for
+                // anyone who never had one.
+                let outcome = store.remove(KIND, &worker(w), &worker(w), "model", None, now).await;
+                match (ever_linked.contains(&worker(w)), outcome) {
+                    (true, Ok(tombstone)) => assert_eq!(tombstone.work, worker(w), "seed {seed}, step {step}"),
+                    (false, Err(StoreError::Domain(DomainError::LinkNotFound { .. }))) => {}
+                    (ever, got) => panic!("seed {seed}, step {step}: ever linked {ever}, the store answered {got:?}"),
                 }
+                holder.retain(|_, by| *by != worker(w));
             }
             5..=7 => {
                 let id = CERTS[rng.gen_range(0..CERTS.len())];

@@ -124,15 +124,13 @@ pub(crate) use suite;
 /// The Redis of `IDLINK_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) under a key prefix
 /// of its own. Unreachable: the test fails under `CI=true` and is skipped, saying so, elsewhere.
 pub async fn redis_store() -> Option<(super::redis::ScratchPrefix, Arc<super::redis::RedisStore>)> {
-    let url = std::env::var("IDLINK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = crate::test_support::test_redis_url();
     let scratch = super::redis::ScratchPrefix::new(&url, "idlink-test");
     let options = super::redis::RedisOptions::new(url.clone(), scratch.prefix.clone());
     match super::redis::RedisStore::connect(options, Arc::new(Catalog::default_catalog())).await {
         Ok(store) => Some((scratch, Arc::new(store))),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("Redis at {url} is required under CI=true: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED: Redis at {url} is unreachable ({e}); set IDLINK_TEST_REDIS_URL or start redis-server");
-            None
-        }
+        Err(e) => crate::test_support::unavailable(&format!(
+            "Redis at {url} is unreachable ({e}); set IDLINK_TEST_REDIS_URL or start redis-server"
+        )),
     }
 }
