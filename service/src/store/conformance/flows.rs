@@ -2,9 +2,9 @@
 
 use super::*;
 
-pub async fn flows_are_single_use_and_purged_when_expired<S: Store + ?Sized>(store: &S) {
-    let now = Utc::now();
-    let flow = |ttl: i64| Flow {
+/// A flow of work user 1 begun at `now`, expiring `ttl` seconds later.
+fn flow_at(now: chrono::DateTime<Utc>, ttl: i64) -> Flow {
+    Flow {
         kind: KIND,
         owner: work(1),
         owner_upn: String::new(),
@@ -14,7 +14,12 @@ pub async fn flows_are_single_use_and_purged_when_expired<S: Store + ?Sized>(sto
         mode: LinkMode::default(),
         created_at: now,
         expires_at: now + Duration::seconds(ttl),
-    };
+    }
+}
+
+pub async fn flows_are_single_use_and_purged_when_expired<S: Store + ?Sized>(store: &S) {
+    let now = Utc::now();
+    let flow = |ttl: i64| flow_at(now, ttl);
     let (live, stale) = (StateHash::of("live"), StateHash::of("stale"));
     let live_flow = flow(600).seal("live").unwrap();
     store.put_flow(&live, &live_flow).await.unwrap();
@@ -28,20 +33,8 @@ pub async fn flows_are_single_use_and_purged_when_expired<S: Store + ?Sized>(sto
 }
 
 pub async fn racing_takes_of_one_flow_have_one_winner<S: Store>(store: Arc<S>) {
-    let now = Utc::now();
     let state = StateHash::of("contested");
-    let flow = Flow {
-        kind: KIND,
-        owner: work(1),
-        owner_upn: String::new(),
-        redirect_uri: "https://portal.example/cb".into(),
-        pkce_verifier: crate::domain::FlowSecret::new("v".into()),
-        nonce: crate::domain::FlowSecret::new("n".into()),
-        mode: LinkMode::default(),
-        created_at: now,
-        expires_at: now + Duration::minutes(10),
-    };
-    store.put_flow(&state, &flow.seal("contested").unwrap()).await.unwrap();
+    store.put_flow(&state, &flow_at(Utc::now(), 600).seal("contested").unwrap()).await.unwrap();
     let takers = (0..16)
         .map(|_| {
             let (store, state) = (store.clone(), state.clone());
