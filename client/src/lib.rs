@@ -58,6 +58,18 @@ impl From<tonic::Status> for ClientError {
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
+/// An error and its causes, one line (a TLS failure hides under a transport error).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Where the client gets its bearer token, asked before every call: a fixed string, or
 /// anything that refreshes tokens out of band (a closure reading a cache, say).
 pub trait TokenProvider: Send + Sync + 'static {
@@ -110,9 +122,25 @@ pub struct IdlinkClient {
     deadline: Duration,
 }
 
+/// TLS for an `https://` endpoint: the public web roots, or this CA's certificate(s); and a
+/// client certificate when the server requires one (mTLS).
+#[derive(Clone, Default)]
+pub struct ClientTls {
+    pub ca_pem: Option<Vec<u8>>,
+    /// Certificate chain and private key, PEM.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").field("ca", &self.ca_pem.is_some()).field("identity", &self.identity.is_some()).finish()
+    }
+}
+
 #[derive(Clone)]
 pub struct ClientOptions {
     pub endpoint: String,
+    pub tls: ClientTls,
     pub token: Option<Arc<dyn TokenProvider>>,
     pub accept_language: Option<String>,
     /// Extra metadata on every call (e.g. `traceparent`, `x-request-id`).
@@ -123,7 +151,18 @@ pub struct ClientOptions {
 
 impl ClientOptions {
     pub fn new(endpoint: impl Into<String>) -> Self {
-        Self { endpoint: endpoint.into(), token: None, accept_language: None, headers: Vec::new(), deadline: Duration::from_secs(15) }
+        Self {
+            endpoint: endpoint.into(),
+            tls: ClientTls::default(),
+            token: None,
+            accept_language: None,
+            headers: Vec::new(),
+            deadline: Duration::from_secs(15),
+        }
+    }
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = tls;
+        self
     }
     /// A fixed bearer token.
     pub fn token(mut self, token: impl Into<String>) -> Self {
@@ -150,18 +189,34 @@ fn ascii(what: &str, value: &str) -> Result<MetadataValue<Ascii>> {
 }
 
 impl IdlinkClient {
-    /// A new HTTP/2 connection to `endpoint`.
+    /// A new HTTP/2 connection to `endpoint` (`https://` with the public web roots).
     pub async fn channel(endpoint: &str) -> Result<Channel> {
-        Endpoint::from_shared(endpoint.to_owned())
+        Self::channel_with(endpoint, &ClientTls::default()).await
+    }
+
+    /// A new HTTP/2 connection to `endpoint`, TLS as `tls` says when it is `https://`.
+    pub async fn channel_with(endpoint: &str, tls: &ClientTls) -> Result<Channel> {
+        let mut target = Endpoint::from_shared(endpoint.to_owned())
             .map_err(|e| ClientError::Invalid(format!("endpoint {endpoint}: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|e| ClientError::Transport(format!("{endpoint}: {e}")))
+            .connect_timeout(Duration::from_secs(5));
+        if endpoint.starts_with("https://") {
+            let mut config = tonic::transport::ClientTlsConfig::new();
+            config = match &tls.ca_pem {
+                Some(ca) => config.ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+                None => config.with_webpki_roots(),
+            };
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            target = target.tls_config(config).map_err(|e| ClientError::Invalid(format!("TLS for {endpoint}: {e}")))?;
+        } else if tls.ca_pem.is_some() || tls.identity.is_some() {
+            return Err(ClientError::Invalid(format!("{endpoint}: TLS settings need an https:// endpoint")));
+        }
+        target.connect().await.map_err(|e| ClientError::Transport(format!("{endpoint}: {}", error_chain(&e))))
     }
 
     pub async fn connect(options: ClientOptions) -> Result<Self> {
-        let channel = Self::channel(&options.endpoint).await?;
+        let channel = Self::channel_with(&options.endpoint, &options.tls).await?;
         Self::with_channel(channel, options)
     }
 

@@ -167,3 +167,18 @@ fn a_redis_url_that_turns_off_certificate_checks_is_refused() {
     assert!(status.is_some_and(|s| !s.success()), "#insecure was accepted");
     assert!(stderr.contains("store.redis_url") && stderr.contains("#insecure"), "{stderr}");
 }
+
+#[test]
+fn plaintext_beyond_loopback_needs_tls_or_an_explicit_mesh_switch() {
+    let base = format!("listen = \"0.0.0.0:0\"\n[store]\npath = DATA\n{AUTH}");
+    let (status, stderr) = run_config(&base);
+    assert!(status.is_some_and(|s| !s.success()), "plaintext on 0.0.0.0 was accepted");
+    assert!(stderr.contains("server.tls") && stderr.contains("server.allow_plaintext"), "{stderr}");
+    // A mesh terminates TLS in front of it: said explicitly, it starts (and keeps running).
+    let (status, stderr) = run_config(&format!("{base}[server]\nallow_plaintext = true\n"));
+    assert!(status.is_none(), "allow_plaintext = true did not start: {stderr}");
+    // A TLS key that is not there is named.
+    let (status, stderr) =
+        run_config(&format!("{base}[server.tls]\ncert_file = \"/nonexistent/tls.crt\"\nkey_file = \"/nonexistent/tls.key\"\n"));
+    assert!(status.is_some_and(|s| !s.success()) && stderr.contains("server.tls.cert_file"), "{stderr}");
+}

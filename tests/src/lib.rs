@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use idlink_client::{ClientError, ClientOptions, IdlinkClient, browser, pb};
+use idlink_client::{ClientError, ClientOptions, ClientTls, IdlinkClient, browser, pb};
 use idlink_service::{
     app::Application,
     clock::ManualClock,
@@ -22,6 +22,7 @@ use idlink_service::{
 pub use idlink_service::oidc::devidp::{FABRIKAM_TENANT, Misbehaviour};
 
 pub mod daemon;
+pub mod pki;
 pub mod redis;
 
 // --- log capture: every test in this binary logs into one buffer that tests can scan ---
@@ -95,6 +96,10 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub addr: SocketAddr,
     pub store: DynStore,
+    /// How clients reach it: TLS settings when it serves TLS (`https://`).
+    pub client_tls: Option<ClientTls>,
+    /// The plaintext health port, when `server.health_listen` is set.
+    pub health_addr: Option<SocketAddr>,
     _data: tempfile::TempDir,
     _redis: Option<redis::SharedRedis>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -117,6 +122,27 @@ impl TestApp {
     /// Starts with the development settings changed by `adjust`. The global BeginLink limit
     /// is lifted first: the manual clock never refills it, and the races begin 1,280 flows.
     pub async fn spawn_with(adjust: impl FnOnce(&mut idlink_service::config::Settings)) -> Self {
+        Self::spawn_serving(adjust, None).await
+    }
+
+    /// Serves TLS with a server certificate of `pki` (for 127.0.0.1); with `mtls`, requires
+    /// client certificates of `pki`, and the app's clients present one.
+    pub async fn spawn_tls(pki: &pki::TestPki, mtls: bool, adjust: impl FnOnce(&mut idlink_service::config::Settings)) -> Self {
+        let (cert_file, key_file) = pki.write("server", &pki.server());
+        let identity = mtls.then(|| pki.client("portal.test")).map(|c| (c.cert_pem.into_bytes(), c.key_pem.into_bytes()));
+        let client_tls = ClientTls { ca_pem: Some(pki.ca_pem.clone().into_bytes()), identity };
+        let client_ca_file = mtls.then(|| pki.ca_file());
+        Self::spawn_serving(
+            |settings| {
+                settings.server.tls = Some(idlink_service::config::TlsSettings { cert_file, key_file, client_ca_file });
+                adjust(settings);
+            },
+            Some(client_tls),
+        )
+        .await
+    }
+
+    async fn spawn_serving(adjust: impl FnOnce(&mut idlink_service::config::Settings), client_tls: Option<ClientTls>) -> Self {
         capture_logs();
         let clock = Arc::new(ManualClock::default());
         let clients = dev_clients();
@@ -133,13 +159,14 @@ impl TestApp {
         }
         adjust(&mut settings);
         let app = Application::build(&settings, clock.clone()).await.unwrap();
-        let (addr, store) = (app.addr(), app.store());
+        let (addr, health_addr, store) = (app.addr(), app.health_addr(), app.store().expect("the test store answers at start"));
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
         }));
-        wait_until_serving(&format!("http://{addr}")).await;
-        Self { idp, clock, addr, store, _data: data, _redis: redis, shutdown: Some(tx) }
+        let app = Self { idp, clock, addr, store, client_tls, health_addr, _data: data, _redis: redis, shutdown: Some(tx) };
+        wait_until_serving_with(&app.endpoint(), app.client_tls.as_ref()).await;
+        app
     }
 
     /// Moves the clock past the refusal log's window: identical refusal lines from one peer
@@ -164,7 +191,13 @@ impl TestApp {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.client_tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Options of a client of this app (its TLS, when it serves TLS).
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions::new(self.endpoint()).tls(self.client_tls.clone().unwrap_or_default())
     }
 
     /// A client calling as `login` (a fixture or added user).
@@ -179,7 +212,7 @@ impl TestApp {
     /// A client whose every call carries `x-request-id: request_id`, so its refusals can be
     /// found in the audit log ([`assert_audited`]).
     pub async fn client_with_request_id(&self, token: Option<String>, request_id: Option<&str>) -> IdlinkClient {
-        let mut options = ClientOptions::new(self.endpoint());
+        let mut options = self.client_options();
         if let Some(token) = token {
             options = options.token(token);
         }
@@ -206,9 +239,14 @@ impl TestApp {
     }
 }
 
-/// The overall health status of the server at `endpoint`, if it answers.
+/// The health status of `service` at `endpoint` (plaintext), if it answers.
 pub async fn health_status(endpoint: &str, service: &str) -> Option<i32> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned()).ok()?.connect().await.ok()?;
+    health_status_with(endpoint, None, service).await
+}
+
+/// [`health_status`], over TLS when `tls` is given.
+pub async fn health_status_with(endpoint: &str, tls: Option<&ClientTls>, service: &str) -> Option<i32> {
+    let channel = IdlinkClient::channel_with(endpoint, tls.unwrap_or(&ClientTls::default())).await.ok()?;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let request = tonic_health::pb::HealthCheckRequest { service: service.to_owned() };
     health.check(request).await.ok().map(|r| r.into_inner().status)
@@ -216,8 +254,12 @@ pub async fn health_status(endpoint: &str, service: &str) -> Option<i32> {
 
 /// Waits until idlinkd at `endpoint` reports SERVING.
 pub async fn wait_until_serving(endpoint: &str) {
+    wait_until_serving_with(endpoint, None).await;
+}
+
+pub async fn wait_until_serving_with(endpoint: &str, tls: Option<&ClientTls>) {
     for _ in 0..600 {
-        if health_status(endpoint, "").await == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32) {
+        if health_status_with(endpoint, tls, "").await == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32) {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

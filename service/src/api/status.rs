@@ -113,7 +113,7 @@ fn describe_linking(err: &LinkingError) -> &'static Reason {
     match err {
         LinkingError::Domain(d) | LinkingError::Store(StoreError::Domain(d)) => describe_domain(d),
         LinkingError::Store(StoreError::Unavailable { .. }) => &messages::STORE_UNAVAILABLE,
-        LinkingError::Store(StoreError::Corrupt { .. }) => &messages::INTERNAL,
+        LinkingError::Store(StoreError::Corrupt { .. } | StoreError::Misconfigured { .. }) => &messages::INTERNAL,
         LinkingError::Store(StoreError::CursorExpired { .. }) => &messages::CURSOR_EXPIRED,
         LinkingError::KindNotConfigured { .. } => &messages::KIND_NOT_CONFIGURED,
         LinkingError::SignInFailed { cancelled: true } => &messages::SIGN_IN_CANCELLED,

@@ -187,10 +187,28 @@ impl Default for FlowSettings {
     }
 }
 
+/// TLS on the gRPC port: the certificate chain and key (PEM), re-read when they change on
+/// disk, and optionally the CA whose client certificates are required (mTLS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
 /// Transport limits and shutdown, with safe defaults.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
+    /// TLS on `listen`; without it idlinkd listens in plaintext on loopback only, unless
+    /// `allow_plaintext` says a mesh terminates TLS in front of it.
+    pub tls: Option<TlsSettings>,
+    pub allow_plaintext: bool,
+    /// A plaintext port serving only `grpc.health.v1`, for the kubelet's probes (which cannot
+    /// speak TLS).
+    pub health_listen: Option<SocketAddr>,
     /// After SIGTERM, how long in-flight RPCs may take before the process exits anyway.
     pub grace_seconds: u64,
     pub max_message_bytes: usize,
@@ -203,6 +221,9 @@ pub struct ServerSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
+            tls: None,
+            allow_plaintext: false,
+            health_listen: None,
             grace_seconds: 20,
             max_message_bytes: 4 * 1024 * 1024,
             concurrency_per_connection: 256,

@@ -28,6 +28,9 @@ pub enum StoreError {
     Domain(#[from] DomainError),
     #[error("the store is unavailable: {detail}")]
     Unavailable { detail: String },
+    /// The store answers, but may not be used as configured (waiting will not help).
+    #[error("the store may not be used so: {detail}")]
+    Misconfigured { detail: String },
     #[error("a stored record is unreadable: {detail}")]
     Corrupt { detail: String },
     #[error("the feed no longer holds events after cursor {cursor}; resume from {oldest}")]

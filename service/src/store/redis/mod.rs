@@ -111,12 +111,35 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable { detail: format!("redis: {e}") }
 }
 
+/// A failed first connection: Redis refusing the password, or presenting a certificate the
+/// configured roots do not vouch for, will not mend by waiting (start-up stops, naming the
+/// key); anything else is an outage (idlinkd keeps trying).
+fn first_connection_failed(e: &redis::RedisError) -> StoreError {
+    let untrusted = {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        let mut found = false;
+        while let Some(error) = source {
+            found |= matches!(error.downcast_ref::<rustls::Error>(), Some(rustls::Error::InvalidCertificate(_)))
+                || error.to_string().contains("invalid peer certificate");
+            source = error.source();
+        }
+        found
+    };
+    if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        StoreError::Misconfigured { detail: "Redis refused the authentication (store.redis_password)".into() }
+    } else if untrusted {
+        StoreError::Misconfigured { detail: format!("Redis's TLS certificate is not trusted (store.redis_ca_file): {e}") }
+    } else {
+        unavailable(e)
+    }
+}
+
 impl RedisStore {
     /// Connects (within the timeout), reads the server's persistence settings and refuses
     /// when `require_durable` is set and acknowledged writes could be lost.
     pub async fn connect(options: RedisOptions, catalog: Arc<Catalog>) -> Result<Self> {
         if options.key_prefix.is_empty() || !options.key_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(StoreError::Unavailable {
+            return Err(StoreError::Misconfigured {
                 detail: format!("store.key_prefix {:?}: use letters, digits, '-', '_' or '.'", options.key_prefix),
             });
         }
@@ -138,7 +161,7 @@ impl RedisStore {
         let conn = tokio::time::timeout(options.timeout, ConnectionManager::new_with_config(client, config))
             .await
             .map_err(|_| unavailable(format!("no answer within {:?}", options.timeout)))?
-            .map_err(unavailable)?;
+            .map_err(|e| first_connection_failed(&e))?;
         let store = Self {
             conn,
             keys: Keys(format!("{{{}}}:", options.key_prefix)),
@@ -151,7 +174,7 @@ impl RedisStore {
         let durability = store.durability().await?;
         match durability.risk(store.options.wait_replicas) {
             Some(risk) if store.options.require_durable => {
-                return Err(StoreError::Unavailable { detail: format!("store.require_durable is set but {risk}") });
+                return Err(StoreError::Misconfigured { detail: format!("store.require_durable is set but {risk}") });
             }
             Some(risk) => tracing::warn!(%risk, "acknowledged writes could be lost"),
             None => tracing::info!(appendfsync = %durability.appendfsync, replicas = durability.connected_replicas, "redis persistence"),

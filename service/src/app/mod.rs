@@ -1,9 +1,11 @@
 //! Builds and runs the server: store, identity providers, gRPC services, background tasks.
 //!
-//! Start-up is honest: `build` validates the configuration, opens the store and binds the
-//! port; `run_until_stopped` then serves health (NOT_SERVING, every other RPC UNAVAILABLE)
-//! while it loads every provider's metadata — retrying while a provider is down — and only
-//! then serves everything and reports SERVING. On shutdown health flips back first.
+//! Start-up is honest: `build` validates the configuration, opens the store when it answers
+//! and binds the ports; `run_until_stopped` then serves health (readiness NOT_SERVING,
+//! liveness SERVING; every other RPC UNAVAILABLE) while it opens the store — retrying while
+//! Redis does not answer — and loads every provider's metadata — retrying while a provider is
+//! down — and only then serves everything and reports SERVING. On shutdown readiness flips
+//! back first. TLS is in [`tls`], the accepted connections in [`listen`], health in [`health`].
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -26,7 +28,7 @@ use crate::{
     clock::DynClock,
     config::{Backend, ConfigError, ServerSettings, Settings},
     credits::Credits,
-    domain::LinkKind,
+    domain::{Catalog, LinkKind},
     limits::{BeginLimiter, LimitSettings},
     linking::Linker,
     oidc::{AssociationClient, Authenticator, KindSettings, OidcError, provider_http_client},
@@ -37,11 +39,20 @@ use crate::{
     },
 };
 
+mod health;
+mod listen;
+mod tls;
+
+pub use health::LIVENESS;
+use health::{set_ready, watch_store};
+use listen::incoming;
+use tls::TlsAcceptor;
+
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
-const PROVIDER_RETRY: Duration = Duration::from_secs(2);
+/// How long idlinkd waits before trying again a provider or a store that did not answer.
+const RETRY: Duration = Duration::from_secs(2);
 const JWKS_REFRESH: Duration = Duration::from_secs(3600);
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
-const STORE_PROBE: Duration = Duration::from_millis(500);
 /// The transport's ceiling on a call's metadata (HTTP/2 header list). Far above idlink's own
 /// limits (an 8 KiB token, a 128-character request id), so those answer first, per call, with
 /// a reason; a call over it is refused by the transport without one, and one over four times
@@ -65,14 +76,21 @@ pub enum StartupError {
 pub struct Application {
     listener: Arc<TcpListener>,
     addr: SocketAddr,
-    store: DynStore,
-    credits: Arc<Credits>,
+    tls: Option<TlsAcceptor>,
+    health_listener: Option<Arc<TcpListener>>,
+    store: StoreSlot,
+    catalog: Arc<Catalog>,
     auth: Arc<Authenticator>,
     clock: DynClock,
-    page_tokens: PageTokens,
     retention: chrono::Duration,
     server: ServerSettings,
     providers: Providers,
+}
+
+/// The store, or — when Redis did not answer at start — how to reach it once it does.
+enum StoreSlot {
+    Open(DynStore),
+    Redis(RedisOptions),
 }
 
 /// What is needed to bring the association providers up once serving has begun.
@@ -87,55 +105,41 @@ struct Providers {
 
 /// Everything ready to serve.
 struct Ready {
+    store: DynStore,
+    page_tokens: PageTokens,
     linker: Arc<Linker>,
+    credits: Arc<Credits>,
 }
 
-/// Accepted connections, with Nagle's algorithm off: small gRPC frames would otherwise wait
-/// for the peer's delayed ACK (~40 ms a request, measured with `idlink bench`).
-fn incoming(listener: Arc<TcpListener>) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
-    futures_util::stream::unfold(listener, |listener| async move {
-        let accepted = listener.accept().await.and_then(|(socket, _)| socket.set_nodelay(true).map(|()| socket));
-        Some((accepted, listener))
-    })
-}
-
-async fn set_all(health: &HealthReporter, status: ServingStatus) {
-    health.set_service_status("", status).await;
-    for service in ["idlink.v1.LinkService", "idlink.v1.CreditService", "idlink.v1.OrganizationService"] {
-        health.set_service_status(service, status).await;
-    }
-}
-
-/// Health follows the store: NOT_SERVING while it does not answer, SERVING again when it
-/// does (until shutdown, which owns health from then on).
-async fn watch_store(store: DynStore, health: HealthReporter, stop: tokio::sync::watch::Receiver<bool>) {
-    let mut up = true;
-    let mut probe = tokio::time::interval(STORE_PROBE);
-    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Tries `attempt` until it succeeds, every [`RETRY`], saying why it waits; `None` when `stop`
+/// comes first, `Err` for an error waiting cannot mend.
+async fn until_up<T, F: Future<Output = Result<T, StartupError>>>(
+    what: &str,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    mut attempt: impl FnMut() -> F,
+) -> Option<Result<T, StartupError>> {
     loop {
-        probe.tick().await;
-        let answered = store.ping().await;
-        if *stop.borrow() {
-            return;
+        match attempt().await {
+            Ok(up) => return Some(Ok(up)),
+            Err(StartupError::Store(StoreError::Unavailable { detail })) => tracing::warn!(%detail, "{what} not reachable yet; retrying"),
+            Err(StartupError::Oidc(e @ OidcError::Provider { .. })) => tracing::warn!(error = %e, "{what} not reachable yet; retrying"),
+            Err(e) => return Some(Err(e)),
         }
-        match (up, answered) {
-            (true, Err(e)) => {
-                tracing::error!(error = %e, "store unreachable: health NOT_SERVING until it answers");
-                set_all(&health, ServingStatus::NotServing).await;
-                up = false;
-            }
-            (false, Ok(())) => {
-                tracing::info!("store reachable again: health SERVING");
-                set_all(&health, ServingStatus::Serving).await;
-                up = true;
-            }
-            _ => {}
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY) => {}
+            _ = stop.wait_for(|s| *s) => return None,
         }
     }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr).await.map_err(|source| StartupError::Listen { addr, source })
 }
 
 impl Application {
-    /// Validates the configuration (naming the bad key), opens the store, binds the port.
+    /// Validates the configuration (naming the bad key), opens the store when it answers, binds
+    /// the ports. A Redis that does not answer yet is not an error: idlinkd starts NOT_SERVING
+    /// and keeps trying.
     pub async fn build(settings: &Settings, clock: DynClock) -> Result<Self, StartupError> {
         let inbound = settings.inbound()?;
         if inbound.services.is_empty() {
@@ -148,21 +152,46 @@ impl Application {
         if kinds.is_empty() {
             tracing::warn!("no [kinds.*] configured: BeginLink will refuse every kind");
         }
+        let tls = settings.server.tls.as_ref().map(TlsAcceptor::new).transpose()?;
+        if tls.is_none() && !settings.listen.ip().is_loopback() && !settings.server.allow_plaintext {
+            return Err(ConfigError::Invalid(format!(
+                "listen {} is not a loopback address and [server.tls] is not configured: set server.tls.cert_file and \
+                 server.tls.key_file, or server.allow_plaintext = true where a mesh terminates TLS in front of idlinkd",
+                settings.listen
+            ))
+            .into());
+        }
         let http = provider_http_client(PROVIDER_TIMEOUT)?;
         let catalog = Arc::new(settings.credit.load_catalog()?);
-        let store: DynStore = match settings.store.backend {
-            Backend::Sled => {
-                Arc::new(SledStore::open_with_cache(&settings.store.path, catalog.clone(), settings.store.cache_mb * 1024 * 1024)?)
+        let store = match settings.store.backend {
+            Backend::Sled => StoreSlot::Open(Arc::new(SledStore::open_with_cache(
+                &settings.store.path,
+                catalog.clone(),
+                settings.store.cache_mb * 1024 * 1024,
+            )?)),
+            Backend::Redis => {
+                let options = RedisOptions::try_from(&settings.store)?;
+                match RedisStore::connect(options.clone(), catalog.clone()).await {
+                    Ok(store) => StoreSlot::Open(Arc::new(store)),
+                    Err(StoreError::Unavailable { detail }) => {
+                        tracing::warn!(%detail, "Redis does not answer: idlinkd starts NOT_SERVING and keeps trying");
+                        StoreSlot::Redis(options)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-            Backend::Redis => Arc::new(RedisStore::connect(RedisOptions::try_from(&settings.store)?, catalog.clone()).await?),
         };
-        let page_tokens = PageTokens::new(store.secret("page-token").await?);
-        let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
+        let listener = bind(settings.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartupError::Listen { addr: settings.listen, source })?;
+        let health_listener = match settings.server.health_listen {
+            Some(health) => Some(Arc::new(bind(health).await?)),
+            None => None,
+        };
         Ok(Self {
             listener: Arc::new(listener),
             addr,
-            credits: Arc::new(Credits::new(store.clone(), catalog)),
+            tls,
+            health_listener,
             auth: Arc::new(Authenticator::new(inbound.clone(), http.clone())),
             providers: Providers {
                 kinds,
@@ -173,8 +202,8 @@ impl Application {
                 limits: settings.limits.clone(),
             },
             store,
+            catalog,
             clock,
-            page_tokens,
             retention: chrono::Duration::days(i64::from(settings.events.retention_days)),
             server: settings.server.clone(),
         })
@@ -184,44 +213,75 @@ impl Application {
         self.addr
     }
 
-    pub fn store(&self) -> DynStore {
-        self.store.clone()
+    /// The plaintext health port's address, when one is configured.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// Loads every provider's metadata, retrying while one is unreachable, until `stop`.
-    async fn bring_up(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Option<Ready> {
+    /// The store, when it answered at start (it always does for sled).
+    pub fn store(&self) -> Option<DynStore> {
+        match &self.store {
+            StoreSlot::Open(store) => Some(store.clone()),
+            StoreSlot::Redis(_) => None,
+        }
+    }
+
+    /// Opens the store (retrying while Redis does not answer), then loads every provider's
+    /// metadata (retrying while one is unreachable), until `stop`.
+    async fn bring_up(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> Option<Result<Ready, StartupError>> {
+        let store: DynStore = match &self.store {
+            StoreSlot::Open(store) => store.clone(),
+            StoreSlot::Redis(options) => match until_up("Redis", stop, || async {
+                Ok(Arc::new(RedisStore::connect(options.clone(), self.catalog.clone()).await?) as DynStore)
+            })
+            .await?
+            {
+                Ok(store) => {
+                    tracing::info!("Redis answers");
+                    store
+                }
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        let page_tokens = match until_up("the store", stop, || async { Ok(store.secret("page-token").await?) }).await? {
+            Ok(secret) => PageTokens::new(secret),
+            Err(e) => return Some(Err(e)),
+        };
         let p = &self.providers;
         let mut kinds = HashMap::new();
         for (kind, settings) in &p.kinds {
-            loop {
-                match AssociationClient::discover(*kind, settings.clone(), p.http.clone(), p.allow_insecure_http, p.jwks_refetch).await {
-                    Ok(client) => {
-                        tracing::info!(%kind, issuer = client.issuer(), "identity provider ready");
-                        kinds.insert(*kind, client);
-                        break;
-                    }
-                    Err(e) => tracing::warn!(%kind, error = %e, "identity provider not reachable yet; retrying"),
+            let discovered = until_up(&format!("the {kind} identity provider"), stop, || async {
+                Ok(AssociationClient::discover(*kind, settings.clone(), p.http.clone(), p.allow_insecure_http, p.jwks_refetch).await?)
+            })
+            .await?;
+            match discovered {
+                Ok(client) => {
+                    tracing::info!(%kind, issuer = client.issuer(), "identity provider ready");
+                    kinds.insert(*kind, client);
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(PROVIDER_RETRY) => {}
-                    _ = stop.wait_for(|s| *s) => return None,
-                }
+                Err(e) => return Some(Err(e)),
             }
         }
-        let linker =
-            Linker::new(self.store.clone(), kinds, p.flow_ttl, BeginLimiter::new(p.limits.clone()), p.limits.watch_streams_per_caller);
-        Some(Ready { linker: Arc::new(linker) })
+        let linker = Linker::new(store.clone(), kinds, p.flow_ttl, BeginLimiter::new(p.limits.clone()), p.limits.watch_streams_per_caller);
+        let credits = Arc::new(Credits::new(store.clone(), self.catalog.clone()));
+        Some(Ok(Ready { store, page_tokens, linker: Arc::new(linker), credits }))
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight RPCs finish (within the grace period).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        set_all(&health, ServingStatus::NotServing).await;
+        set_ready(&health, ServingStatus::NotServing).await;
+        health.set_service_status(LIVENESS, ServingStatus::Serving).await;
         let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
+        });
+        // The probes' port: health alone, plaintext, from start to exit.
+        let health_port = self.health_listener.clone().map(|listener| {
+            let server = tonic::transport::Server::builder().add_service(health_service.clone());
+            tokio::spawn(server.serve_with_incoming(incoming(listener, None)))
         });
 
         // Starting: only health answers (NOT_SERVING); every other RPC is UNAVAILABLE.
@@ -230,18 +290,35 @@ impl Application {
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .layer(StartingLayer)
             .add_service(health_service.clone())
-            .serve_with_incoming_shutdown(incoming(self.listener.clone()), async move {
+            .serve_with_incoming_shutdown(incoming(self.listener.clone(), self.tls.clone()), async move {
                 let _ = ready_rx.await;
             });
         let starting = tokio::spawn(starting);
-        tracing::info!(addr = %self.addr, "idlinkd listening; loading identity providers");
+        tracing::info!(addr = %self.addr, tls = self.tls.is_some(), "idlinkd listening; opening the store and loading identity providers");
         let ready = self.bring_up(&mut stop).await;
         let _ = ready_tx.send(());
         let _ = starting.await;
-        let Some(ready) = ready else { return Ok(()) };
+        let ready = match ready {
+            None => return Ok(()),
+            Some(ready) => ready?,
+        };
+        let result = self.serve(ready, health, health_service, stop).await;
+        if let Some(port) = health_port {
+            port.abort();
+        }
+        result
+    }
 
+    /// Serves everything until `stop`, then drains.
+    async fn serve(
+        self,
+        ready: Ready,
+        health: HealthReporter,
+        health_service: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), StartupError> {
         let requests =
-            Arc::new(Requests::new(self.store.clone(), self.clock.clone(), self.providers.limits.request_ids_per_caller_per_day));
+            Arc::new(Requests::new(ready.store.clone(), self.clock.clone(), self.providers.limits.request_ids_per_caller_per_day));
         let background = self.spawn_background_tasks(&ready, requests.clone());
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(idlink_proto::FILE_DESCRIPTOR_SET)
@@ -256,14 +333,14 @@ impl Application {
                 let _ = stop.wait_for(|s| *s).await;
                 // Tell load balancers first, then end watch streams (they would hold graceful
                 // shutdown forever), then let tonic drain in-flight RPCs.
-                set_all(&health, ServingStatus::NotServing).await;
+                set_ready(&health, ServingStatus::NotServing).await;
                 let _ = stopping.send(true);
                 let _ = signalled_tx.send(());
             }
         };
         let limits = &self.server;
         let max = limits.max_message_bytes;
-        let link_api = LinkApi::new(ready.linker.clone(), self.clock.clone(), self.page_tokens, stopped, requests.clone());
+        let link_api = LinkApi::new(ready.linker.clone(), self.clock.clone(), ready.page_tokens, stopped, requests.clone());
         let serve = tonic::transport::Server::builder()
             .timeout(Duration::from_secs(limits.request_timeout_seconds))
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
@@ -277,22 +354,22 @@ impl Application {
             .add_service(reflection)
             .add_service(LinkServiceServer::new(link_api).max_decoding_message_size(max).max_encoding_message_size(max))
             .add_service(
-                CreditServiceServer::new(CreditApi::new(self.credits.clone(), self.clock.clone()))
+                CreditServiceServer::new(CreditApi::new(ready.credits.clone(), self.clock.clone()))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )
             .add_service(
-                OrganizationServiceServer::new(OrganizationApi::new(self.credits.clone(), self.clock.clone(), requests))
+                OrganizationServiceServer::new(OrganizationApi::new(ready.credits.clone(), self.clock.clone(), requests))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )
-            .serve_with_incoming_shutdown(incoming(self.listener.clone()), drain);
-        set_all(&health, ServingStatus::Serving).await;
+            .serve_with_incoming_shutdown(incoming(self.listener.clone(), self.tls.clone()), drain);
+        set_ready(&health, ServingStatus::Serving).await;
         tracing::info!(addr = %self.addr, "idlinkd serving");
-        let probe = tokio::spawn(watch_store(self.store.clone(), health.clone(), stop.clone()));
+        let probe = tokio::spawn(watch_store(ready.store.clone(), health.clone(), stop.clone()));
         // The self check reads every link: in the background, so a large store (or a Redis
         // shared by many replicas) does not hold up start-up. It reports; it does not repair.
-        let store = self.store.clone();
+        let store = ready.store.clone();
         tokio::spawn(async move {
             match store.check_integrity().await {
                 Ok(report) if report.problems.is_empty() => {
@@ -320,7 +397,7 @@ impl Application {
 
     fn spawn_background_tasks(&self, ready: &Ready, requests: Arc<Requests>) -> tokio::task::JoinHandle<()> {
         let (linker, auth, clock, credits, retention) =
-            (ready.linker.clone(), self.auth.clone(), self.clock.clone(), self.credits.clone(), self.retention);
+            (ready.linker.clone(), self.auth.clone(), self.clock.clone(), ready.credits.clone(), self.retention);
         tokio::spawn(async move {
             let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
             let mut keys = tokio::time::interval(JWKS_REFRESH);
