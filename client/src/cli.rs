@@ -11,9 +11,41 @@ pub(crate) struct Cli {
     /// The idlink gRPC endpoint.
     #[arg(long, global = true, env = "IDLINK_ENDPOINT", default_value = "http://127.0.0.1:50051")]
     pub(crate) endpoint: String,
+    /// The CA certificate(s), PEM, that an https:// endpoint's certificate chains to (default:
+    /// the public web roots).
+    #[arg(long, global = true, env = "IDLINK_CA_FILE")]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+    /// A client certificate chain, PEM, for a server that requires one (mTLS).
+    #[arg(long, global = true, env = "IDLINK_CLIENT_CERT", requires = "client_key")]
+    pub(crate) client_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key, PEM.
+    #[arg(long, global = true, env = "IDLINK_CLIENT_KEY", requires = "client_cert")]
+    pub(crate) client_key: Option<std::path::PathBuf>,
     /// A bearer access token for idlink.
     #[arg(long, global = true, env = "IDLINK_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+    /// Unattended jobs: the OpenID authority whose token endpoint issues this app's tokens
+    /// (e.g. https://login.microsoftonline.com/TENANT_ID/v2.0). The client secret comes from
+    /// IDLINK_CLIENT_SECRET or --client-secret-file, never a flag.
+    #[arg(long, global = true, env = "IDLINK_AUTHORITY", requires = "client_id", conflicts_with = "token")]
+    pub(crate) authority: Option<String>,
+    /// Unattended jobs: the app's client id.
+    #[arg(long, global = true, env = "IDLINK_CLIENT_ID", requires = "authority")]
+    pub(crate) client_id: Option<String>,
+    /// Unattended jobs: a file holding the client secret (e.g. a mounted Secret).
+    #[arg(long, global = true, env = "IDLINK_CLIENT_SECRET_FILE")]
+    pub(crate) client_secret_file: Option<std::path::PathBuf>,
+    /// Unattended jobs: the scope asked for.
+    #[arg(long, global = true, env = "IDLINK_SCOPE", default_value = "api://idlink/.default")]
+    pub(crate) scope: String,
+    /// How long to keep retrying calls refused UNAVAILABLE or RESOURCE_EXHAUSTED (0: never).
+    /// Mutations are retried safely: each carries a request id.
+    #[arg(long, global = true, env = "IDLINK_RETRY_SECONDS", default_value_t = 60.0)]
+    pub(crate) retry_seconds: f64,
+    /// The request id of the mutation this command sends (default: a new one per mutation):
+    /// rerunning with the same id answers the first outcome instead of acting twice.
+    #[arg(long, global = true)]
+    pub(crate) request_id: Option<String>,
     /// Development: get a token for this fixture user from the development provider.
     #[arg(long, global = true)]
     pub(crate) user: Option<String>,
@@ -116,17 +148,23 @@ pub(crate) enum OrgsCommand {
         partner_id: String,
         #[arg(long)]
         name: String,
-        /// Idempotency key: safe to rerun.
-        #[arg(long, default_value = "")]
-        request_id: String,
     },
 }
 
 #[derive(Subcommand)]
 pub(crate) enum CertsCommand {
-    /// Stream a CSV (personal_tenant_id,personal_object_id,certification_id,earned_at,expires_at)
-    /// or JSON-lines (.jsonl) file (Certifications.Write). Safe to rerun: duplicates are counted.
-    Import { file: std::path::PathBuf },
+    /// Send a CSV (personal_tenant_id,personal_object_id,certification_id,earned_at,expires_at)
+    /// or JSON-lines (.jsonl) file, or `-` for standard input, in calls of --batch-lines lines
+    /// (Certifications.Write). Safe to rerun: duplicates are counted.
+    Import {
+        file: std::path::PathBuf,
+        /// Read standard input as JSON lines (a file is JSON lines when it ends .jsonl/.ndjson/.json).
+        #[arg(long)]
+        jsonl: bool,
+        /// Lines per call: each call is retried alone, and sent with a fresh token.
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch_lines: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,7 +183,8 @@ pub(crate) enum CreditCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum EventsCommand {
-    /// Follow the change feed (Links.Read); resume with the last cursor printed.
+    /// Follow the change feed (Links.Read). Reconnects when the server restarts, from the last
+    /// cursor printed; to resume later, pass that cursor as --from.
     Watch {
         #[arg(long, default_value_t = 0)]
         from: u64,

@@ -1,10 +1,11 @@
-//! Who the command calls as: `--token`, or a token of a fixture user or app from the
-//! development provider (`--user`, `--as-app`); and the connection made with it.
+//! Who the command calls as: client credentials (`--authority`, `--client-id`, the secret
+//! from the environment or a file), `--token`, or a token of a fixture user or app from the
+//! development provider (`--user`, `--as-app`); and the connection made with it (TLS, retries).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, anyhow};
-use idlink_client::{ClientOptions, IdlinkClient, pb};
+use idlink_client::{ClientCredentials, ClientOptions, ClientTls, IdlinkClient, RetryPolicy, pb};
 
 use crate::cli::Cli;
 
@@ -64,11 +65,61 @@ pub(crate) async fn bearer(cli: &Cli, default_user: Option<&str>) -> anyhow::Res
     })
 }
 
+fn read(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
+}
+
+/// TLS as `--ca-file`, `--client-cert` and `--client-key` say.
+pub(crate) fn tls(cli: &Cli) -> anyhow::Result<ClientTls> {
+    let identity = match (&cli.client_cert, &cli.client_key) {
+        (Some(cert), Some(key)) => Some((read(cert, "client certificate")?, read(key, "client key")?)),
+        _ => None,
+    };
+    Ok(ClientTls { ca_pem: cli.ca_file.as_deref().map(|p| read(p, "CA file")).transpose()?, identity })
+}
+
+/// The client secret: IDLINK_CLIENT_SECRET, else the file `--client-secret-file` names (its
+/// first line). A secret never comes from a flag: flags show in `ps` and shell history.
+fn client_secret(cli: &Cli) -> anyhow::Result<String> {
+    if let Ok(secret) = std::env::var("IDLINK_CLIENT_SECRET")
+        && !secret.is_empty()
+    {
+        return Ok(secret);
+    }
+    let path = cli
+        .client_secret_file
+        .as_deref()
+        .ok_or_else(|| anyhow!("--client-id needs its secret: set IDLINK_CLIENT_SECRET or --client-secret-file"))?;
+    let text = String::from_utf8(read(path, "client secret file")?).context("the client secret file is not UTF-8")?;
+    let secret = text.lines().next().unwrap_or_default().trim().to_owned();
+    if secret.is_empty() {
+        return Err(anyhow!("the client secret file {} is empty", path.display()));
+    }
+    Ok(secret)
+}
+
+/// The id a mutation is sent with: `--request-id`, else a new one. With it, a retried call
+/// answers the first attempt's outcome instead of acting twice.
+pub(crate) fn request_id(cli: &Cli) -> String {
+    cli.request_id.clone().unwrap_or_else(|| format!("idlink-cli-{:032x}", rand::random::<u128>()))
+}
+
 pub(crate) async fn connect(cli: &Cli, default_user: Option<&str>) -> anyhow::Result<IdlinkClient> {
-    let token = bearer(cli, default_user)
-        .await?
-        .ok_or_else(|| anyhow!("no credentials: pass --token (or IDLINK_TOKEN), or --user / --as-app with `idlinkd --dev`"))?;
-    let mut options = ClientOptions::new(cli.endpoint.clone()).token(token);
+    let mut options = ClientOptions::new(cli.endpoint.clone()).tls(tls(cli)?);
+    options = match (&cli.authority, &cli.client_id) {
+        (Some(authority), Some(client_id)) => {
+            let credentials = ClientCredentials::discover(authority, client_id, client_secret(cli)?, &cli.scope).await?;
+            options.client_credentials(Arc::new(credentials))
+        }
+        _ => options.token(bearer(cli, default_user).await?.ok_or_else(|| {
+            anyhow!("no credentials: pass --authority and --client-id (secret in IDLINK_CLIENT_SECRET), --token (or IDLINK_TOKEN), or --user / --as-app with `idlinkd --dev`")
+        })?),
+    };
+    if cli.retry_seconds > 0.0 {
+        let max_total = Duration::try_from_secs_f64(cli.retry_seconds)
+            .map_err(|_| anyhow!("--retry-seconds: {} is out of range", cli.retry_seconds))?;
+        options = options.retry(RetryPolicy { max_total, ..RetryPolicy::default() });
+    }
     if let Some(lang) = &cli.lang {
         options = options.accept_language(lang.clone());
     }

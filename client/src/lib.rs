@@ -17,6 +17,11 @@ use tonic::{
 use tonic_types::StatusExt;
 
 pub mod browser;
+mod retry;
+mod token;
+
+pub use retry::{RetryPolicy, retryable};
+pub use token::{ClientCredentials, TokenProvider, refresh_at};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -31,6 +36,17 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// Whether trying again may succeed: UNAVAILABLE and RESOURCE_EXHAUSTED, and a transport
+    /// failure (unreachable, or the connection lost mid-call). Whether it is *safe* is the
+    /// caller's to know (see [`RetryPolicy`]).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Rpc { code, .. } => retryable(*code),
+            ClientError::Transport(_) => true,
+            ClientError::Invalid(_) => false,
+        }
+    }
+
     pub fn code(&self) -> Option<tonic::Code> {
         match self {
             ClientError::Rpc { code, .. } => Some(*code),
@@ -49,6 +65,13 @@ impl ClientError {
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
         let details = status.get_error_details();
+        // tonic reports a connection lost mid-call (or a stream cut by a server going away) as
+        // UNKNOWN or CANCELLED, without the ErrorInfo every idlink refusal carries: no answer
+        // came, so it is a transport failure, not a refusal.
+        if details.error_info().is_none() && matches!(status.code(), tonic::Code::Unknown | tonic::Code::Cancelled) {
+            let cause = std::error::Error::source(&status).map(|c| format!(": {}", error_chain(c))).unwrap_or_default();
+            return ClientError::Transport(format!("{}{cause}", status.message()));
+        }
         let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
         let message = details.localized_message().map(|m| m.message.clone()).unwrap_or_else(|| status.message().to_owned());
         let retry_after = details.retry_info().and_then(|r| r.retry_delay);
@@ -70,22 +93,16 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Where the client gets its bearer token, asked before every call: a fixed string, or
-/// anything that refreshes tokens out of band (a closure reading a cache, say).
-pub trait TokenProvider: Send + Sync + 'static {
-    fn bearer_token(&self) -> Option<String>;
-}
-
-impl TokenProvider for String {
-    fn bearer_token(&self) -> Option<String> {
-        Some(self.clone())
-    }
-}
-
-impl<F: Fn() -> Option<String> + Send + Sync + 'static> TokenProvider for F {
-    fn bearer_token(&self) -> Option<String> {
-        self()
-    }
+/// One attempt at an RPC, as a closure [`IdlinkClient::call`] can run again: a clone of the
+/// generated client and a fresh request each time.
+macro_rules! rpc {
+    ($client:expr, $method:ident, $request:expr) => {
+        || {
+            let mut client = $client.clone();
+            let request = $request;
+            async move { client.$method(request).await }
+        }
+    };
 }
 
 /// Adds the bearer token and preferred language to every call.
@@ -120,6 +137,8 @@ pub struct IdlinkClient {
     credits: CreditServiceClient<Authed>,
     organizations: OrganizationServiceClient<Authed>,
     deadline: Duration,
+    credentials: Option<Arc<ClientCredentials>>,
+    retry: Option<RetryPolicy>,
 }
 
 /// TLS for an `https://` endpoint: the public web roots, or this CA's certificate(s); and a
@@ -142,6 +161,10 @@ pub struct ClientOptions {
     pub endpoint: String,
     pub tls: ClientTls,
     pub token: Option<Arc<dyn TokenProvider>>,
+    /// Client credentials, fetched (again) before calls when due: set with [`Self::client_credentials`].
+    pub credentials: Option<Arc<ClientCredentials>>,
+    /// Retries of UNAVAILABLE and RESOURCE_EXHAUSTED (reads, and mutations with a request id).
+    pub retry: Option<RetryPolicy>,
     pub accept_language: Option<String>,
     /// Extra metadata on every call (e.g. `traceparent`, `x-request-id`).
     pub headers: Vec<(String, String)>,
@@ -155,6 +178,8 @@ impl ClientOptions {
             endpoint: endpoint.into(),
             tls: ClientTls::default(),
             token: None,
+            credentials: None,
+            retry: None,
             accept_language: None,
             headers: Vec::new(),
             deadline: Duration::from_secs(15),
@@ -172,6 +197,17 @@ impl ClientOptions {
     /// A bearer token asked for before every call.
     pub fn token_provider(mut self, provider: impl TokenProvider) -> Self {
         self.token = Some(Arc::new(provider));
+        self
+    }
+    /// An unattended job's tokens: fetched before a call when due, and once more when the
+    /// server refuses one as UNAUTHENTICATED.
+    pub fn client_credentials(mut self, credentials: Arc<ClientCredentials>) -> Self {
+        self.token = Some(credentials.clone());
+        self.credentials = Some(credentials);
+        self
+    }
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
         self
     }
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -236,6 +272,8 @@ impl IdlinkClient {
             credits: CreditServiceClient::with_interceptor(channel.clone(), credentials.clone()),
             organizations: OrganizationServiceClient::with_interceptor(channel, credentials),
             deadline: options.deadline,
+            credentials: options.credentials,
+            retry: options.retry,
         })
     }
 
@@ -245,30 +283,79 @@ impl IdlinkClient {
         request
     }
 
-    pub async fn begin_link(&self, request: pb::BeginLinkRequest) -> Result<pb::BeginLinkResponse> {
-        Ok(self.links.clone().begin_link(self.request(request)).await?.into_inner())
+    /// One call, as often as it takes: with a fresh token, once more with a new one when the
+    /// server refuses the token, and — when `retry_safe` and a [`RetryPolicy`] is set — again
+    /// after UNAVAILABLE or RESOURCE_EXHAUSTED, as long as the policy allows.
+    async fn call<T, F, Fut>(&self, retry_safe: bool, attempt: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let started = std::time::Instant::now();
+        let (mut retries, mut refreshed) = (0u32, false);
+        loop {
+            if let Some(credentials) = &self.credentials {
+                credentials.ensure_fresh().await?;
+            }
+            let refusal = match attempt().await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => ClientError::from(status),
+            };
+            if refusal.code() == Some(tonic::Code::Unauthenticated)
+                && !refreshed
+                && let Some(credentials) = &self.credentials
+            {
+                credentials.invalidate();
+                refreshed = true;
+                continue;
+            }
+            let Some(policy) = self.retry.filter(|_| retry_safe && refusal.is_transient()) else { return Err(refusal) };
+            let retry_after = match &refusal {
+                ClientError::Rpc { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            let delay = policy.delay(retries, retry_after);
+            if started.elapsed() + delay > policy.max_total {
+                return Err(refusal);
+            }
+            tokio::time::sleep(delay).await;
+            retries += 1;
+        }
     }
 
+    /// BeginLink; retried only when it carries a `request_id`.
+    pub async fn begin_link(&self, request: pb::BeginLinkRequest) -> Result<pb::BeginLinkResponse> {
+        let safe = !request.request_id.is_empty();
+        self.call(safe, rpc!(self.links, begin_link, self.request(request.clone()))).await
+    }
+
+    /// CompleteLink; retried only when it carries a `request_id` (the flow is consumed by the
+    /// first attempt: only the id gets its answer again).
     pub async fn complete_link(&self, request: pb::CompleteLinkRequest) -> Result<pb::Link> {
-        Ok(self.links.clone().complete_link(self.request(request)).await?.into_inner())
+        let safe = !request.request_id.is_empty();
+        self.call(safe, rpc!(self.links, complete_link, self.request(request.clone()))).await
     }
 
     /// The caller's active links.
     pub async fn get_links(&self) -> Result<Vec<pb::Link>> {
-        Ok(self.links.clone().get_links(self.request(pb::GetLinksRequest::default())).await?.into_inner().links)
+        let response = self.call(true, rpc!(self.links, get_links, self.request(pb::GetLinksRequest::default()))).await?;
+        Ok(response.links)
     }
 
     pub async fn get_links_of(&self, user: pb::AccountRef) -> Result<Vec<pb::Link>> {
-        Ok(self.links.clone().get_links(self.request(pb::GetLinksRequest { user: Some(user) })).await?.into_inner().links)
+        let request = pb::GetLinksRequest { user: Some(user) };
+        Ok(self.call(true, rpc!(self.links, get_links, self.request(request.clone()))).await?.links)
     }
 
+    /// RemoveLink; retried only when it carries a `request_id`.
     pub async fn remove_link(&self, request: pb::RemoveLinkRequest) -> Result<pb::Link> {
-        Ok(self.links.clone().remove_link(self.request(request)).await?.into_inner())
+        let safe = !request.request_id.is_empty();
+        self.call(safe, rpc!(self.links, remove_link, self.request(request.clone()))).await
     }
 
     /// One page of an organisation's links (admins, services with Links.Read).
     pub async fn list_links(&self, request: pb::ListLinksRequest) -> Result<pb::ListLinksResponse> {
-        Ok(self.links.clone().list_links(self.request(request)).await?.into_inner())
+        self.call(true, rpc!(self.links, list_links, self.request(request.clone()))).await
     }
 
     /// Every page of an organisation's links.
@@ -284,36 +371,52 @@ impl IdlinkClient {
         }
     }
 
-    /// The change feed from `after_cursor` (no deadline: it streams until dropped).
+    /// The change feed from `after_cursor` (no deadline: it streams until dropped). Opening it
+    /// is retried; a stream that breaks is the caller's to reopen from its last cursor.
     pub async fn watch_link_events(&self, after_cursor: u64) -> Result<tonic::Streaming<pb::LinkEvent>> {
-        Ok(self.links.clone().watch_link_events(pb::WatchLinkEventsRequest { after_cursor }).await?.into_inner())
+        self.call(true, rpc!(self.links, watch_link_events, pb::WatchLinkEventsRequest { after_cursor })).await
     }
 
-    /// Streams certifications to the service (no deadline: batches may be long).
+    /// Streams certifications to the service (no deadline: batches may be long). A stream is
+    /// sent once: nothing is retried (see [`Self::record_certification_batch`]).
     pub async fn record_certifications(
         &self,
         certifications: impl tokio_stream::Stream<Item = pb::Certification> + Send + 'static,
     ) -> Result<pb::RecordCertificationsResponse> {
+        if let Some(credentials) = &self.credentials {
+            credentials.ensure_fresh().await?;
+        }
         Ok(self.credits.clone().record_certifications(certifications).await?.into_inner())
+    }
+
+    /// Records one batch of certifications in one call, retried like a read: recording is
+    /// idempotent (what a first attempt recorded counts as `duplicates` the second time).
+    pub async fn record_certification_batch(&self, batch: &[pb::Certification]) -> Result<pb::RecordCertificationsResponse> {
+        self.call(true, rpc!(self.credits, record_certifications, tokio_stream::iter(batch.to_vec()))).await
     }
 
     pub async fn organization_credit(&self, organization_id: &str) -> Result<pb::OrganizationCredit> {
         let request = pb::GetOrganizationCreditRequest { organization_id: organization_id.to_owned() };
-        Ok(self.credits.clone().get_organization_credit(self.request(request)).await?.into_inner())
+        self.call(true, rpc!(self.credits, get_organization_credit, self.request(request.clone()))).await
     }
 
     /// One result per organisation, then a summary (no deadline: a full run takes a while).
+    /// Opening it is retried (RECALCULATION_RUNNING asks for a minute): recalculating twice
+    /// repairs nothing twice.
     pub async fn recalculate_credits(&self, organization_ids: Vec<String>) -> Result<tonic::Streaming<pb::RecalculateCreditsResponse>> {
-        Ok(self.credits.clone().recalculate_credits(pb::RecalculateCreditsRequest { organization_ids }).await?.into_inner())
+        let request = pb::RecalculateCreditsRequest { organization_ids };
+        self.call(true, rpc!(self.credits, recalculate_credits, request.clone())).await
     }
 
+    /// UpsertOrganization; retried only when it carries a `request_id`.
     pub async fn upsert_organization(&self, request: pb::UpsertOrganizationRequest) -> Result<pb::Organization> {
-        Ok(self.organizations.clone().upsert_organization(self.request(request)).await?.into_inner())
+        let safe = !request.request_id.is_empty();
+        self.call(safe, rpc!(self.organizations, upsert_organization, self.request(request.clone()))).await
     }
 
     /// The work user a personal account is linked to (services with Links.Read).
     pub async fn resolve_personal_account(&self, request: pb::ResolvePersonalAccountRequest) -> Result<pb::ResolvePersonalAccountResponse> {
-        Ok(self.links.clone().resolve_personal_account(self.request(request)).await?.into_inner())
+        self.call(true, rpc!(self.links, resolve_personal_account, self.request(request.clone()))).await
     }
 }
 

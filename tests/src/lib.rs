@@ -23,6 +23,7 @@ pub use idlink_service::oidc::devidp::{FABRIKAM_TENANT, Misbehaviour};
 
 pub mod daemon;
 pub mod pki;
+pub mod proxy;
 pub mod redis;
 
 // --- log capture: every test in this binary logs into one buffer that tests can scan ---

@@ -64,58 +64,103 @@ fn parse_line(line: &str, jsonl: bool) -> Result<pb::Certification, String> {
     })
 }
 
-/// Streams a certification file to the service: constant memory however large the file.
-pub async fn import(client: &IdlinkClient, path: &Path, json_output: bool) -> anyhow::Result<()> {
-    let jsonl = path.extension().is_some_and(|e| e == "jsonl" || e == "json" || e == "ndjson");
-    let file = tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
-    let mut lines = tokio::io::BufReader::new(file).lines();
-    let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let reader = tokio::spawn(async move {
-        let progress = Progress::new();
-        let (mut line_no, mut sent_lines, mut local) = (0u64, Vec::new(), Vec::new());
-        while let Ok(Some(line)) = lines.next_line().await {
-            line_no += 1;
-            if line.trim().is_empty() || (line_no == 1 && line.starts_with("personal_tenant_id")) {
-                continue;
-            }
-            match parse_line(&line, jsonl) {
-                Ok(cert) => {
-                    sent_lines.push(line_no);
-                    if tx.send(cert).await.is_err() {
-                        break;
+/// Rejections kept to list (all are counted): memory stays bounded however bad the file.
+const REJECTIONS_KEPT: usize = 1000;
+
+/// What an import did so far.
+#[derive(Default)]
+struct Imported {
+    lines: u64,
+    accepted: u64,
+    duplicates: u64,
+    rejected: u64,
+    /// The first rejections: line number, reason, detail.
+    rejections: Vec<(u64, String, String)>,
+}
+
+impl Imported {
+    fn reject(&mut self, line: u64, reason: String, detail: String) {
+        self.rejected += 1;
+        if self.rejections.len() < REJECTIONS_KEPT {
+            self.rejections.push((line, reason, detail));
+        }
+    }
+
+    /// Counts one call's answer; `sent_lines[i]` is the line of the batch's `i`-th certification.
+    fn add(&mut self, response: &pb::RecordCertificationsResponse, sent_lines: &[u64]) {
+        self.accepted += response.accepted;
+        self.duplicates += response.duplicates;
+        for r in &response.rejections {
+            let line = usize::try_from(r.index).ok().and_then(|i| sent_lines.get(i)).copied().unwrap_or(0);
+            self.reject(line, r.reason.clone(), r.detail.clone());
+        }
+        // Rejections the answer counted but did not list.
+        self.rejected += response.rejected.saturating_sub(response.rejections.len() as u64);
+    }
+}
+
+/// Sends a certification file (or standard input, `-`) to the service in calls of
+/// `batch_lines` certifications: constant memory however large the input, each call retried
+/// alone and sent with a token fresh enough. A call that still fails stops the import and says
+/// how far it got; rerunning is safe (what was recorded counts as duplicates).
+pub async fn import(client: &IdlinkClient, path: &Path, jsonl: bool, batch_lines: usize, json_output: bool) -> anyhow::Result<()> {
+    let stdin = path == Path::new("-");
+    let jsonl = jsonl || (!stdin && path.extension().is_some_and(|e| e == "jsonl" || e == "json" || e == "ndjson"));
+    let input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = if stdin {
+        Box::new(tokio::io::BufReader::new(tokio::io::stdin()))
+    } else {
+        Box::new(tokio::io::BufReader::new(tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?))
+    };
+    let mut lines = input.lines();
+    let progress = Progress::new();
+    let mut imported = Imported::default();
+    let (mut batch, mut sent_lines) = (Vec::with_capacity(batch_lines), Vec::with_capacity(batch_lines));
+    loop {
+        let line = lines.next_line().await.with_context(|| format!("reading line {}", imported.lines + 1))?;
+        if let Some(line) = &line {
+            imported.lines += 1;
+            let header = imported.lines == 1 && line.starts_with("personal_tenant_id");
+            if !line.trim().is_empty() && !header {
+                match parse_line(line, jsonl) {
+                    Ok(certification) => {
+                        batch.push(certification);
+                        sent_lines.push(imported.lines);
                     }
+                    Err(why) => imported.reject(imported.lines, "MALFORMED".to_owned(), why),
                 }
-                Err(why) => local.push((line_no, "MALFORMED".to_owned(), why)),
-            }
-            if line_no % 5000 == 0 {
-                progress.update(&format!("{line_no} lines read"));
             }
         }
-        progress.done();
-        (line_no, sent_lines, local)
-    });
-    let response = client.record_certifications(tokio_stream::wrappers::ReceiverStream::new(rx)).await?;
-    let (lines_read, sent_lines, mut rejections) = reader.await?;
-    for r in &response.rejections {
-        let line = usize::try_from(r.index).ok().and_then(|i| sent_lines.get(i)).copied().unwrap_or(0);
-        rejections.push((line, r.reason.clone(), r.detail.clone()));
+        if batch.len() >= batch_lines || (line.is_none() && !batch.is_empty()) {
+            let response = client.record_certification_batch(&batch).await.map_err(|e| {
+                let at = sent_lines.first().copied().unwrap_or_default();
+                anyhow::Error::new(e).context(format!(
+                    "stopped at line {at}: {} accepted and {} duplicates before it; rerunning is safe",
+                    imported.accepted, imported.duplicates
+                ))
+            })?;
+            imported.add(&response, &sent_lines);
+            batch.clear();
+            sent_lines.clear();
+            progress.update(&format!("{} lines sent", imported.lines));
+        }
+        if line.is_none() {
+            break;
+        }
     }
+    progress.done();
+    let Imported { lines, accepted, duplicates, rejected, mut rejections } = imported;
     rejections.sort();
-    let rejected = response.rejected + (rejections.len() as u64 - response.rejections.len() as u64);
     if json_output {
         let listed: Vec<_> =
             rejections.iter().take(100).map(|(line, reason, detail)| json!({"line": line, "reason": reason, "detail": detail})).collect();
-        println!(
-            "{}",
-            json!({"lines": lines_read, "accepted": response.accepted, "duplicates": response.duplicates, "rejected": rejected, "rejections": listed})
-        );
+        println!("{}", json!({"lines": lines, "accepted": accepted, "duplicates": duplicates, "rejected": rejected, "rejections": listed}));
     } else {
-        println!("{lines_read} lines: {} accepted, {} duplicates, {rejected} rejected", response.accepted, response.duplicates);
+        println!("{lines} lines: {accepted} accepted, {duplicates} duplicates, {rejected} rejected");
         for (line, reason, detail) in rejections.iter().take(20) {
             println!("  line {line}: {reason}: {detail}");
         }
-        if rejections.len() > 20 {
-            println!("  … and {} more", rejections.len() - 20);
+        if rejected > 20 {
+            println!("  … and {} more", rejected - 20);
         }
     }
     Ok(())
@@ -186,27 +231,59 @@ pub async fn recalculate(client: &IdlinkClient, organizations: Vec<String>, json
     Err(anyhow!("the recalculation stream ended without a summary"))
 }
 
-pub async fn watch(client: &IdlinkClient, from: u64, limit: Option<u64>, json_output: bool) -> anyhow::Result<()> {
-    let mut stream = client.watch_link_events(from).await?;
-    let mut seen = 0;
-    while let Some(event) = stream.next().await {
-        let event = event.map_err(idlink_client::ClientError::from)?;
-        let kind = pb::LinkEventType::try_from(event.r#type).map(|t| t.as_str_name()).unwrap_or("UNKNOWN");
-        let link = event.link.unwrap_or_default();
-        let work = link.work_user.unwrap_or_default();
-        if json_output {
-            println!(
-                "{}",
-                json!({"cursor": event.cursor, "type": kind, "link_id": link.id, "previous_link_id": event.previous_link_id,
-                       "work_user": {"tenant_id": work.tenant_id, "object_id": work.object_id}, "at": event.at.map(|t| t.seconds)})
-            );
-        } else {
-            println!("{:>8}  {kind:<17} link {}  {}/{}", event.cursor, link.id, work.tenant_id, work.object_id);
+/// Follows the change feed from `from`, printing each event once. When the stream breaks —
+/// the server restarts, a rolling update moves the connection — it is opened again after the
+/// last cursor printed (opening retries while the server is away, within --retry-seconds), so
+/// nothing is missed or repeated. A refusal (an expired cursor, no permission) ends it, and
+/// so does a break when `reconnect` is off.
+pub async fn watch(client: &IdlinkClient, from: u64, limit: Option<u64>, reconnect: bool, json_output: bool) -> anyhow::Result<()> {
+    let (mut cursor, mut seen) = (from, 0u64);
+    // Breaks in a row without an event between them: each waits longer before reopening.
+    let mut barren = 0u32;
+    loop {
+        let seen_before = seen;
+        let mut stream = client.watch_link_events(cursor).await?;
+        let broke = loop {
+            let event = match stream.next().await {
+                None => break None,
+                Some(Err(status)) => break Some(idlink_client::ClientError::from(status)),
+                Some(Ok(event)) => event,
+            };
+            print_event(&event, json_output);
+            cursor = event.cursor;
+            seen += 1;
+            if limit.is_some_and(|l| seen >= l) {
+                return Ok(());
+            }
+        };
+        match broke {
+            Some(e) if !reconnect || !e.is_transient() => return Err(e.into()),
+            None if !reconnect => return Err(anyhow!("the server ended the change feed after cursor {cursor}")),
+            _ => note(&format!("the change feed broke; reopening after cursor {cursor}")),
         }
-        seen += 1;
-        if limit.is_some_and(|l| seen >= l) {
-            break;
+        barren = if seen == seen_before { barren + 1 } else { 0 };
+        if barren > 0 {
+            tokio::time::sleep(idlink_client::RetryPolicy::default().delay(barren - 1, None)).await;
         }
     }
-    Ok(())
+}
+
+/// A note for a person on stderr (never on stdout, which scripts read).
+fn note(text: &str) {
+    eprintln!("idlink: {text}");
+}
+
+fn print_event(event: &pb::LinkEvent, json_output: bool) {
+    let kind = pb::LinkEventType::try_from(event.r#type).map(|t| t.as_str_name()).unwrap_or("UNKNOWN");
+    let link = event.link.clone().unwrap_or_default();
+    let work = link.work_user.unwrap_or_default();
+    if json_output {
+        println!(
+            "{}",
+            json!({"cursor": event.cursor, "type": kind, "link_id": link.id, "previous_link_id": event.previous_link_id,
+                   "work_user": {"tenant_id": work.tenant_id, "object_id": work.object_id}, "at": event.at.map(|t| t.seconds)})
+        );
+    } else {
+        println!("{:>8}  {kind:<17} link {}  {}/{}", event.cursor, link.id, work.tenant_id, work.object_id);
+    }
 }

@@ -24,6 +24,7 @@ pub enum Target {
 
 pub struct Settings {
     pub endpoint: String,
+    pub tls: idlink_client::ClientTls,
     pub token: Option<String>,
     pub concurrency: usize,
     pub connections: usize,
@@ -169,7 +170,7 @@ fn remove_request() -> pb::RemoveLinkRequest {
 async fn channels(s: &Settings) -> anyhow::Result<Vec<tonic::transport::Channel>> {
     let mut channels = Vec::new();
     for _ in 0..s.connections.max(1) {
-        channels.push(IdlinkClient::channel(&s.endpoint).await?);
+        channels.push(IdlinkClient::channel_with(&s.endpoint, &s.tls).await?);
     }
     Ok(channels)
 }

@@ -4,7 +4,7 @@ use idlink_client::{browser, parse_kind, pb};
 
 use crate::{
     cli::Cli,
-    credentials::connect,
+    credentials::{connect, request_id},
     output::{kind_name, print_link},
 };
 
@@ -23,6 +23,7 @@ pub(super) async fn run(cli: &Cli, work_user: &str, personal: &str, kind: &str, 
             kind: kind as i32,
             redirect_uri: redirect_uri.to_owned(),
             login_hint: Some(personal.to_owned()),
+            request_id: request_id(cli),
             ..Default::default()
         })
         .await?;
@@ -30,7 +31,7 @@ pub(super) async fn run(cli: &Cli, work_user: &str, personal: &str, kind: &str, 
     step(2, &format!("sign in as {personal} at {shown}"));
     let redirect = browser::follow_authorization(&begun.authorization_url).await?;
     step(3, "CompleteLink with the code from the redirect");
-    let link = client.complete_link(redirect.into_complete_request()).await?;
+    let link = client.complete_link(pb::CompleteLinkRequest { request_id: request_id(cli), ..redirect.into_complete_request() }).await?;
     print_link(cli, &link);
     step(4, "GetLinks");
     for l in client.get_links().await? {
@@ -40,8 +41,15 @@ pub(super) async fn run(cli: &Cli, work_user: &str, personal: &str, kind: &str, 
         return Ok(());
     }
     step(5, "RemoveLink (\"remove access\")");
-    let tombstone =
-        client.remove_link(pb::RemoveLinkRequest { kind: kind as i32, user: None, reason: "demo".into(), ..Default::default() }).await?;
+    let tombstone = client
+        .remove_link(pb::RemoveLinkRequest {
+            kind: kind as i32,
+            user: None,
+            reason: "demo".into(),
+            request_id: request_id(cli),
+            ..Default::default()
+        })
+        .await?;
     print_link(cli, &tombstone);
     step(6, &format!("GetLinks again: {} active", client.get_links().await?.len()));
     Ok(())

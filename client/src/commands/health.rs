@@ -8,9 +8,10 @@ use crate::cli::Cli;
 
 pub(super) async fn run(cli: &Cli, wait: bool, timeout_seconds: f64) -> anyhow::Result<()> {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let tls = crate::credentials::tls(cli)?;
     let started = std::time::Instant::now();
     loop {
-        let status = match IdlinkClient::channel(&cli.endpoint).await {
+        let status = match IdlinkClient::channel_with(&cli.endpoint, &tls).await {
             Ok(channel) => {
                 HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok().map(|r| r.into_inner().status)
             }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::{
     cli::{Cli, LinkCommand},
-    credentials::{account, connect},
+    credentials::{account, connect, request_id},
     output::{link_json, link_line, print_link},
 };
 
@@ -20,7 +20,7 @@ pub(super) async fn run(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> 
                     login_hint: a.login_hint.clone(),
                     replace_existing: a.replace_existing,
                     transfer: a.transfer,
-                    ..Default::default()
+                    request_id: request_id(cli),
                 })
                 .await?;
             if cli.json {
@@ -43,7 +43,7 @@ pub(super) async fn run(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> 
                     ..Default::default()
                 },
             };
-            print_link(cli, &client.complete_link(request).await?);
+            print_link(cli, &client.complete_link(pb::CompleteLinkRequest { request_id: request_id(cli), ..request }).await?);
         }
         LinkCommand::List { org, of, kind, include_removed } => {
             let links = match (org, of) {
@@ -72,7 +72,13 @@ pub(super) async fn run(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> 
         LinkCommand::Remove { kind, of, reason } => {
             let user = of.as_deref().map(account).transpose()?;
             let tombstone = client
-                .remove_link(pb::RemoveLinkRequest { kind: parse_kind(kind)? as i32, user, reason: reason.clone(), ..Default::default() })
+                .remove_link(pb::RemoveLinkRequest {
+                    kind: parse_kind(kind)? as i32,
+                    user,
+                    reason: reason.clone(),
+                    request_id: request_id(cli),
+                    ..Default::default()
+                })
                 .await?;
             print_link(cli, &tombstone);
         }

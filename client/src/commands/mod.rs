@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::{
     cli::{CertsCommand, Cli, Command, CreditCommand, EventsCommand, OrgsCommand},
-    credentials::{bearer, connect, dev_token},
+    credentials::{bearer, connect, dev_token, request_id},
 };
 
 pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -29,13 +29,13 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
             demo::run(cli, work_user, personal, kind, redirect_uri, *keep).await?
         }
         Command::Health { wait, timeout_seconds } => health::run(cli, *wait, *timeout_seconds).await?,
-        Command::Orgs(OrgsCommand::Upsert { tenant_id, partner_id, name, request_id }) => {
+        Command::Orgs(OrgsCommand::Upsert { tenant_id, partner_id, name }) => {
             let client = connect(cli, None).await?;
             let request = pb::UpsertOrganizationRequest {
                 tenant_id: tenant_id.clone(),
                 partner_id: partner_id.clone(),
                 name: name.clone(),
-                request_id: request_id.clone(),
+                request_id: request_id(cli),
             };
             let org = client.upsert_organization(request).await?;
             if cli.json {
@@ -44,7 +44,9 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
                 println!("{} {} (PartnerID {})", org.organization_id, org.name, org.partner_id);
             }
         }
-        Command::Certs(CertsCommand::Import { file }) => batch::import(&connect(cli, None).await?, file, cli.json).await?,
+        Command::Certs(CertsCommand::Import { file, jsonl, batch_lines }) => {
+            batch::import(&connect(cli, None).await?, file, *jsonl, *batch_lines as usize, cli.json).await?
+        }
         Command::Credit(CreditCommand::Show { organization_id }) => {
             batch::show_credit(&connect(cli, None).await?, organization_id, cli.json).await?
         }
@@ -54,7 +56,9 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
             }
             batch::recalculate(&connect(cli, None).await?, org.clone(), cli.json).await?;
         }
-        Command::Events(EventsCommand::Watch { from, limit }) => batch::watch(&connect(cli, None).await?, *from, *limit, cli.json).await?,
+        Command::Events(EventsCommand::Watch { from, limit }) => {
+            batch::watch(&connect(cli, None).await?, *from, *limit, cli.retry_seconds > 0.0, cli.json).await?
+        }
         Command::Bench { target, concurrency, connections, seconds, object_id } => {
             let token = match target {
                 bench::Target::Health | bench::Target::Link => None,
@@ -66,6 +70,7 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
             for c in concurrency {
                 let settings = bench::Settings {
                     endpoint: cli.endpoint.clone(),
+                    tls: crate::credentials::tls(cli)?,
                     token: token.clone(),
                     concurrency: *c,
                     connections: *connections,

@@ -76,6 +76,8 @@ pub const REQUEST_IN_FLIGHT: Reason = reason(
 
 pub const INTERNAL: Reason = reason("INTERNAL", Code::Internal, TRY_AGAIN);
 
+pub const TIMED_OUT: Reason = reason("TIMED_OUT", Code::DeadlineExceeded, TRY_AGAIN);
+
 pub const REQUEST_IDS_EXHAUSTED: Reason = reason(
     "REQUEST_IDS_EXHAUSTED",
     Code::ResourceExhausted,
@@ -342,6 +344,7 @@ pub const ALL: &[&Reason] = &[
     &INVALID_ARGUMENT,
     &STARTING,
     &SHUTTING_DOWN,
+    &TIMED_OUT,
     &REQUEST_IN_FLIGHT,
     &INTERNAL,
     &REQUEST_IDS_EXHAUSTED,

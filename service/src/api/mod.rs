@@ -6,6 +6,7 @@
 pub mod auth;
 mod convert;
 pub mod credit;
+pub mod detached;
 pub mod idempotency;
 pub mod link;
 pub mod messages;

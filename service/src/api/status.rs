@@ -25,6 +25,8 @@ pub enum ApiError {
     InvalidArgument { field: &'static str, why: &'static str },
     #[error("idlinkd is starting")]
     Starting,
+    #[error("the call outlasted the server's request timeout")]
+    TimedOut,
     #[error("a message of the client's stream could not be read")]
     MalformedStream,
     #[error("the first attempt with this request_id is still running")]
@@ -90,6 +92,7 @@ fn describe(err: &ApiError) -> &'static Reason {
     match err {
         ApiError::InvalidArgument { .. } => &messages::INVALID_ARGUMENT,
         ApiError::Starting => &messages::STARTING,
+        ApiError::TimedOut => &messages::TIMED_OUT,
         ApiError::MalformedStream => &messages::INVALID_ARGUMENT,
         ApiError::RequestInFlight => &messages::REQUEST_IN_FLIGHT,
         ApiError::StoredAnswerUnreadable => &messages::INTERNAL,

@@ -20,6 +20,7 @@ use crate::{
     api::{
         auth::{AuthLayer, StartingLayer},
         credit::CreditApi,
+        detached::DetachedLayer,
         idempotency::Requests,
         link::LinkApi,
         organization::OrganizationApi,
@@ -342,13 +343,13 @@ impl Application {
         let max = limits.max_message_bytes;
         let link_api = LinkApi::new(ready.linker.clone(), self.clock.clone(), ready.page_tokens, stopped, requests.clone());
         let serve = tonic::transport::Server::builder()
-            .timeout(Duration::from_secs(limits.request_timeout_seconds))
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .max_concurrent_streams(u32::try_from(limits.concurrency_per_connection).unwrap_or(u32::MAX))
             .concurrency_limit_per_connection(limits.concurrency_per_connection)
             .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_seconds)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .tcp_keepalive(Some(Duration::from_secs(limits.keepalive_seconds)))
+            .layer(DetachedLayer { timeout: Duration::from_secs(limits.request_timeout_seconds) })
             .layer(AuthLayer::new(self.auth.clone(), self.clock.clone()))
             .add_service(health_service)
             .add_service(reflection)

@@ -27,4 +27,5 @@ mod signing_keys_rotate_and_forged_tokens_fail;
 mod the_change_feed_resumes_exactly;
 mod the_load_generator_links_for_real;
 mod traces_continue_the_callers_trace;
+mod unattended_jobs_ride_out_expiry_and_restarts;
 mod who_may_do_what;

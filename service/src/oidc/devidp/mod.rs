@@ -93,6 +93,8 @@ struct Inner {
     discovery_requests: AtomicUsize,
     token_requests: AtomicUsize,
     trap_visits: AtomicUsize,
+    /// Seconds an app token lives (one hour unless a test shortens it).
+    app_token_seconds: std::sync::atomic::AtomicI64,
     /// Every secret this provider handed out or received, for log-leak tests.
     secrets: Mutex<Vec<String>>,
 }
@@ -145,6 +147,7 @@ impl DevIdp {
             discovery_requests: AtomicUsize::new(0),
             token_requests: AtomicUsize::new(0),
             trap_visits: AtomicUsize::new(0),
+            app_token_seconds: std::sync::atomic::AtomicI64::new(3600),
             secrets: Mutex::new(Vec::new()),
         });
         for client in &inner.clients {
@@ -225,6 +228,12 @@ impl DevIdp {
         let app =
             DevApp { client_id: client_id.to_owned(), tenant: tenant.to_owned(), roles: roles.iter().map(|r| (*r).to_owned()).collect() };
         self.inner.app_token(&app)
+    }
+
+    /// How long the app tokens issued from now on live (`exp`, and `expires_in` at the token
+    /// endpoint): tests of jobs that outlive their token.
+    pub fn set_app_token_lifetime(&self, lifetime: std::time::Duration) {
+        self.inner.app_token_seconds.store(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX).max(1), Ordering::SeqCst);
     }
 
     /// Simulates an outage: every endpoint answers 503 until brought back.
@@ -347,7 +356,7 @@ impl Inner {
             "iss": self.issuer(&app.tenant), "aud": DEV_AUDIENCE, "tid": app.tenant,
             "oid": service_principal.object.as_str(), "sub": service_principal.object.as_str(),
             "azp": app.client_id, "roles": app.roles, "idtyp": "app", "ver": "2.0",
-            "iat": now, "nbf": now, "exp": now + 3600,
+            "iat": now, "nbf": now, "exp": now + self.app_token_seconds.load(Ordering::SeqCst),
         });
         let token = lock(&self.keys).active.sign(&claims);
         self.remember_secret(&token);

@@ -244,7 +244,8 @@ fn client_credentials_grant(idp: &Inner, headers: &HeaderMap, form: &HashMap<Str
     if !constant_time_eq(secret.as_bytes(), format!("dev-secret-{client_id}").as_bytes()) {
         return token_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
     }
-    Json(json!({ "token_type": "Bearer", "expires_in": 3600, "access_token": idp.app_token(app) })).into_response()
+    let expires_in = idp.app_token_seconds.load(Ordering::SeqCst);
+    Json(json!({ "token_type": "Bearer", "expires_in": expires_in, "access_token": idp.app_token(app) })).into_response()
 }
 
 fn id_token(idp: &Inner, grant: &Grant, now: i64) -> String {
