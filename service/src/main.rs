@@ -74,7 +74,7 @@ async fn run(args: Args) -> Result<(), StartupError> {
         println!("{settings:#?}");
         return Ok(());
     }
-    let telemetry = telemetry::init(&settings.telemetry);
+    let telemetry = telemetry::init(&settings.telemetry)?;
     let app = Application::build(&settings, clock).await?;
     if let Some(banner) = banner {
         println!("{}", banner(app.addr()));

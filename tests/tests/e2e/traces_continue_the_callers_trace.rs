@@ -42,17 +42,55 @@ fn all_text(attributes: &[KeyValue]) -> String {
     attributes.iter().map(|kv| format!("{}={} ", kv.key, text(&kv.value))).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rpc_spans_are_children_of_the_callers_trace_and_carry_no_secrets() {
+/// A collector on loopback: plaintext, or TLS with a server certificate of `pki`.
+async fn start_collector(pki: Option<&pki::TestPki>) -> (Collector, std::net::SocketAddr) {
     let collector = Collector::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let collector_addr = listener.local_addr().unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut server = tonic::transport::Server::builder();
+    if let Some(pki) = pki {
+        let issued = pki.server();
+        let identity = tonic::transport::Identity::from_pem(issued.cert_pem, issued.key_pem);
+        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)).unwrap();
+    }
     tokio::spawn(
-        tonic::transport::Server::builder()
+        server
             .add_service(TraceServiceServer::new(collector.clone()))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
+    (collector, addr)
+}
 
+/// Links once through a daemon started with `env`, then stops it (flushing the exporter).
+async fn link_through(harness: &Harness, label: &str, env: &[(&str, &str)]) -> String {
+    let daemon = harness.start_with_env(daemon::free_port(), label, env).await;
+    let client = harness.user(&daemon.endpoint, "alex@contoso.example").await;
+    let link = link(&client, ML, "jordan@outlook.example").await.unwrap();
+    client.remove_link(idlink_client::pb::RemoveLinkRequest { kind: ML as i32, ..Default::default() }).await.unwrap();
+    assert!(daemon.terminate().await, "exits 0 after flushing the exporter");
+    link.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_tls_collector_only_through_the_configured_ca() {
+    let pki = pki::TestPki::default();
+    let (collector, addr) = start_collector(Some(&pki)).await;
+    let harness = Harness::new().await;
+    let otlp = format!("https://{addr}");
+    let ca = pki.ca_file().display().to_string();
+    link_through(&harness, "trusting", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp), ("IDLINK_TELEMETRY__OTLP_CA_FILE", &ca)]).await;
+    let exported = collector.0.lock().unwrap().len();
+    assert!(exported > 0, "no span reached the collector over TLS");
+
+    // Without the CA, the public roots do not vouch for the collector: no span gets there,
+    // and idlinkd serves all the same.
+    link_through(&harness, "untrusting", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)]).await;
+    assert_eq!(collector.0.lock().unwrap().len(), exported, "spans crossed a TLS hop the exporter should not trust");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_spans_are_children_of_the_callers_trace_and_carry_no_secrets() {
+    let (collector, collector_addr) = start_collector(None).await;
     let harness = Harness::new().await;
     let otlp = format!("http://{collector_addr}");
     let daemon = harness.start_with_env(daemon::free_port(), "traced", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)]).await;
