@@ -17,6 +17,7 @@ KUBE = "1.30.0"
 TENANT = "3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01"
 BASE = {
     "existingSecret": {"name": "idlink-secrets"},
+    "tls": {"existingSecret": "idlink-tls"},
     "config": {
         "auth": {"allowedTenants": [TENANT]},
         "kinds": {
@@ -77,8 +78,10 @@ def assert_valid_and_hardened(docs):
         sc = container["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
         assert sc["capabilities"]["drop"] == ["ALL"]
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"]["port"] == 50051, probe
+        for probe, service in (("startupProbe", ""), ("readinessProbe", ""), ("livenessProbe", "liveness")):
+            assert container[probe]["grpc"] == {"port": 8081, "service": service}, (probe, container[probe])
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"grpc": 50051, "health": 8081}, ports
         assert container["lifecycle"]["preStop"]["sleep"]["seconds"] >= 1
         for env in container.get("env", []):
             assert "value" not in env or "SECRET" not in env["name"], "secrets only from secretKeyRef"
@@ -120,15 +123,6 @@ def _():
     assert "password" not in k["ConfigMap"]["data"]["idlink.toml"]
 
 
-@case("secrets come from the existing Secret, the OTLP endpoint from values")
-def _():
-    k = kinds(render(merged(BASE, {"telemetry": {"otlpEndpoint": "http://collector:4317"}})))
-    env = {e["name"]: e for e in k["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]["env"]}
-    ref = env["IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": "idlink-secrets", "key": "microsoft-learning-client-secret"}
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://collector:4317"
-
-
 def refused(values, why):
     try:
         render(values)
@@ -136,6 +130,70 @@ def refused(values, why):
         assert why in str(e), f"refused, but not for {why!r}: {e}"
         return
     raise AssertionError(f"rendered although {why}")
+
+
+def workload(docs):
+    return next(d for d in docs if d["kind"] in ("StatefulSet", "Deployment"))
+
+
+def config_of(docs):
+    return kinds(docs)["ConfigMap"]["data"]["idlink.toml"]
+
+
+@case("TLS: the kubernetes.io/tls Secret mounted whole (rotation reaches it) and configured; mTLS adds its ca.crt")
+def _():
+    docs = render(BASE)
+    toml = config_of(docs)
+    assert '[server.tls]\ncert_file = "/etc/idlink-tls/tls.crt"\nkey_file = "/etc/idlink-tls/tls.key"' in toml, toml
+    assert "client_ca_file" not in toml and "allow_plaintext" not in toml, toml
+    assert 'health_listen = "0.0.0.0:8081"' in toml, toml
+    spec = workload(docs)["spec"]["template"]["spec"]
+    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "tls"]
+    assert mount == {"name": "tls", "mountPath": "/etc/idlink-tls", "readOnly": True}, "no subPath: a subPath mount never sees a rotation"
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "tls"]
+    assert volume["secret"] == {"secretName": "idlink-tls"}
+    assert_valid_and_hardened(docs)
+    toml = config_of(render(merged(BASE, {"tls": {"requireClientCertificates": True}})))
+    assert 'client_ca_file = "/etc/idlink-tls/ca.crt"' in toml, toml
+    refused(merged(BASE, {"tls": {"existingSecret": "", "requireClientCertificates": True}, "allowPlaintext": True}), "requireClientCertificates needs")
+
+
+@case("mesh mode: allowPlaintext serves plaintext and says so; with neither TLS nor it the chart refuses, with both too")
+def _():
+    docs = render(merged(BASE, {"tls": {"existingSecret": ""}, "allowPlaintext": True}))
+    toml = config_of(docs)
+    assert "allow_plaintext = true" in toml and "[server.tls]" not in toml, toml
+    assert not [v for v in workload(docs)["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls"]
+    assert_valid_and_hardened(docs)
+    refused(merged(BASE, {"tls": {"existingSecret": ""}}), "set tls.existingSecret")
+    refused(merged(BASE, {"allowPlaintext": True}), "choose one")
+
+
+@case("the NetworkPolicy is on by default and admits callers to gRPC only (never the health port)")
+def _():
+    policy = kinds(render(BASE))["NetworkPolicy"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "grpc", "protocol": "TCP"}], rule
+    assert rule["from"] == [{"podSelector": {}}], "same namespace unless allowFrom says otherwise"
+    service = kinds(render(BASE))["Service"]
+    assert [p["name"] for p in service["spec"]["ports"]] == ["grpc"], "the health port is not in the Service"
+    assert "NetworkPolicy" not in kinds(render(merged(BASE, {"networkPolicy": {"enabled": False}})))
+
+
+@case("secrets come from the existing Secret, the OTLP endpoint from values")
+def _():
+    k = kinds(render(merged(BASE, {"telemetry": {"otlpEndpoint": "http://collector:4317"}})))
+    env = {e["name"]: e for e in k["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    ref = env["IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "idlink-secrets", "key": "microsoft-learning-client-secret"}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://collector:4317"
+    assert "IDLINK_TELEMETRY__OTLP_CA_FILE" not in env
+    docs = render(merged(BASE, {"telemetry": {"otlpEndpoint": "https://collector:4317", "otlpCaConfigMap": "collector-ca"}}))
+    spec = workload(docs)["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["IDLINK_TELEMETRY__OTLP_CA_FILE"]["value"] == "/etc/idlink-otlp-ca/ca.crt"
+    assert {"name": "otlp-ca", "configMap": {"name": "collector-ca"}} in spec["volumes"]
+    assert_valid_and_hardened(docs)
 
 
 @case("services are named: the service tenant and apps reach the configuration, never one without the other")

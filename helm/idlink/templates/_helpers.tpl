@@ -35,6 +35,9 @@ containers:
       - name: grpc
         containerPort: 50051
         protocol: TCP
+      - name: health
+        containerPort: {{ .Values.health.port }}
+        protocol: TCP
     env:
       {{- if .Values.config.kinds.partnerUniversity.enabled }}
       - name: IDLINK_KINDS__PARTNER_UNIVERSITY__CLIENT_SECRET
@@ -61,15 +64,22 @@ containers:
       - name: OTEL_EXPORTER_OTLP_ENDPOINT
         value: {{ . | quote }}
       {{- end }}
+      {{- if .Values.telemetry.otlpCaConfigMap }}
+      - name: IDLINK_TELEMETRY__OTLP_CA_FILE
+        value: /etc/idlink-otlp-ca/ca.crt
+      {{- end }}
+    # On the health port. Readiness and startup follow the store and the identity providers
+    # (""); liveness only asks whether the process answers, so an outage of Redis takes the
+    # pods out of the Service and never restarts them.
     startupProbe:
-      grpc: { port: 50051 }
+      grpc: { port: {{ .Values.health.port }}, service: "" }
       periodSeconds: 2
       failureThreshold: 30
     readinessProbe:
-      grpc: { port: 50051 }
+      grpc: { port: {{ .Values.health.port }}, service: "" }
       periodSeconds: 5
     livenessProbe:
-      grpc: { port: 50051 }
+      grpc: { port: {{ .Values.health.port }}, service: liveness }
       periodSeconds: 10
       failureThreshold: 3
     lifecycle:
@@ -83,6 +93,17 @@ containers:
         readOnly: true
       - name: tmp
         mountPath: /tmp
+      {{- if .Values.tls.existingSecret }}
+      # Not subPath: a rotated Secret reaches a directory mount in place.
+      - name: tls
+        mountPath: /etc/idlink-tls
+        readOnly: true
+      {{- end }}
+      {{- if .Values.telemetry.otlpCaConfigMap }}
+      - name: otlp-ca
+        mountPath: /etc/idlink-otlp-ca
+        readOnly: true
+      {{- end }}
       {{- if eq (include "idlink.sled" .) "true" }}
       - name: data
         mountPath: /var/lib/idlink
@@ -93,6 +114,16 @@ volumes:
       name: {{ include "idlink.fullname" . }}
   - name: tmp
     emptyDir: {}
+  {{- with .Values.tls.existingSecret }}
+  - name: tls
+    secret:
+      secretName: {{ . }}
+  {{- end }}
+  {{- with .Values.telemetry.otlpCaConfigMap }}
+  - name: otlp-ca
+    configMap:
+      name: {{ . }}
+  {{- end }}
 {{- with .Values.nodeSelector }}
 nodeSelector: {{- toYaml . | nindent 2 }}
 {{- end }}
