@@ -9,7 +9,8 @@ import sys
 mode, results_path, out_md, out_json, store_args, recalc_args, seconds = sys.argv[1:8]
 rows = [json.loads(line) for line in open(results_path) if line.strip()]
 rpc = [r["rpc"] for r in rows if "rpc" in r]
-one = {k: v for r in rows for k, v in r.items() if k != "rpc"}
+rpc_tls = [r["rpc_tls"] for r in rows if "rpc_tls" in r]
+one = {k: v for r in rows for k, v in r.items() if k not in ("rpc", "rpc_tls")}
 
 
 def cpu():
@@ -37,6 +38,21 @@ for r in rpc:
     base = health.get(r["concurrency"], {}).get("rps") or 0
     ratio = f"{r['rps'] / base:.0%}" if base else "—"
     lines.append(f"| {r['target']} | {r['concurrency']} | {r['rps']:.0f} | {ratio} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['errors']} |")
+if rpc_tls:
+    plain = {(r["target"], r["concurrency"]): r for r in rpc}
+    lines += [
+        "",
+        "## RPCs over TLS (a second `idlinkd --dev --dev-tls-cert …`, same state; as ratios to the same RPC in plaintext above)",
+        "",
+        "| RPC | concurrency | requests/s | vs plaintext | p99 ms | plaintext p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rpc_tls:
+        base = plain.get((r["target"], r["concurrency"]), {})
+        ratio = f"{r['rps'] / base['rps']:.0%}" if base.get("rps") else "—"
+        lines.append(
+            f"| {r['target']} | {r['concurrency']} | {r['rps']:.0f} | {ratio} | {r['p99_ms']:.3f} | {base.get('p99_ms', 0):.3f} | {r['errors']} |"
+        )
 store, recalc, startup, footprint = one.get("store", {}), one.get("recalc", {}), one.get("startup", {}), one.get("footprint", {})
 lines += [
     "",
@@ -99,9 +115,11 @@ target("recalculation of 1M links / 5M certifications ≤ 30 s, RSS ≤ 256 MiB"
 target("idle RSS ≤ 30 MiB", startup.get("idle_rss_kib", 10**9) <= 30 * 1024, f"{startup.get('idle_rss_kib', 0) / 1024:.1f} MiB")
 target("exec to SERVING ≤ 1 s", startup.get("exec_to_serving_ms", 10**9) <= 1000, f"{startup.get('exec_to_serving_ms', 0)} ms")
 open(out_md, "w").write("\n".join(lines) + "\n")
-json.dump({"mode": mode, "cores": cores, "cpu": cpu(), "rpc": rpc, **one}, open(out_json, "w"), indent=2)
+json.dump({"mode": mode, "cores": cores, "cpu": cpu(), "rpc": rpc, "rpc_tls": rpc_tls, **one}, open(out_json, "w"), indent=2)
 # A figure with failed or no calls measures something else: the run fails, saying which.
-broken = [f"{r['target']} at concurrency {r['concurrency']}: {r['requests']} calls, {r['errors']} errors" for r in rpc
+broken = [f"{r['target']} at concurrency {r['concurrency']}: {r['requests']} calls, {r['errors']} errors" for r in rpc + rpc_tls
           if r["errors"] or not r["requests"]]
+if not rpc_tls:
+    broken.append("no TLS figures")
 if broken:
     sys.exit("benchmark calls failed: " + "; ".join(broken))

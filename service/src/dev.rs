@@ -114,6 +114,13 @@ pub struct DevArgs {
     /// callers begin far more flows than a person would).
     #[arg(long, requires = "dev")]
     pub dev_no_rate_limits: bool,
+    /// With --dev: serve TLS with this certificate chain (PEM), e.g. to try a client's
+    /// https:// settings or measure what TLS costs; still on loopback.
+    #[arg(long, requires = "dev", requires = "dev_tls_key")]
+    pub dev_tls_cert: Option<PathBuf>,
+    /// With --dev-tls-cert: its private key (PEM).
+    #[arg(long, requires = "dev_tls_cert")]
+    pub dev_tls_key: Option<PathBuf>,
 }
 
 /// What `--dev` runs: the development provider (or another process's), and settings pointing
@@ -139,6 +146,10 @@ pub async fn dev_setup(
         settings.store.redis_url = Some(url.clone());
         settings.store.key_prefix = dev_key_prefix(args.dev_prefix.as_deref())?;
     }
+    if let (Some(cert_file), Some(key_file)) = (&args.dev_tls_cert, &args.dev_tls_key) {
+        settings.server.tls =
+            Some(crate::config::TlsSettings { cert_file: cert_file.clone(), key_file: key_file.clone(), client_ca_file: None });
+    }
     if args.dev_no_rate_limits {
         settings.limits = LimitSettings {
             begin_per_user_burst: u32::MAX,
@@ -154,8 +165,9 @@ pub async fn dev_setup(
 /// What `idlinkd --dev` prints once it listens.
 pub fn banner(grpc: SocketAddr, idp_base: &str, args: &DevArgs) -> String {
     format!(
-        "idlinkd --dev\n  gRPC:              http://{grpc}\n  identity provider: {idp_base}\n  data:              {}\n  redirect URI:      {DEV_REDIRECT_URI}\n\
+        "idlinkd --dev\n  gRPC:              {}://{grpc}\n  identity provider: {idp_base}\n  data:              {}\n  redirect URI:      {DEV_REDIRECT_URI}\n\
          Try it:  cargo run --bin idlink -- demo\n         cargo run --bin idlink -- token --user alex@contoso.example",
+        if args.dev_tls_cert.is_some() { "https" } else { "http" },
         args.dev_redis.as_deref().unwrap_or(&args.data.display().to_string())
     )
 }
