@@ -179,3 +179,23 @@ pub async fn a_listing_without_tombstones_matches_the_full_listing_filtered<S: S
     }
     assert_consistent_links(store).await;
 }
+
+/// Invariant 12: a listing without tombstones costs its page, not the organisation's history.
+/// `lose` deletes a tombstone's record behind the store's back: a listing that read it fails.
+pub async fn a_listing_without_tombstones_never_reads_them<S: Store + ?Sized>(store: &S, lose: impl AsyncFn(&crate::domain::Link)) {
+    let now = Utc::now();
+    for n in 0..50 {
+        let new = request(KIND, n, n);
+        let work = new.work.clone();
+        store.link(new, LinkMode::default(), now).await.unwrap();
+        lose(&store.remove(KIND, &work, &work, "x", None, now).await.unwrap()).await;
+    }
+    let active = store.link(request(KIND, 99, 99), LinkMode::default(), now).await.unwrap();
+    let tenant = active.work.tenant.clone();
+    for kind in [None, Some(KIND)] {
+        let page = store.links_of_tenant(&tenant, &ListQuery { kind, include_removed: false, after: None, limit: 10 }).await.unwrap();
+        assert_eq!(page.links, std::slice::from_ref(&active));
+    }
+    let all = ListQuery { kind: None, include_removed: true, after: None, limit: 10 };
+    assert!(matches!(store.links_of_tenant(&tenant, &all).await, Err(StoreError::Corrupt { .. })), "the full listing does read them");
+}
