@@ -153,8 +153,9 @@ pub(crate) enum OrgsCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum CertsCommand {
-    /// Send a CSV (personal_tenant_id,personal_object_id,certification_id,earned_at,expires_at)
-    /// or JSON-lines (.jsonl) file, or `-` for standard input, in calls of --batch-lines lines
+    /// Send a CSV (personal_tenant_id,personal_object_id,certification_id,earned_at,expires_at,
+    /// and optionally source: microsoft-learning, the default, or partner-university) or
+    /// JSON-lines (.jsonl) file, or `-` for standard input, in calls of --batch-lines lines
     /// (Certifications.Write). Safe to rerun: duplicates are counted.
     Import {
         file: std::path::PathBuf,

@@ -1,7 +1,12 @@
 //! Full credit recalculation, as `RecalculateCredits` with no organisation named runs it,
 //! reported against a baseline measured in the same run on the same data: one ordered read
-//! of every record the recalculation reads (the Microsoft Learning holders, their
-//! certifications, the stored credit), decoding nothing — the least any recalculation reads.
+//! of every record the recalculation reads (the link holders of both kinds, their
+//! achievements, the stored credit), decoding nothing — the least any recalculation reads.
+//!
+//! Every person has a Microsoft Learning link with CERTS_PER_PERSON certifications; one in
+//! five also has a Partner University link (to another personal account) with one assessment
+//! in an area their certifications may share, so both sources and the once-per-area join are
+//! measured.
 //!
 //!     cargo run --release -p idlink-service --example recalc_throughput -- [ORGS] [LINKS_PER_ORG] [CERTS_PER_PERSON] [DATA_DIR]
 //!
@@ -33,6 +38,9 @@ const CERTS: [&str; 6] = [
     "power-platform-developer-associate",
 ];
 
+const ASSESSMENTS: [&str; 3] =
+    ["pu-infrastructure-technical-assessment", "pu-modern-work-technical-assessment", "pu-security-technical-assessment"];
+
 fn tenant(org: u64) -> TenantId {
     TenantId::parse(&format!("{org:08x}-0000-4000-8000-000000000000")).unwrap()
 }
@@ -49,7 +57,18 @@ fn open(dir: &Path) -> DynStore {
     Arc::new(SledStore::open(dir, Arc::new(Catalog::default_catalog())).unwrap())
 }
 
-/// Loads `orgs × per_org` Microsoft Learning links and `certs_per` certifications each.
+/// Whether person `l` of an organisation also holds a Partner University link.
+fn in_partner_university(l: u64) -> bool {
+    l.is_multiple_of(5)
+}
+
+fn personal(o: u64, l: u64, kind: LinkKind) -> AccountKey {
+    let variant = if kind == LinkKind::MicrosoftLearning { 8 } else { 9 };
+    AccountKey::parse(CONSUMER_TENANT, &format!("{o:08x}-0000-4000-{variant}000-{l:012x}")).unwrap()
+}
+
+/// Loads `orgs × per_org` Microsoft Learning links and `certs_per` certifications each, and
+/// the Partner University links and assessments of one person in five.
 async fn load(dir: &Path, orgs: u64, per_org: u64, certs_per: u64) {
     let store = open(dir);
     let now = Utc::now();
@@ -61,15 +80,18 @@ async fn load(dir: &Path, orgs: u64, per_org: u64, certs_per: u64) {
             .map(|&(o, l)| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    let new = NewLink {
-                        kind: LinkKind::MicrosoftLearning,
-                        work: AccountKey::parse(tenant(o).as_str(), &format!("00000000-0000-4000-8000-{l:012x}")).unwrap(),
-                        work_upn: String::new(),
-                        personal: AccountKey::parse(CONSUMER_TENANT, &format!("{o:08x}-0000-4000-8000-{l:012x}")).unwrap(),
-                        personal_sub: String::new(),
-                        profile: PersonalProfile::default(),
-                    };
-                    store.link(new, LinkMode::default(), now).await.unwrap();
+                    let kinds: &[LinkKind] = if in_partner_university(l) { &LinkKind::ALL } else { &[LinkKind::MicrosoftLearning] };
+                    for &kind in kinds {
+                        let new = NewLink {
+                            kind,
+                            work: AccountKey::parse(tenant(o).as_str(), &format!("00000000-0000-4000-8000-{l:012x}")).unwrap(),
+                            work_upn: String::new(),
+                            personal: personal(o, l, kind),
+                            personal_sub: String::new(),
+                            profile: PersonalProfile::default(),
+                        };
+                        store.link(new, LinkMode::default(), now).await.unwrap();
+                    }
                 })
             })
             .collect();
@@ -79,10 +101,13 @@ async fn load(dir: &Path, orgs: u64, per_org: u64, certs_per: u64) {
     }
     let mut batch = Vec::new();
     for &(o, l) in &people {
-        for k in 0..certs_per {
+        let learning = (0..certs_per).map(|k| (LinkKind::MicrosoftLearning, CERTS[((o + l + k) % 6) as usize]));
+        let university = in_partner_university(l).then_some((LinkKind::PartnerUniversity, ASSESSMENTS[((o + l) % 3) as usize]));
+        for (source, id) in learning.chain(university) {
             batch.push(Certification {
-                personal: AccountKey::parse(CONSUMER_TENANT, &format!("{o:08x}-0000-4000-8000-{l:012x}")).unwrap(),
-                id: CertificationId::parse(CERTS[((o + l + k) % 6) as usize]).unwrap(),
+                personal: personal(o, l, source),
+                source,
+                id: CertificationId::parse(id).unwrap(),
                 earned_at: now - Duration::days(30),
                 expires_at: Some(now + Duration::days(365)),
                 expired: false,
@@ -94,7 +119,13 @@ async fn load(dir: &Path, orgs: u64, per_org: u64, certs_per: u64) {
         }
     }
     store.record_certifications(&batch, now).await.unwrap();
-    eprintln!("loaded {} links, {} certifications in {:.1}s", orgs * per_org, orgs * per_org * certs_per, started.elapsed().as_secs_f64());
+    let university = people.iter().filter(|(_, l)| in_partner_university(*l)).count();
+    eprintln!(
+        "loaded {} links, {} achievements in {:.1}s",
+        people.len() + university,
+        people.len() as u64 * certs_per + university as u64,
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// The baseline, in its own process: every record the recalculation reads, in key order,
@@ -172,7 +203,8 @@ async fn main() {
         load(dir, orgs, per_org, certs_per).await;
         std::fs::write(&marker, b"").unwrap();
     }
-    let links = orgs * per_org;
+    let university = (0..per_org).filter(|l| in_partner_university(*l)).count() as u64 * orgs;
+    let links = orgs * per_org + university;
 
     let base = in_own_process("--baseline", dir);
     let recalc = in_own_process("--recalculate", dir);
@@ -189,7 +221,7 @@ async fn main() {
     );
     println!(
         "{}",
-        serde_json::json!({"organizations": orgs, "links": links, "certifications": links * certs_per, "baseline_s": baseline_s,
+        serde_json::json!({"organizations": orgs, "links": links, "certifications": orgs * per_org * certs_per + university, "baseline_s": baseline_s,
                            "baseline_mib": base["mib"], "baseline_rss_mib": base["peak_rss_mib"],
                            "recalc_s": recalc_s, "links_per_s": (links as f64 / recalc_s).round(), "ratio": recalc_s / baseline_s,
                            "recalc_rss_mib": recalc["peak_rss_mib"]})

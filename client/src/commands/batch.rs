@@ -42,25 +42,43 @@ fn timestamp(raw: &str, field: &str) -> Result<Option<prost_types::Timestamp>, S
         .map_err(|_| format!("{field} is not an RFC 3339 time"))
 }
 
-/// One line of a CSV (`personal_tenant_id,personal_object_id,certification_id,earned_at,expires_at`)
-/// or JSON-lines file.
-fn parse_line(line: &str, jsonl: bool) -> Result<pb::Certification, String> {
-    let (tenant, object, id, earned, expires) = if jsonl {
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+/// An achievement's source as a file spells it: empty (Microsoft Learning), or a kind's name.
+fn source(raw: &str) -> Result<pb::AchievementSource, (&'static str, String)> {
+    match raw {
+        "" => Ok(pb::AchievementSource::MicrosoftLearning),
+        raw => match idlink_client::parse_kind(raw) {
+            Ok(pb::LinkKind::PartnerUniversity) => Ok(pb::AchievementSource::PartnerUniversity),
+            Ok(_) => Ok(pb::AchievementSource::MicrosoftLearning),
+            Err(_) => Err(("SOURCE_NOT_RECOGNISED", format!("source {raw:?}: use microsoft-learning or partner-university"))),
+        },
+    }
+}
+
+/// One line of a CSV (`personal_tenant_id,personal_object_id,certification_id,earned_at,expires_at`
+/// and optionally `,source`) or JSON-lines file; a refusal is (reason, detail).
+fn parse_line(line: &str, jsonl: bool) -> Result<pb::Certification, (&'static str, String)> {
+    let malformed = |why: String| ("MALFORMED", why);
+    let (tenant, object, id, earned, expires, from) = if jsonl {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| malformed(format!("not JSON: {e}")))?;
         let s = |ptr: &str| v.pointer(ptr).and_then(|x| x.as_str()).unwrap_or_default().to_owned();
-        (s("/personal_account/tenant_id"), s("/personal_account/object_id"), s("/certification_id"), s("/earned_at"), s("/expires_at"))
+        let fields =
+            ["/personal_account/tenant_id", "/personal_account/object_id", "/certification_id", "/earned_at", "/expires_at", "/source"];
+        let [a, b, c, d, e, f] = fields.map(s);
+        (a, b, c, d, e, f)
     } else {
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        if f.len() != 5 {
-            return Err(format!("expected 5 comma-separated fields, found {}", f.len()));
+        if !(5..=6).contains(&f.len()) {
+            return Err(malformed(format!("expected 5 or 6 comma-separated fields, found {}", f.len())));
         }
-        (f[0].to_owned(), f[1].to_owned(), f[2].to_owned(), f[3].to_owned(), f[4].to_owned())
+        let at = |i: usize| f.get(i).copied().unwrap_or_default().to_owned();
+        (at(0), at(1), at(2), at(3), at(4), at(5))
     };
     Ok(pb::Certification {
         personal_account: Some(pb::AccountRef { tenant_id: tenant, object_id: object }),
         certification_id: id,
-        earned_at: timestamp(&earned, "earned_at")?,
-        expires_at: timestamp(&expires, "expires_at")?,
+        earned_at: timestamp(&earned, "earned_at").map_err(malformed)?,
+        expires_at: timestamp(&expires, "expires_at").map_err(malformed)?,
+        source: source(&from)? as i32,
     })
 }
 
@@ -126,7 +144,7 @@ pub async fn import(client: &IdlinkClient, path: &Path, jsonl: bool, batch_lines
                         batch.push(certification);
                         sent_lines.push(imported.lines);
                     }
-                    Err(why) => imported.reject(imported.lines, "MALFORMED".to_owned(), why),
+                    Err((reason, why)) => imported.reject(imported.lines, reason.to_owned(), why),
                 }
             }
         }

@@ -147,9 +147,14 @@ fn time(field: &'static str, t: Option<&prost_types::Timestamp>) -> Result<Optio
 pub fn certification(catalog: &Catalog, c: &pb::Certification) -> Result<Certification, DomainError> {
     let account = c.personal_account.as_ref().ok_or(DomainError::InvalidField { field: "personal_account", why: "is required" })?;
     let personal = AccountKey::parse(&account.tenant_id, &account.object_id)?;
+    let source = match pb::AchievementSource::try_from(c.source) {
+        Ok(pb::AchievementSource::Unspecified | pb::AchievementSource::MicrosoftLearning) => LinkKind::MicrosoftLearning,
+        Ok(pb::AchievementSource::PartnerUniversity) => LinkKind::PartnerUniversity,
+        Err(_) => return Err(DomainError::SourceNotRecognised),
+    };
     let id = CertificationId::parse(&c.certification_id)?;
     let earned_at = time("earned_at", c.earned_at.as_ref())?.ok_or(DomainError::InvalidField { field: "earned_at", why: "is required" })?;
-    Certification::parse(catalog, personal, id, earned_at, time("expires_at", c.expires_at.as_ref())?)
+    Certification::parse(catalog, personal, source, id, earned_at, time("expires_at", c.expires_at.as_ref())?)
 }
 
 // --- requests ---

@@ -338,9 +338,20 @@ pub const UNKNOWN_CERTIFICATION: Reason = reason(
     ],
 );
 
+pub const SOURCE_NOT_RECOGNISED: Reason = reason(
+    "SOURCE_NOT_RECOGNISED",
+    Code::InvalidArgument,
+    [
+        "Skills are counted only from Microsoft Learning and Partner University.",
+        "Les compétences ne sont comptabilisées qu'à partir de Microsoft Learning et de Partner University.",
+        "기술은 Microsoft Learning 및 Partner University에서만 계산됩니다.",
+    ],
+);
+
 /// Every reason, once.
 pub const ALL: &[&Reason] = &[
     &UNKNOWN_CERTIFICATION,
+    &SOURCE_NOT_RECOGNISED,
     &INVALID_ARGUMENT,
     &STARTING,
     &SHUTTING_DOWN,

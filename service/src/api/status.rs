@@ -158,6 +158,7 @@ fn describe_domain(err: &DomainError) -> &'static Reason {
         DomainError::EtagMismatch => &messages::ETAG_MISMATCH,
         DomainError::PersonalAccountNotLinked => &messages::PERSONAL_ACCOUNT_NOT_LINKED,
         DomainError::UnknownCertification { .. } => &messages::UNKNOWN_CERTIFICATION,
+        DomainError::SourceNotRecognised => &messages::SOURCE_NOT_RECOGNISED,
         DomainError::RedirectUriMismatch => &messages::REDIRECT_URI_MISMATCH,
     }
 }

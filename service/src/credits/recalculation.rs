@@ -359,6 +359,7 @@ mod tests {
                         earned_at: now,
                         expires_at: Some(now + chrono::Duration::days(365) + chrono::Duration::seconds(i64::from(writes))),
                         expired: false,
+                        source: LinkKind::MicrosoftLearning,
                     };
                     store.record_certifications(&[cert], now).await.unwrap();
                     writes += 1;

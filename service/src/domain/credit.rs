@@ -1,17 +1,20 @@
-//! Certification credit: which certifications count for which competency area (the catalog),
-//! and what one person contributes to their organisation's credit. An organisation's credit
-//! is the sum of the contributions of the people actively linked to it for Microsoft
-//! Learning; every incremental update subtracts a person's old contribution and adds the new
-//! one, so incremental and recomputed credit agree by construction.
+//! Achievement credit: which achievements count for which competency area (the catalog), and
+//! what one person contributes to their organisation's credit. Achievements come from two
+//! sources, each counting through the link of its kind: Microsoft Learning certifications
+//! through the person's Microsoft Learning link, Partner University assessments and training
+//! through their Partner University link. A person is a work user: whatever their links bring,
+//! they count once per area. An organisation's credit is the sum of its people's
+//! contributions; every incremental update subtracts a person's old contribution and adds the
+//! new one, so incremental and recomputed credit agree by construction.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{AccountKey, DomainError};
+use super::{AccountKey, DomainError, LinkKind};
 
-/// A certification id of the Learning feed (lowercase, digits, `-`).
+/// An achievement id of either source (lowercase, digits, `-`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct CertificationId(String);
@@ -36,6 +39,8 @@ impl CertificationId {
 /// A competency area id, e.g. `infrastructure-azure`.
 pub type AreaId = String;
 
+/// What an achievement is: a Microsoft Learning certification's level, or a Partner
+/// University assessment or completed training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
@@ -43,6 +48,18 @@ pub enum Level {
     Associate,
     Expert,
     Specialty,
+    Assessment,
+    Training,
+}
+
+impl Level {
+    /// Whether achievements of this level can come from `source`.
+    fn comes_from(self, source: LinkKind) -> bool {
+        match source {
+            LinkKind::MicrosoftLearning => !matches!(self, Level::Assessment | Level::Training),
+            LinkKind::PartnerUniversity => matches!(self, Level::Assessment | Level::Training),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,7 +72,12 @@ struct CatalogFile {
 #[serde(deny_unknown_fields)]
 struct AreaFile {
     name: String,
+    /// Microsoft Learning certifications.
+    #[serde(default)]
     certifications: BTreeMap<String, Level>,
+    /// Partner University assessments and training.
+    #[serde(default)]
+    partner_university: BTreeMap<String, Level>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,12 +86,12 @@ pub struct Area {
     pub name: String,
 }
 
-/// Certification ids → the areas they count for.
+/// Achievements (source and id) → the areas they count for.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     areas: Vec<Area>,
-    counts_for: HashMap<CertificationId, Vec<AreaId>>,
-    known: HashMap<CertificationId, Level>,
+    counts_for: HashMap<(LinkKind, CertificationId), Vec<AreaId>>,
+    known: HashMap<(LinkKind, CertificationId), Level>,
 }
 
 pub const DEFAULT_CATALOG: &str = include_str!("../../catalog/default.toml");
@@ -79,11 +101,20 @@ impl Catalog {
         let file: CatalogFile = toml::from_str(toml_text).map_err(|e| e.to_string())?;
         let mut catalog = Catalog::default();
         for (id, area) in file.areas {
-            for (cert, level) in area.certifications {
-                let cert = CertificationId::parse(&cert).map_err(|e| format!("areas.{id}: {e}"))?;
-                catalog.known.insert(cert.clone(), level);
-                if level != Level::Fundamentals {
-                    catalog.counts_for.entry(cert).or_default().push(id.clone());
+            let sources = [
+                (LinkKind::MicrosoftLearning, "certifications", area.certifications),
+                (LinkKind::PartnerUniversity, "partner_university", area.partner_university),
+            ];
+            for (source, table, entries) in sources {
+                for (entry, level) in entries {
+                    let entry = CertificationId::parse(&entry).map_err(|e| format!("areas.{id}.{table}: {e}"))?;
+                    if !level.comes_from(source) {
+                        return Err(format!("areas.{id}.{table}.{}: {level:?} is not a level of {source}", entry.as_str()));
+                    }
+                    catalog.known.insert((source, entry.clone()), level);
+                    if level != Level::Fundamentals {
+                        catalog.counts_for.entry((source, entry)).or_default().push(id.clone());
+                    }
                 }
             }
             catalog.areas.push(Area { id, name: area.name });
@@ -99,19 +130,30 @@ impl Catalog {
         &self.areas
     }
 
-    pub fn knows(&self, id: &CertificationId) -> bool {
-        self.known.contains_key(id)
+    pub fn knows(&self, source: LinkKind, id: &CertificationId) -> bool {
+        self.known.contains_key(&(source, id.clone()))
     }
 
-    fn areas_of(&self, id: &CertificationId) -> &[AreaId] {
-        self.counts_for.get(id).map(Vec::as_slice).unwrap_or_default()
+    /// The areas an achievement counts for (none for what the catalog does not list).
+    pub fn areas_of(&self, source: LinkKind, id: &CertificationId) -> &[AreaId] {
+        self.counts_for.get(&(source, id.clone())).map(Vec::as_slice).unwrap_or_default()
     }
 }
 
-/// A passed exam or certification of a personal account, from the Learning feed.
+fn microsoft_learning() -> LinkKind {
+    LinkKind::MicrosoftLearning
+}
+
+/// An achievement of a personal account, from the Learning feed: a passed exam or
+/// certification (Microsoft Learning), or an assessment or completed training (Partner
+/// University).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Certification {
     pub personal: AccountKey,
+    /// Where it comes from, and so the link it counts through (records from before there were
+    /// two sources are Microsoft Learning's).
+    #[serde(default = "microsoft_learning")]
+    pub source: LinkKind,
     pub id: CertificationId,
     pub earned_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -120,11 +162,13 @@ pub struct Certification {
 }
 
 impl Certification {
-    /// A certification as the Learning feed reports it, held to the rules: it belongs to a
-    /// personal account, its id is in the catalog, and it expires (if ever) after it was earned.
+    /// An achievement as the Learning feed reports it, held to the rules: it belongs to a
+    /// personal account, its source's catalog lists it, and it expires (if ever) after it
+    /// was earned.
     pub fn parse(
         catalog: &Catalog,
         personal: AccountKey,
+        source: LinkKind,
         id: CertificationId,
         earned_at: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
@@ -132,13 +176,18 @@ impl Certification {
         if !personal.tenant.is_consumer() {
             return Err(DomainError::NotAPersonalAccount);
         }
-        if !catalog.knows(&id) {
+        if !catalog.knows(source, &id) {
             return Err(DomainError::UnknownCertification { id: id.as_str().to_owned() });
         }
         if expires_at.is_some_and(|e| e <= earned_at) {
             return Err(DomainError::InvalidField { field: "expires_at", why: "must be after earned_at" });
         }
-        Ok(Self { personal, id, earned_at, expires_at, expired: false })
+        Ok(Self { personal, source, id, earned_at, expires_at, expired: false })
+    }
+
+    /// Whether `other` is a record of the same achievement (same source and id).
+    pub fn same_as(&self, other: &Certification) -> bool {
+        self.source == other.source && self.id == other.id
     }
 
     pub fn is_past_expiry(&self, now: DateTime<Utc>) -> bool {
@@ -169,12 +218,12 @@ pub struct Tally {
 pub struct Credit(pub BTreeMap<AreaId, Tally>);
 
 impl Credit {
-    /// What one person with these certifications contributes: each area they hold an
-    /// unexpired qualifying certification in counts them once, and each such certification.
-    pub fn of_person(catalog: &Catalog, certifications: &[Certification]) -> Credit {
+    /// What one person with these achievements contributes: each area they hold an unexpired
+    /// qualifying achievement in counts them once, and each such achievement.
+    pub fn of_person<'a>(catalog: &Catalog, achievements: impl IntoIterator<Item = &'a Certification>) -> Credit {
         let mut credit = Credit::default();
-        for cert in certifications.iter().filter(|c| !c.expired) {
-            for area in catalog.areas_of(&cert.id) {
+        for cert in achievements.into_iter().filter(|c| !c.expired) {
+            for area in catalog.areas_of(cert.source, &cert.id) {
                 credit.0.entry(area.clone()).or_default().certifications += 1;
             }
         }
@@ -182,6 +231,23 @@ impl Credit {
             tally.people = 1;
         }
         credit
+    }
+
+    /// What a personal account's achievements bring through a link of `kind`: those of that
+    /// source alone.
+    pub fn through(catalog: &Catalog, kind: LinkKind, achievements: &[Certification]) -> Credit {
+        Self::of_person(catalog, achievements.iter().filter(|c| c.source == kind))
+    }
+
+    /// One person's contribution joined with more of the same person's (from another link):
+    /// the achievements add up, the person still counts once per area. Exact because the
+    /// two come from different sources, so no achievement is in both.
+    pub fn join_person(&mut self, more: &Credit) {
+        for (area, t) in &more.0 {
+            let entry = self.0.entry(area.clone()).or_default();
+            entry.certifications += t.certifications;
+            entry.people = 1;
+        }
     }
 
     pub fn add(&mut self, other: &Credit, sign: i64) {
@@ -206,14 +272,42 @@ impl Credit {
     }
 }
 
+/// An organisation's people as its active links are read one by one, in any order: each work
+/// user's contribution joined across their links, then the people summed.
+#[derive(Debug, Default)]
+pub struct People(HashMap<AccountKey, Credit>);
+
+impl People {
+    /// What active `link` brings, given its personal account's `achievements`.
+    pub fn add(&mut self, catalog: &Catalog, link: &super::Link, achievements: &[Certification]) {
+        let brought = Credit::through(catalog, link.kind, achievements);
+        if !brought.0.is_empty() {
+            self.0.entry(link.work.clone()).or_default().join_person(&brought);
+        }
+    }
+
+    pub fn credit(&self) -> Credit {
+        let mut credit = Credit::default();
+        for person in self.0.values() {
+            credit.add(person, 1);
+        }
+        credit
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::CONSUMER_TENANT;
 
     fn cert(id: &str, expired: bool) -> Certification {
+        achievement(LinkKind::MicrosoftLearning, id, expired)
+    }
+
+    fn achievement(source: LinkKind, id: &str, expired: bool) -> Certification {
         Certification {
             personal: AccountKey::parse(CONSUMER_TENANT, "00000000-0000-0000-0000-000000000001").unwrap(),
+            source,
             id: CertificationId::parse(id).unwrap(),
             earned_at: Utc::now(),
             expires_at: None,
@@ -252,7 +346,8 @@ mod tests {
         let work = AccountKey::parse("3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01", "00000000-0000-0000-0000-000000000001").unwrap();
         let id = |raw: &str| CertificationId::parse(raw).unwrap();
         let now = Utc::now();
-        let parse = |who: &AccountKey, cert: &str, expires| Certification::parse(&catalog, who.clone(), id(cert), now, expires);
+        let ml = LinkKind::MicrosoftLearning;
+        let parse = |who: &AccountKey, cert: &str, expires| Certification::parse(&catalog, who.clone(), ml, id(cert), now, expires);
         assert!(parse(&personal, "azure-administrator-associate", None).is_ok());
         assert_eq!(parse(&work, "azure-administrator-associate", None), Err(DomainError::NotAPersonalAccount));
         assert!(matches!(parse(&personal, "not-in-the-catalog", None), Err(DomainError::UnknownCertification { .. })));
@@ -260,6 +355,28 @@ mod tests {
             parse(&personal, "azure-administrator-associate", Some(now)),
             Err(DomainError::InvalidField { field: "expires_at", .. })
         ));
+        // Each source has its own catalog: a Learning id is unknown to Partner University.
+        let pu = LinkKind::PartnerUniversity;
+        assert!(Certification::parse(&catalog, personal.clone(), pu, id("pu-modern-work-technical-assessment"), now, None).is_ok());
+        assert!(matches!(
+            Certification::parse(&catalog, personal.clone(), pu, id("azure-administrator-associate"), now, None),
+            Err(DomainError::UnknownCertification { .. })
+        ));
+    }
+
+    #[test]
+    fn a_person_counts_once_per_area_whichever_source_brings_it() {
+        let catalog = Catalog::default_catalog();
+        let learning = [cert("m365-administrator-expert", false)];
+        let university = [achievement(LinkKind::PartnerUniversity, "pu-modern-work-technical-assessment", false)];
+        let both: Vec<Certification> = learning.iter().chain(&university).cloned().collect();
+        // Through each link only its own source counts.
+        assert_eq!(Credit::through(&catalog, LinkKind::MicrosoftLearning, &both), Credit::of_person(&catalog, &learning));
+        assert_eq!(Credit::through(&catalog, LinkKind::PartnerUniversity, &both), Credit::of_person(&catalog, &university));
+        let mut person = Credit::through(&catalog, LinkKind::MicrosoftLearning, &both);
+        person.join_person(&Credit::through(&catalog, LinkKind::PartnerUniversity, &both));
+        assert_eq!(person.0["modern-work"], Tally { people: 1, certifications: 2 }, "one person, two achievements");
+        assert_eq!(person, Credit::of_person(&catalog, &both));
     }
 
     #[test]
@@ -284,5 +401,9 @@ mod tests {
         assert_eq!(Catalog::default_catalog().areas().len(), 6);
         assert!(CertificationId::parse("AZ-104").is_err());
         assert!(Catalog::parse("[areas.x]\nname = \"X\"\ncertifications = { \"Bad Id\" = \"associate\" }").is_err());
+        // A level of the other source is a mistake in the file, named.
+        let why = Catalog::parse("[areas.x]\nname = \"X\"\npartner_university = { some-exam = \"associate\" }").unwrap_err();
+        assert!(why.contains("areas.x.partner_university.some-exam"), "{why}");
+        assert!(Catalog::parse("[areas.x]\nname = \"X\"\ncertifications = { an-assessment = \"assessment\" }").is_err());
     }
 }

@@ -32,6 +32,8 @@ pub enum DomainError {
     EtagMismatch,
     #[error("{id} is not in the certification catalog")]
     UnknownCertification { id: String },
+    #[error("achievements come from Microsoft Learning or Partner University only")]
+    SourceNotRecognised,
     #[error("the redirect URI differs from the one the flow began with")]
     RedirectUriMismatch,
 }

@@ -85,17 +85,6 @@ pub enum LinkKind {
 impl LinkKind {
     pub const ALL: [LinkKind; 2] = [LinkKind::PartnerUniversity, LinkKind::MicrosoftLearning];
 
-    /// Whether a link of this kind credits its personal account's certifications to the work
-    /// user's organisation. Every credit computation asks this, and nothing else.
-    pub fn earns_credit(self) -> bool {
-        matches!(self, LinkKind::MicrosoftLearning)
-    }
-
-    /// The kinds whose links earn credit.
-    pub fn crediting() -> impl Iterator<Item = LinkKind> {
-        Self::ALL.into_iter().filter(|kind| kind.earns_credit())
-    }
-
     /// The configuration key of the kind (`[kinds.<key>]`).
     pub fn key(self) -> &'static str {
         match self {

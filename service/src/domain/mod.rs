@@ -10,7 +10,7 @@ mod link;
 mod organization;
 
 pub use access::{ADMIN_ROLES, AppRole, Membership, Operation, Principal, ServiceApps};
-pub use credit::{Area, AreaId, Catalog, Certification, CertificationId, Credit, DEFAULT_CATALOG, Level, Tally};
+pub use credit::{Area, AreaId, Catalog, Certification, CertificationId, Credit, DEFAULT_CATALOG, Level, People, Tally};
 pub use error::{DomainError, Result};
 pub use event::{EventType, LinkEvent};
 pub use flow::{DEFAULT_FLOW_TTL, Flow, FlowSecret, SealedFlow, StateHash};

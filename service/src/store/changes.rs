@@ -86,8 +86,34 @@ pub(crate) fn certs_of<K: Kv>(kv: &K, personal: &AccountKey) -> Result<Vec<Certi
     }
 }
 
-fn contribution<K: Kv>(kv: &K, catalog: &Catalog, personal: &AccountKey) -> Result<Credit, K::Error> {
-    Ok(Credit::of_person(catalog, &certs_of(kv, personal)?))
+/// What a work user contributes to their organisation now: through each active link, the
+/// linked personal account's achievements of that link's source; one person in every area.
+fn contribution<K: Kv>(kv: &K, catalog: &Catalog, work: &AccountKey) -> Result<Credit, K::Error> {
+    let mut credit = Credit::default();
+    for kind in LinkKind::ALL {
+        if let Some(link) = load_indexed(kv, Table::ByWork, &index_key(kind, work))? {
+            credit.join_person(&Credit::through(catalog, kind, &certs_of(kv, &link.personal)?));
+        }
+    }
+    Ok(credit)
+}
+
+/// Runs `change` and moves the difference it makes to each of `people`'s contributions into
+/// their organisation's credit.
+fn moving_credit<K: Kv, T>(
+    kv: &K,
+    catalog: &Catalog,
+    people: &[&AccountKey],
+    change: impl FnOnce() -> Result<T, K::Error>,
+) -> Result<T, K::Error> {
+    let before = people.iter().map(|work| contribution(kv, catalog, work)).collect::<Result<Vec<_>, _>>()?;
+    let result = change()?;
+    for (work, before) in people.iter().zip(before) {
+        let mut delta = contribution(kv, catalog, work)?;
+        delta.add(&before, -1);
+        add_credit(kv, &work.tenant, &delta, 1)?;
+    }
+    Ok(result)
 }
 
 pub(crate) fn stored_credit<K: Kv>(kv: &K, tenant: &TenantId) -> Result<StoredCredit, K::Error> {
@@ -111,19 +137,17 @@ fn add_credit<K: Kv>(kv: &K, tenant: &TenantId, delta: &Credit, sign: i64) -> Re
     put_credit(kv, tenant, credit)
 }
 
-/// Takes a link out of both uniqueness indexes and, for Microsoft Learning, its person's
-/// contribution out of the organisation's credit.
+/// Takes a link out of both uniqueness indexes, and what it brought out of the organisation's
+/// credit.
 fn retire<K: Kv>(kv: &K, catalog: &Catalog, tombstone: &Link) -> Result<(), K::Error> {
-    let work_key = index_key(tombstone.kind, &tombstone.work);
-    put_link(kv, tombstone)?;
-    kv.remove(Table::ByWork, &work_key)?;
-    kv.remove(Table::ByPersonal, &index_key(tombstone.kind, &tombstone.personal))?;
-    kv.insert(Table::LastRemoved, &work_key, &index_entry(tombstone))?;
-    kv.remove(Table::ActiveByTenant, &active_key(tombstone))?;
-    if tombstone.kind.earns_credit() {
-        add_credit(kv, &tombstone.work.tenant, &contribution(kv, catalog, &tombstone.personal)?, -1)?;
-    }
-    Ok(())
+    moving_credit(kv, catalog, &[&tombstone.work], || {
+        let work_key = index_key(tombstone.kind, &tombstone.work);
+        put_link(kv, tombstone)?;
+        kv.remove(Table::ByWork, &work_key)?;
+        kv.remove(Table::ByPersonal, &index_key(tombstone.kind, &tombstone.personal))?;
+        kv.insert(Table::LastRemoved, &work_key, &index_entry(tombstone))?;
+        kv.remove(Table::ActiveByTenant, &active_key(tombstone))
+    })
 }
 
 /// Records a verified association per [`plan_link`]: tombstones first (leaving the
@@ -136,15 +160,14 @@ pub(crate) fn link<K: Kv>(kv: &K, catalog: &Catalog, new: &NewLink, mode: LinkMo
         for old in old {
             retire(kv, catalog, old)?;
         }
-        put_link(kv, create)?;
-        kv.insert(Table::ByTenant, &tenant_key(&create.work.tenant, Some(&create.id)), &[])?;
-        kv.insert(Table::ActiveByTenant, &active_key(create), &[])?;
-        let entry = index_entry(create);
-        kv.insert(Table::ByWork, &index_key(create.kind, &create.work), &entry)?;
-        kv.insert(Table::ByPersonal, &index_key(create.kind, &create.personal), &entry)?;
-        if create.kind.earns_credit() {
-            add_credit(kv, &create.work.tenant, &contribution(kv, catalog, &create.personal)?, 1)?;
-        }
+        moving_credit(kv, catalog, &[&create.work], || {
+            put_link(kv, create)?;
+            kv.insert(Table::ByTenant, &tenant_key(&create.work.tenant, Some(&create.id)), &[])?;
+            kv.insert(Table::ActiveByTenant, &active_key(create), &[])?;
+            let entry = index_entry(create);
+            kv.insert(Table::ByWork, &index_key(create.kind, &create.work), &entry)?;
+            kv.insert(Table::ByPersonal, &index_key(create.kind, &create.personal), &entry)
+        })?;
         for (event_type, link, previous) in plan.events() {
             kv.append_event(LinkEvent::new(0, event_type, link, previous, now))?;
         }
@@ -181,24 +204,19 @@ pub(crate) fn remove<K: Kv>(kv: &K, catalog: &Catalog, removing: &Removing<'_>, 
     }
 }
 
-/// Replaces a person's certifications, moving the difference in their contribution into
-/// the credit of the organisation each of their crediting links belongs to, if any.
-fn replace_certs<K: Kv>(
-    kv: &K,
-    catalog: &Catalog,
-    personal: &AccountKey,
-    before: &[Certification],
-    after: &[Certification],
-) -> Result<(), K::Error> {
-    kv.insert(Table::Certs, &personal_key(personal), &encode(&after)?)?;
-    for kind in LinkKind::crediting() {
-        if let Some(link) = load_indexed(kv, Table::ByPersonal, &index_key(kind, personal))? {
-            let mut delta = Credit::of_person(catalog, after);
-            delta.add(&Credit::of_person(catalog, before), -1);
-            add_credit(kv, &link.work.tenant, &delta, 1)?;
+/// Replaces a personal account's achievements, moving the difference into the credit of the
+/// organisation of each work user it is linked to (one per kind at most, maybe the same).
+fn replace_certs<K: Kv>(kv: &K, catalog: &Catalog, personal: &AccountKey, after: &[Certification]) -> Result<(), K::Error> {
+    let mut holders = Vec::new();
+    for kind in LinkKind::ALL {
+        if let Some(link) = load_indexed(kv, Table::ByPersonal, &index_key(kind, personal))?
+            && !holders.contains(&link.work)
+        {
+            holders.push(link.work);
         }
     }
-    Ok(())
+    let people: Vec<&AccountKey> = holders.iter().collect();
+    moving_credit(kv, catalog, &people, || kv.insert(Table::Certs, &personal_key(personal), &encode(&after)?))
 }
 
 /// Records certifications (idempotent per person and certification id; a later expiry
@@ -211,10 +229,9 @@ pub(crate) fn record_certifications<K: Kv>(
 ) -> Result<Vec<Recorded>, K::Error> {
     let mut outcomes = Vec::with_capacity(batch.len());
     for incoming in batch {
-        let before = certs_of(kv, &incoming.personal)?;
-        let mut after = before.clone();
+        let mut after = certs_of(kv, &incoming.personal)?;
         let fresh = Certification { expired: incoming.is_past_expiry(now), ..incoming.clone() };
-        let outcome = match after.iter_mut().find(|c| c.id == incoming.id) {
+        let outcome = match after.iter_mut().find(|c| c.same_as(incoming)) {
             // A renewal: a later (or no) expiry replaces the recorded one.
             Some(current) if current.renewed_by(&fresh) => {
                 if let Some(key) = expiry_key(current) {
@@ -233,7 +250,7 @@ pub(crate) fn record_certifications<K: Kv>(
             if let Some(key) = expiry_key(&fresh).filter(|_| !fresh.expired) {
                 kv.insert(Table::Expiry, &key, &[])?;
             }
-            replace_certs(kv, catalog, &incoming.personal, &before, &after)?;
+            replace_certs(kv, catalog, &incoming.personal, &after)?;
         }
         outcomes.push(outcome);
     }
@@ -250,13 +267,12 @@ pub(crate) fn expire_due<K: Kv>(kv: &K, catalog: &Catalog, due: &[Vec<u8>], now:
         }
         kv.remove(Table::Expiry, key)?;
         let Some(personal) = expiry_personal(key)? else { continue };
-        let before = certs_of(kv, &personal)?;
-        let mut after = before.clone();
+        let mut after = certs_of(kv, &personal)?;
         for cert in after.iter_mut().filter(|c| !c.expired && c.is_past_expiry(now)) {
             cert.expired = true;
             count += 1;
         }
-        replace_certs(kv, catalog, &personal, &before, &after)?;
+        replace_certs(kv, catalog, &personal, &after)?;
     }
     Ok(count)
 }

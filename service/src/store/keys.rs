@@ -67,12 +67,16 @@ pub(crate) fn personal_key(personal: &AccountKey) -> Vec<u8> {
     format!("{}\0{}", personal.tenant.as_str(), personal.object.as_str()).into_bytes()
 }
 
-/// Expiry index key: time first (sortable), then whose certification.
+/// Expiry index key: time first (sortable), then whose achievement and which (a Partner
+/// University one's id after `partner_university/`; Learning's as they always were).
 pub(crate) fn expiry_key(cert: &Certification) -> Option<Vec<u8>> {
     let at = cert.expires_at?;
     let mut key = sortable_micros(at).to_be_bytes().to_vec();
     key.extend_from_slice(&personal_key(&cert.personal));
     key.push(0);
+    if cert.source != LinkKind::MicrosoftLearning {
+        key.extend_from_slice(format!("{}/", cert.source.key()).as_bytes());
+    }
     key.extend_from_slice(cert.id.as_str().as_bytes());
     Some(key)
 }

@@ -36,6 +36,10 @@ async fn a_hundred_thousand_line_file_imports_with_the_right_counts() {
         }
     }
     writeln!(file, "{consumer},{},azure-administrator-associate,2026-02-01T00:00:00Z,", jordan.object.as_str()).unwrap();
+    // The optional sixth column: a Partner University assessment, and a source nobody knows.
+    let jordan_object = jordan.object.as_str();
+    writeln!(file, "{consumer},{jordan_object},pu-infrastructure-technical-assessment,2026-02-01T00:00:00Z,,partner-university").unwrap();
+    writeln!(file, "{consumer},{jordan_object},azure-developer-associate,2026-02-01T00:00:00Z,,exam-vendor").unwrap();
     for i in 0..1000 {
         writeln!(file, "{}", valid[i * 97]).unwrap(); // duplicates
     }
@@ -43,10 +47,10 @@ async fn a_hundred_thousand_line_file_imports_with_the_right_counts() {
         writeln!(file, "{consumer},00000000-0000-4000-8000-{i:012x},retired-exam-{i},2026-01-15T09:00:00Z,").unwrap();
         writeln!(file, "{consumer},not enough fields").unwrap();
     }
-    lines += 1 + 1000 + 1000;
+    lines += 1 + 2 + 1000 + 1000;
     file.flush().unwrap();
     drop(file);
-    assert_eq!(lines, 100_001);
+    assert_eq!(lines, 100_003);
 
     let output = tokio::process::Command::new(daemon::idlink_binary())
         .args(["--endpoint", &app.endpoint(), "--idp", app.idp.base_url(), "--as-app", "learning-feed", "--json", "certs", "import"])
@@ -56,18 +60,23 @@ async fn a_hundred_thousand_line_file_imports_with_the_right_counts() {
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(summary["lines"], 100_002, "{summary}"); // with the header
+    assert_eq!(summary["lines"], 100_004, "{summary}"); // with the header
     assert_eq!(
         (summary["accepted"].as_u64(), summary["duplicates"].as_u64(), summary["rejected"].as_u64()),
-        (Some(98_001), Some(1000), Some(1000))
+        (Some(98_002), Some(1000), Some(1001))
     );
     let reasons: std::collections::BTreeSet<_> =
         summary["rejections"].as_array().unwrap().iter().map(|r| r["reason"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(reasons, ["MALFORMED".to_owned(), "UNKNOWN_CERTIFICATION".to_owned()].into());
+    assert_eq!(reasons, ["MALFORMED", "SOURCE_NOT_RECOGNISED", "UNKNOWN_CERTIFICATION"].map(str::to_owned).into());
 
-    // The imported certification counts the moment Jordan's account is linked.
-    link(&app.client_for("alex@contoso.example").await, ML, "jordan@outlook.example").await.unwrap();
-    let credit =
-        app.client_for("alex@contoso.example").await.organization_credit(idlink_service::oidc::devidp::CONTOSO_TENANT).await.unwrap();
-    assert_eq!(credit.areas.iter().find(|a| a.area_id == "infrastructure-azure").map(|a| a.certifications), Some(1));
+    // The imported certification counts the moment Jordan's account is linked, the assessment
+    // the moment it is linked for Partner University: one person, two achievements.
+    let alex = app.client_for("alex@contoso.example").await;
+    let infrastructure = |credit: idlink_client::pb::OrganizationCredit| {
+        credit.areas.iter().find(|a| a.area_id == "infrastructure-azure").map(|a| (a.people, a.certifications))
+    };
+    link(&alex, ML, "jordan@outlook.example").await.unwrap();
+    assert_eq!(infrastructure(alex.organization_credit(idlink_service::oidc::devidp::CONTOSO_TENANT).await.unwrap()), Some((1, 1)));
+    link(&alex, PU, "jordan@outlook.example").await.unwrap();
+    assert_eq!(infrastructure(alex.organization_credit(idlink_service::oidc::devidp::CONTOSO_TENANT).await.unwrap()), Some((1, 2)));
 }

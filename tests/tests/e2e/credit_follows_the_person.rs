@@ -1,6 +1,8 @@
-//! Certification credit end to end: the Learning feed records certifications (before or after
-//! a link), an organisation's credit follows its linked people, recalculation repairs drift,
-//! and a transfer moves credit to the new employer in one atomic step.
+//! Achievement credit end to end: the Learning feed records certifications and Partner
+//! University achievements (before or after a link), an organisation's credit follows its
+//! linked people — each achievement through the link of its source, each person once —,
+//! recalculation repairs drift, and a transfer moves credit to the new employer in one atomic
+//! step.
 
 use std::sync::{
     Arc,
@@ -23,7 +25,59 @@ fn certification(personal: &idlink_service::domain::AccountKey, id: &str, expire
         certification_id: id.into(),
         earned_at: Some(prost_types::Timestamp { seconds: now.timestamp() - 86_400, nanos: 0 }),
         expires_at: expires_in_days.map(|d| prost_types::Timestamp { seconds: now.timestamp() + d * 86_400, nanos: 0 }),
+        source: pb::AchievementSource::Unspecified as i32,
     }
+}
+
+/// A Partner University assessment or training of `personal`.
+fn university(personal: &idlink_service::domain::AccountKey, id: &str) -> pb::Certification {
+    pb::Certification { source: pb::AchievementSource::PartnerUniversity as i32, ..certification(personal, id, None) }
+}
+
+fn area(credit: &pb::OrganizationCredit, area: &str) -> (i64, i64) {
+    credit.areas.iter().find(|a| a.area_id == area).map_or((0, 0), |a| (a.people, a.certifications))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partner_university_achievements_count_through_the_partner_university_link() {
+    let app = TestApp::spawn().await;
+    let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
+    let sam = app.idp.user("sam@outlook.example").unwrap().key;
+    let feed = app_client(&app, "learning-feed").await;
+    let batch = vec![
+        university(&jordan, "pu-modern-work-technical-assessment"),
+        university(&jordan, "pu-modern-work-technical-assessment"),
+        // A Learning certification's id is not a Partner University achievement.
+        university(&jordan, "m365-administrator-expert"),
+        pb::Certification { source: 7, ..university(&jordan, "pu-security-technical-assessment") },
+        certification(&sam, "m365-administrator-expert", None),
+    ];
+    let summary = feed.record_certifications(futures_util::stream::iter(batch)).await.unwrap();
+    assert_eq!((summary.accepted, summary.duplicates, summary.rejected), (2, 1, 2));
+    let reasons: Vec<_> = summary.rejections.iter().map(|r| (r.index, r.reason.as_str())).collect();
+    assert_eq!(reasons, [(2, "UNKNOWN_CERTIFICATION"), (3, "SOURCE_NOT_RECOGNISED")]);
+
+    let alex = app.client_for("alex@contoso.example").await;
+    // Through a Learning link, Jordan's assessment is nothing: it is not a Learning achievement.
+    link(&alex, ML, "jordan@outlook.example").await.unwrap();
+    assert_eq!(area(&alex.organization_credit(CONTOSO_TENANT).await.unwrap(), "modern-work"), (0, 0));
+    alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, ..Default::default() }).await.unwrap();
+    // "All of your achievements earned on your Partner University account will be applied to
+    // your organization": the moment the Partner University link is made.
+    link(&alex, PU, "jordan@outlook.example").await.unwrap();
+    assert_eq!(area(&alex.organization_credit(CONTOSO_TENANT).await.unwrap(), "modern-work"), (1, 1));
+    // Alex's Learning account (Sam's) adds a certification in the same area: still one person.
+    link(&alex, ML, "sam@outlook.example").await.unwrap();
+    assert_eq!(area(&alex.organization_credit(CONTOSO_TENANT).await.unwrap(), "modern-work"), (1, 2), "one person, two achievements");
+    let job = app_client(&app, "credit-recalculation").await;
+    let (_, summary) = recalculation(&job, Vec::new()).await;
+    assert_eq!(summary.drifted, 0, "recalculation agrees");
+    // "Remove access" takes exactly the Partner University link's contribution away.
+    alex.remove_link(pb::RemoveLinkRequest { kind: PU as i32, ..Default::default() }).await.unwrap();
+    assert_eq!(area(&alex.organization_credit(CONTOSO_TENANT).await.unwrap(), "modern-work"), (1, 1));
+    alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, ..Default::default() }).await.unwrap();
+    assert!(alex.organization_credit(CONTOSO_TENANT).await.unwrap().areas.is_empty());
+    assert_eq!(recalculation(&job, Vec::new()).await.1.drifted, 0);
 }
 
 async fn app_client(app: &TestApp, client_id: &str) -> IdlinkClient {
@@ -78,7 +132,10 @@ async fn certifications_count_for_the_organisation_of_the_linked_person() {
     let alex = app.client_for("alex@contoso.example").await;
     assert!(alex.organization_credit(CONTOSO_TENANT).await.unwrap().areas.is_empty(), "nothing counts before the link");
     link(&alex, PU, "jordan@outlook.example").await.unwrap();
-    assert!(alex.organization_credit(CONTOSO_TENANT).await.unwrap().areas.is_empty(), "Partner University links do not count");
+    assert!(
+        alex.organization_credit(CONTOSO_TENANT).await.unwrap().areas.is_empty(),
+        "a Partner University link brings no Learning certification"
+    );
     link(&alex, ML, "jordan@outlook.example").await.unwrap();
 
     let credit = app.client_for("blair@contoso.example").await.organization_credit(CONTOSO_TENANT).await.unwrap();

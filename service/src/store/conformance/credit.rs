@@ -12,10 +12,20 @@ pub async fn certifications_count_while_linked_and_unexpired<S: Store + ?Sized>(
     store.link(request(KIND, 1, 1), LinkMode::default(), now).await.unwrap();
     let credit = store.credit(&org).await.unwrap();
     assert_eq!((credit.0["infrastructure-azure"].people, credit.0["infrastructure-azure"].certifications), (1, 1));
-    // Partner University links never count.
+    // A Partner University link brings Partner University achievements, never Learning's.
     store.link(request(LinkKind::PartnerUniversity, 2, 2), LinkMode::default(), now).await.unwrap();
     store.record_certifications(&[cert(2, "security-operations-analyst-associate", now, None)], now).await.unwrap();
     assert!(!store.credit(&org).await.unwrap().0.contains_key("security"));
+    store.record_certifications(&[achievement(2, "pu-security-technical-assessment", now)], now).await.unwrap();
+    assert_eq!(store.credit(&org).await.unwrap().0["security"], crate::domain::Tally { people: 1, certifications: 1 });
+    // Work user 1 adds a Partner University link: still one person in the area both credit.
+    store.record_certifications(&[achievement(3, "pu-infrastructure-technical-assessment", now)], now).await.unwrap();
+    store.link(request(LinkKind::PartnerUniversity, 1, 3), LinkMode::default(), now).await.unwrap();
+    assert_eq!(store.credit(&org).await.unwrap().0["infrastructure-azure"], crate::domain::Tally { people: 1, certifications: 2 });
+    store.remove(LinkKind::PartnerUniversity, &work(1), &work(1), "test", None, now).await.unwrap();
+    store.remove(LinkKind::PartnerUniversity, &work(2), &work(2), "test", None, now).await.unwrap();
+    assert_eq!(store.credit(&org).await.unwrap().0.keys().collect::<Vec<_>>(), ["infrastructure-azure"]);
+    assert_eq!(store.credit(&org).await.unwrap().0["infrastructure-azure"], crate::domain::Tally { people: 1, certifications: 1 });
     // A renewal with a later expiry is accepted; expiry takes it out.
     let renewed = cert(1, "azure-administrator-associate", now, Some(now + Duration::days(730)));
     assert_eq!(store.record_certifications(&[renewed], now).await.unwrap(), [Recorded::Accepted]);
@@ -32,9 +42,9 @@ pub async fn certifications_count_while_linked_and_unexpired<S: Store + ?Sized>(
     assert_eq!(r.stored, r.recomputed);
 }
 
-/// The randomized model test: thousands of random operations across organisations; after
-/// each, every organisation's incremental credit equals an independent model's, and
-/// recalculation finds no drift. Then stored credit is corrupted on purpose and exactly that
+/// The randomized model test: thousands of random operations across organisations, on links
+/// of both kinds and achievements of both sources; after each, every organisation's
+/// incremental credit equals an independent model's, and recalculation finds no drift. Then stored credit is corrupted on purpose and exactly that
 /// is found and repaired.
 pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) {
     use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -54,29 +64,36 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
         "azure-developer-associate",
         "azure-data-engineer-associate",
     ];
+    const ACHIEVEMENTS: [&str; 4] = [
+        "pu-infrastructure-technical-assessment",
+        "pu-azure-migration-bootcamp",
+        "pu-modern-work-technical-assessment",
+        "pu-security-technical-assessment",
+    ];
     let seed = std::env::var("IDLINK_MODEL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261121u64);
     let mut rng = StdRng::seed_from_u64(seed);
     let catalog = Catalog::default_catalog();
     let worker = |n: u32| AccountKey::parse(TENANTS[(n % 4) as usize], &format!("00000000-0000-0000-0000-{n:012x}")).unwrap();
     let mut now = Utc::now();
-    // The model: personal → work user holding it (Microsoft Learning), and certifications.
-    let mut holder: HashMap<u32, AccountKey> = HashMap::new();
+    // The model: (kind, personal) → work user holding it, and achievements.
+    let mut holder: HashMap<(LinkKind, u32), AccountKey> = HashMap::new();
     let mut certs: HashMap<u32, Vec<Certification>> = HashMap::new();
-    let mut ever_linked: std::collections::HashSet<AccountKey> = std::collections::HashSet::new();
+    let mut ever_linked: std::collections::HashSet<(LinkKind, AccountKey)> = std::collections::HashSet::new();
 
     for step in 0..2000 {
         let (w, p) = (rng.gen_range(0..24u32), rng.gen_range(0..16u32));
+        let kind = [LinkKind::MicrosoftLearning, LinkKind::PartnerUniversity][rng.gen_range(0..2)];
         match rng.gen_range(0..10) {
             0..=3 => {
                 let mode = LinkMode { transfer: rng.gen_bool(0.5), replace_existing: rng.gen_bool(0.5) };
-                let new = NewLink { work: worker(w), ..request(KIND, 0, p) };
+                let new = NewLink { work: worker(w), ..request(kind, 0, p) };
                 // The model's prediction, in the rules' order: the pair already linked, the
                 // personal account held elsewhere, the work user holding another.
-                let holds_other = holder.iter().any(|(held, by)| *by == worker(w) && *held != p);
-                let expected = match holder.get(&p) {
+                let holds_other = holder.iter().any(|((k, held), by)| *k == kind && *by == worker(w) && *held != p);
+                let expected = match holder.get(&(kind, p)) {
                     Some(by) if *by == worker(w) => Ok(()),
-                    Some(_) if !mode.transfer => Err(DomainError::LinkedElsewhere { kind: KIND }),
-                    _ if holds_other && !mode.replace_existing => Err(DomainError::AlreadyLinked { kind: KIND }),
+                    Some(_) if !mode.transfer => Err(DomainError::LinkedElsewhere { kind }),
+                    _ if holds_other && !mode.replace_existing => Err(DomainError::AlreadyLinked { kind }),
                     _ => Ok(()),
                 };
                 let outcome = store.link(new, mode, now).await;
@@ -88,29 +105,34 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
                     (want, got) => panic!("seed {seed}, step {step}: the model expected {want:?}, the store answered {got:?}"),
                 }
                 if expected.is_ok() {
-                    holder.retain(|held, by| !(*held == p || *by == worker(w))); // transferred or replaced
-                    holder.insert(p, worker(w));
-                    ever_linked.insert(worker(w));
+                    // Transferred or replaced.
+                    holder.retain(|(k, held), by| *k != kind || !(*held == p || *by == worker(w)));
+                    holder.insert((kind, p), worker(w));
+                    ever_linked.insert((kind, worker(w)));
                 }
             }
             4 => {
                 // Idempotent for anyone who ever had a link (the last tombstone), refused for
                 // anyone who never had one.
-                let outcome = store.remove(KIND, &worker(w), &worker(w), "model", None, now).await;
-                match (ever_linked.contains(&worker(w)), outcome) {
+                let outcome = store.remove(kind, &worker(w), &worker(w), "model", None, now).await;
+                match (ever_linked.contains(&(kind, worker(w))), outcome) {
                     (true, Ok(tombstone)) => assert_eq!(tombstone.work, worker(w), "seed {seed}, step {step}"),
                     (false, Err(StoreError::Domain(DomainError::LinkNotFound { .. }))) => {}
                     (ever, got) => panic!("seed {seed}, step {step}: ever linked {ever}, the store answered {got:?}"),
                 }
-                holder.retain(|_, by| *by != worker(w));
+                holder.retain(|(k, _), by| *k != kind || *by != worker(w));
             }
             5..=7 => {
-                let id = CERTS[rng.gen_range(0..CERTS.len())];
                 let expires = rng.gen_bool(0.7).then(|| now + Duration::days(rng.gen_range(1..40)));
-                let c = Certification { personal: personal(p), ..cert(p, id, now, expires) };
+                let c = match kind {
+                    LinkKind::MicrosoftLearning => cert(p, CERTS[rng.gen_range(0..CERTS.len())], now, expires),
+                    LinkKind::PartnerUniversity => {
+                        Certification { expires_at: expires, ..achievement(p, ACHIEVEMENTS[rng.gen_range(0..ACHIEVEMENTS.len())], now) }
+                    }
+                };
                 if store.record_certifications(std::slice::from_ref(&c), now).await.unwrap() == [Recorded::Accepted] {
                     let list = certs.entry(p).or_default();
-                    list.retain(|x| x.id != c.id);
+                    list.retain(|x| (x.source, &x.id) != (c.source, &c.id));
                     list.push(c);
                 }
             }
@@ -124,10 +146,24 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
         }
         for tenant in TENANTS {
             let tenant = TenantId::parse(tenant).unwrap();
+            // Each work user: the unexpired achievements of each linked account, of that
+            // link's source; then one person per area they reach, and every achievement.
+            let mut reached: HashMap<&AccountKey, Vec<&Certification>> = HashMap::new();
+            for ((kind, p), by) in holder.iter().filter(|(_, by)| by.tenant == tenant) {
+                let theirs = certs.get(p).into_iter().flatten().filter(|c| c.source == *kind && !c.expired);
+                reached.entry(by).or_default().extend(theirs);
+            }
             let mut expected = Credit::default();
-            for (p, by) in &holder {
-                if by.tenant == tenant {
-                    expected.add(&Credit::of_person(&catalog, certs.get(p).map(Vec::as_slice).unwrap_or_default()), 1);
+            for achievements in reached.values() {
+                let mut areas = std::collections::BTreeSet::new();
+                for c in achievements {
+                    for area in catalog.areas_of(c.source, &c.id) {
+                        expected.0.entry(area.clone()).or_default().certifications += 1;
+                        areas.insert(area.clone());
+                    }
+                }
+                for area in areas {
+                    expected.0.entry(area).or_default().people += 1;
                 }
             }
             assert_eq!(store.credit(&tenant).await.unwrap(), expected, "seed {seed}, step {step}, {}", tenant.as_str());

@@ -61,7 +61,19 @@ pub async fn secrets_are_created_once_and_kept<S: Store + ?Sized>(store: &S) {
 }
 
 pub(crate) fn cert(p: u32, id: &str, earned: chrono::DateTime<Utc>, expires: Option<chrono::DateTime<Utc>>) -> Certification {
-    Certification { personal: personal(p), id: CertificationId::parse(id).unwrap(), earned_at: earned, expires_at: expires, expired: false }
+    Certification {
+        personal: personal(p),
+        id: CertificationId::parse(id).unwrap(),
+        earned_at: earned,
+        expires_at: expires,
+        expired: false,
+        source: LinkKind::MicrosoftLearning,
+    }
+}
+
+/// A Partner University achievement of personal account `p`.
+pub(crate) fn achievement(p: u32, id: &str, earned: chrono::DateTime<Utc>) -> Certification {
+    Certification { source: LinkKind::PartnerUniversity, ..cert(p, id, earned, None) }
 }
 
 async fn assert_consistent_links<S: Store + ?Sized>(store: &S) {

@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 
 use super::{RedisStore, read::*};
 use crate::{
-    domain::{Certification, Credit, Organization, TenantId},
+    domain::{Certification, Credit, Link, Organization, People, TenantId},
     store::{
         CreditStore, Recomputed, Recorded, Result, StoreError,
         changes::{self, StoredCredit, decode, encode, expiry_bound, personal_key},
@@ -71,23 +71,22 @@ impl CreditStore for RedisStore {
 }
 
 impl RedisStore {
-    /// Sum of the contributions of the organisation's active Microsoft Learning links.
+    /// Sum of the contributions of the organisation's people, from its active links read a
+    /// batch at a time (memory: one small tally per person).
     pub(super) async fn recompute_tenant(&self, tenant: &TenantId) -> Result<Credit> {
-        let mut credit = Credit::default();
+        let mut people = People::default();
         let mut start = None;
         loop {
             let (links, next) = self.tenant_batch(tenant, start).await?;
-            let people: Vec<Vec<u8>> = links
-                .iter()
-                .filter(|link| link.is_active() && link.kind.earns_credit())
-                .map(|link| self.keys.entry("certs", &personal_key(&link.personal)))
-                .collect();
-            for bytes in self.mget(people).await?.into_iter().flatten() {
-                credit.add(&Credit::of_person(&self.catalog, &decode::<Vec<Certification>>(&bytes)?), 1);
+            let active: Vec<&Link> = links.iter().filter(|link| link.is_active()).collect();
+            let certs = self.mget(active.iter().map(|link| self.keys.entry("certs", &personal_key(&link.personal))).collect()).await?;
+            for (link, bytes) in active.into_iter().zip(certs) {
+                let achievements: Vec<Certification> = bytes.map(|b| decode(&b)).transpose()?.unwrap_or_default();
+                people.add(&self.catalog, link, &achievements);
             }
             match next {
                 Some(next) => start = Some(next),
-                None => return Ok(credit),
+                None => return Ok(people.credit()),
             }
         }
     }

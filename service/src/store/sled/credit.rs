@@ -1,6 +1,9 @@
 //! `SledStore`: organisations, certifications and credit.
 
+use std::collections::HashMap;
+
 use super::*;
+use crate::domain::People;
 
 #[async_trait]
 impl CreditStore for SledStore {
@@ -93,22 +96,22 @@ impl CreditStore for SledStore {
 }
 
 impl SledStore {
-    /// Sum of the contributions of the organisation's active Microsoft Learning links,
-    /// streamed from the tenant index (memory: one link at a time).
+    /// Sum of the contributions of the organisation's people, from its active links streamed
+    /// from the tenant index (memory: one small tally per person).
     fn recompute_tenant(&self, tenant: &TenantId) -> Result<Credit> {
         let prefix = tenant_key(tenant, None);
-        let mut credit = Credit::default();
+        let mut people = People::default();
         for entry in self.trees.by_tenant.scan_prefix(&prefix) {
             let (key, _) = entry.map_err(unavailable)?;
             let Some(bytes) = self.trees.links.get(&key[prefix.len()..]).map_err(unavailable)? else {
                 return Err(StoreError::Corrupt { detail: "the tenant index points at a missing link".into() });
             };
             let link: Link = decode(&bytes)?;
-            if link.is_active() && link.kind.earns_credit() {
-                credit.add(&Credit::of_person(&self.catalog, &self.certs_of(&link.personal)?), 1);
+            if link.is_active() {
+                people.add(&self.catalog, &link, &self.certs_of(&link.personal)?);
             }
         }
-        Ok(credit)
+        Ok(people.credit())
     }
 }
 
@@ -116,6 +119,7 @@ impl SledStore {
 /// reads so it can run on a blocking thread.
 struct Pass {
     links: sled::Tree,
+    by_work: sled::Tree,
     by_personal: sled::Tree,
     certs: sled::Tree,
     credit: sled::Tree,
@@ -127,6 +131,7 @@ impl SledStore {
         let t = &self.trees;
         Pass {
             links: t.links.clone(),
+            by_work: t.by_work.clone(),
             by_personal: t.by_personal.clone(),
             certs: t.certs.clone(),
             credit: t.credit.clone(),
@@ -146,33 +151,68 @@ impl Pass {
             let stored: StoredCredit = decode(&bytes)?;
             all.insert(tenant, Recomputed { stored: stored.credit, version: stored.version, recomputed: Credit::default() });
         }
+        // A person with both links counts once per area: the Partner University holders go
+        // first (the fewer), each joined to the personal account of its work user's Learning
+        // link, where the Learning pass picks it up.
+        let mut joining = self.partner_university_holders(&mut all)?;
         // The holders come in personal-key order, the order certifications are kept in, so
         // both trees are read front to back: each page read serves the entries that follow.
-        for kind in LinkKind::crediting() {
-            self.add_holders(kind, &mut all)?;
+        let prefix = index_prefix(LinkKind::MicrosoftLearning);
+        for entry in self.by_personal.scan_prefix(&prefix) {
+            let (key, held) = entry.map_err(unavailable)?;
+            let personal = &key[prefix.len()..];
+            let mut credit = Credit::through(&self.catalog, LinkKind::MicrosoftLearning, &self.certs(personal)?);
+            if let Some(university) = joining.remove(personal) {
+                credit.join_person(&university);
+            }
+            all.entry(self.tenant_of(&held)?).or_default().recomputed.add(&credit, 1);
+        }
+        if !joining.is_empty() {
+            return Err(StoreError::Corrupt { detail: "a Learning link's personal account is missing from the index".into() });
         }
         Ok(all)
     }
 
-    /// Adds the contribution of every holder of a `kind` link to its organisation's recomputation.
-    fn add_holders(&self, kind: LinkKind, all: &mut BTreeMap<TenantId, Recomputed>) -> Result<()> {
-        let corrupt = |detail: String| StoreError::Corrupt { detail };
-        let prefix = index_prefix(kind);
+    /// Adds what Partner University links bring to their organisations, except for people who
+    /// also hold a Learning link: theirs are answered, keyed by that link's personal account.
+    fn partner_university_holders(&self, all: &mut BTreeMap<TenantId, Recomputed>) -> Result<HashMap<Vec<u8>, Credit>> {
+        let prefix = index_prefix(LinkKind::PartnerUniversity);
+        let mut joining = HashMap::new();
         for entry in self.by_personal.scan_prefix(&prefix) {
             let (key, held) = entry.map_err(unavailable)?;
-            let tenant = match entry_tenant(&held)? {
-                Some(tenant) => tenant,
-                None => {
-                    let bytes = self.links.get(entry_link_id(&held)).map_err(unavailable)?;
-                    decode::<Link>(&bytes.ok_or_else(|| corrupt("an index points at a missing link".into()))?)?.work.tenant
+            let credit = Credit::through(&self.catalog, LinkKind::PartnerUniversity, &self.certs(&key[prefix.len()..])?);
+            if credit.0.is_empty() {
+                continue;
+            }
+            let work = self.link(entry_link_id(&held))?.work;
+            match self.by_work.get(index_key(LinkKind::MicrosoftLearning, &work)).map_err(unavailable)? {
+                Some(learning) => {
+                    joining.insert(personal_key(&self.link(entry_link_id(&learning))?.personal), credit);
                 }
-            };
-            let certs: Vec<Certification> = match self.certs.get(&key[prefix.len()..]).map_err(unavailable)? {
-                Some(bytes) => decode(&bytes)?,
-                None => Vec::new(),
-            };
-            all.entry(tenant).or_default().recomputed.add(&Credit::of_person(&self.catalog, &certs), 1);
+                None => all.entry(work.tenant).or_default().recomputed.add(&credit, 1),
+            }
         }
-        Ok(())
+        Ok(joining)
+    }
+
+    fn link(&self, id: &[u8]) -> Result<Link> {
+        let bytes = self.links.get(id).map_err(unavailable)?;
+        decode(&bytes.ok_or_else(|| StoreError::Corrupt { detail: "an index points at a missing link".into() })?)
+    }
+
+    /// The organisation of an index entry (loading its link when the entry is from before
+    /// entries named it).
+    fn tenant_of(&self, held: &[u8]) -> Result<TenantId> {
+        match entry_tenant(held)? {
+            Some(tenant) => Ok(tenant),
+            None => Ok(self.link(entry_link_id(held))?.work.tenant),
+        }
+    }
+
+    fn certs(&self, personal: &[u8]) -> Result<Vec<Certification>> {
+        match self.certs.get(personal).map_err(unavailable)? {
+            Some(bytes) => decode(&bytes),
+            None => Ok(Vec::new()),
+        }
     }
 }
