@@ -79,9 +79,12 @@ pub(crate) enum Command {
     /// Enrolment: organisations and their PartnerIDs.
     #[command(subcommand)]
     Orgs(OrgsCommand),
-    /// The Learning feed: certifications.
+    /// Achievements: yours (`mine`), or the Learning feed's certifications import.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// The Learning feed: Learning profiles (MCIDs).
+    #[command(subcommand)]
+    LearningFeed(LearningFeedCommand),
     /// Organisations' certification credit.
     #[command(subcommand)]
     Credit(CreditCommand),
@@ -157,15 +160,37 @@ pub(crate) enum CertsCommand {
     /// and optionally source: microsoft-learning, the default, or partner-university) or
     /// JSON-lines (.jsonl) file, or `-` for standard input, in calls of --batch-lines lines
     /// (Certifications.Write). Safe to rerun: duplicates are counted.
-    Import {
-        file: std::path::PathBuf,
-        /// Read standard input as JSON lines (a file is JSON lines when it ends .jsonl/.ndjson/.json).
-        #[arg(long)]
-        jsonl: bool,
-        /// Lines per call: each call is retried alone, and sent with a fresh token.
-        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        batch_lines: u32,
-    },
+    Import(ImportArgs),
+    /// Your own achievements (signed in as a work user): what each credits to your
+    /// organisation, or why it does not, and your MCID.
+    Mine,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum LearningFeedCommand {
+    /// Learning profiles.
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ProfilesCommand {
+    /// Send a CSV file whose header names its columns (personal_object_id, mcid, and
+    /// optionally personal_tenant_id) or a JSON-lines file ({"personal_account": {"object_id":
+    /// …}, "mcid": …}), or `-` for standard input (Certifications.Write). Safe to rerun.
+    Import(ImportArgs),
+}
+
+/// A file the Learning feed sends, in calls of --batch-lines lines.
+#[derive(Args)]
+pub(crate) struct ImportArgs {
+    pub(crate) file: std::path::PathBuf,
+    /// Read standard input as JSON lines (a file is JSON lines when it ends .jsonl/.ndjson/.json).
+    #[arg(long)]
+    pub(crate) jsonl: bool,
+    /// Lines per call: each call is retried alone, and sent with a fresh token.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) batch_lines: u32,
 }
 
 #[derive(Subcommand)]

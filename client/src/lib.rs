@@ -4,6 +4,9 @@
 use std::{sync::Arc, time::Duration};
 
 pub use idlink_proto::v1 as pb;
+
+/// The consumer tenant: every personal Microsoft account's `tid`.
+pub const CONSUMER_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 use pb::{
     credit_service_client::CreditServiceClient, link_service_client::LinkServiceClient,
     organization_service_client::OrganizationServiceClient,
@@ -393,6 +396,34 @@ impl IdlinkClient {
     /// idempotent (what a first attempt recorded counts as `duplicates` the second time).
     pub async fn record_certification_batch(&self, batch: &[pb::Certification]) -> Result<pb::RecordCertificationsResponse> {
         self.call(true, rpc!(self.credits, record_certifications, tokio_stream::iter(batch.to_vec()))).await
+    }
+
+    /// Streams Learning profiles (MCIDs) to the service, as [`Self::record_certifications`].
+    pub async fn record_learning_profiles(
+        &self,
+        profiles: impl tokio_stream::Stream<Item = pb::LearningProfile> + Send + 'static,
+    ) -> Result<pb::RecordLearningProfilesResponse> {
+        if let Some(credentials) = &self.credentials {
+            credentials.ensure_fresh().await?;
+        }
+        Ok(self.credits.clone().record_learning_profiles(profiles).await?.into_inner())
+    }
+
+    /// Records one batch of Learning profiles in one call, retried like a read (idempotent).
+    pub async fn record_learning_profile_batch(&self, batch: &[pb::LearningProfile]) -> Result<pb::RecordLearningProfilesResponse> {
+        self.call(true, rpc!(self.credits, record_learning_profiles, tokio_stream::iter(batch.to_vec()))).await
+    }
+
+    /// The calling work user's own achievements and what each credits.
+    pub async fn my_certifications(&self) -> Result<pb::MyCertifications> {
+        let request = pb::GetMyCertificationsRequest::default();
+        self.call(true, rpc!(self.credits, get_my_certifications, self.request(request.clone()))).await
+    }
+
+    /// GetMyCertifications naming whose view the caller expects (anyone but themselves is refused).
+    pub async fn my_certifications_as(&self, work_account: pb::AccountRef) -> Result<pb::MyCertifications> {
+        let request = pb::GetMyCertificationsRequest { work_account: Some(work_account) };
+        self.call(true, rpc!(self.credits, get_my_certifications, self.request(request.clone()))).await
     }
 
     pub async fn organization_credit(&self, organization_id: &str) -> Result<pb::OrganizationCredit> {

@@ -7,6 +7,8 @@ use std::{
 
 use anyhow::{Context, anyhow};
 use idlink_client::{IdlinkClient, pb};
+
+use crate::cli::ImportArgs;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use tokio_stream::StreamExt;
@@ -104,82 +106,312 @@ impl Imported {
         }
     }
 
-    /// Counts one call's answer; `sent_lines[i]` is the line of the batch's `i`-th certification.
-    fn add(&mut self, response: &pb::RecordCertificationsResponse, sent_lines: &[u64]) {
-        self.accepted += response.accepted;
-        self.duplicates += response.duplicates;
-        for r in &response.rejections {
+    /// Counts one call's answer; `sent_lines[i]` is the line of the batch's `i`-th item.
+    fn add(&mut self, answer: Answer, sent_lines: &[u64]) {
+        self.accepted += answer.accepted;
+        self.duplicates += answer.duplicates;
+        for r in &answer.rejections {
             let line = usize::try_from(r.index).ok().and_then(|i| sent_lines.get(i)).copied().unwrap_or(0);
             self.reject(line, r.reason.clone(), r.detail.clone());
         }
         // Rejections the answer counted but did not list.
-        self.rejected += response.rejected.saturating_sub(response.rejections.len() as u64);
+        self.rejected += answer.rejected.saturating_sub(answer.rejections.len() as u64);
     }
+
+    /// Prints the summary: a line and the first rejections, or one JSON object.
+    fn report(self, json_output: bool) {
+        let Imported { lines, accepted, duplicates, rejected, mut rejections } = self;
+        rejections.sort();
+        if json_output {
+            let listed: Vec<_> = rejections
+                .iter()
+                .take(100)
+                .map(|(line, reason, detail)| json!({"line": line, "reason": reason, "detail": detail}))
+                .collect();
+            println!(
+                "{}",
+                json!({"lines": lines, "accepted": accepted, "duplicates": duplicates, "rejected": rejected, "rejections": listed})
+            );
+        } else {
+            println!("{lines} lines: {accepted} accepted, {duplicates} duplicates, {rejected} rejected");
+            for (line, reason, detail) in rejections.iter().take(20) {
+                println!("  line {line}: {reason}: {detail}");
+            }
+            if rejected > 20 {
+                println!("  … and {} more", rejected - 20);
+            }
+        }
+    }
+}
+
+/// What one recording call answered, whatever it recorded.
+struct Answer {
+    accepted: u64,
+    duplicates: u64,
+    rejected: u64,
+    rejections: Vec<pb::Rejection>,
+}
+
+impl From<pb::RecordCertificationsResponse> for Answer {
+    fn from(r: pb::RecordCertificationsResponse) -> Self {
+        Self { accepted: r.accepted, duplicates: r.duplicates, rejected: r.rejected, rejections: r.rejections }
+    }
+}
+
+impl From<pb::RecordLearningProfilesResponse> for Answer {
+    fn from(r: pb::RecordLearningProfilesResponse) -> Self {
+        Self { accepted: r.accepted, duplicates: r.duplicates, rejected: r.rejected, rejections: r.rejections }
+    }
+}
+
+/// Items of an import gathered into calls of `batch_lines`: constant memory however large the
+/// input, each call retried alone (by the client) and sent with a token fresh enough.
+struct Batches<T> {
+    batch_lines: usize,
+    batch: Vec<T>,
+    sent_lines: Vec<u64>,
+    imported: Imported,
+    progress: Progress,
+}
+
+impl<T> Batches<T> {
+    fn new(batch_lines: usize) -> Self {
+        Self {
+            batch_lines,
+            batch: Vec::with_capacity(batch_lines),
+            sent_lines: Vec::with_capacity(batch_lines),
+            imported: Imported::default(),
+            progress: Progress::new(),
+        }
+    }
+
+    /// Counts line `line` (parsed, or refused with a reason) and sends a full batch.
+    async fn push<F, A>(&mut self, line: u64, parsed: Result<T, (&str, String)>, send: &F) -> anyhow::Result<()>
+    where
+        F: AsyncFn(&[T]) -> Result<A, idlink_client::ClientError>,
+        A: Into<Answer>,
+    {
+        self.imported.lines = line;
+        match parsed {
+            Ok(item) => {
+                self.batch.push(item);
+                self.sent_lines.push(line);
+            }
+            Err((reason, why)) => self.imported.reject(line, reason.to_owned(), why),
+        }
+        if self.batch.len() >= self.batch_lines { self.send(send).await } else { Ok(()) }
+    }
+
+    /// Sends what is gathered. A call that still fails stops the import and says how far it
+    /// got; rerunning is safe (what was recorded counts as duplicates).
+    async fn send<F, A>(&mut self, send: &F) -> anyhow::Result<()>
+    where
+        F: AsyncFn(&[T]) -> Result<A, idlink_client::ClientError>,
+        A: Into<Answer>,
+    {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let answer = send(&self.batch).await.map_err(|e| {
+            let at = self.sent_lines.first().copied().unwrap_or_default();
+            anyhow::Error::new(e).context(format!(
+                "stopped at line {at}: {} accepted and {} duplicates before it; rerunning is safe",
+                self.imported.accepted, self.imported.duplicates
+            ))
+        })?;
+        self.imported.add(answer.into(), &self.sent_lines);
+        self.batch.clear();
+        self.sent_lines.clear();
+        self.progress.update(&format!("{} lines sent", self.imported.lines));
+        Ok(())
+    }
+
+    /// Sends the rest and prints the summary.
+    async fn finish<F, A>(mut self, send: &F, json_output: bool) -> anyhow::Result<()>
+    where
+        F: AsyncFn(&[T]) -> Result<A, idlink_client::ClientError>,
+        A: Into<Answer>,
+    {
+        self.send(send).await?;
+        self.progress.done();
+        self.imported.report(json_output);
+        Ok(())
+    }
+}
+
+fn open_input(path: &Path) -> anyhow::Result<Box<dyn std::io::Read + Send>> {
+    if path == Path::new("-") {
+        return Ok(Box::new(std::io::stdin()));
+    }
+    Ok(Box::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?))
+}
+
+fn is_jsonl(path: &Path, jsonl: bool) -> bool {
+    jsonl || (path != Path::new("-") && path.extension().is_some_and(|e| e == "jsonl" || e == "json" || e == "ndjson"))
 }
 
 /// Sends a certification file (or standard input, `-`) to the service in calls of
 /// `batch_lines` certifications: constant memory however large the input, each call retried
 /// alone and sent with a token fresh enough. A call that still fails stops the import and says
 /// how far it got; rerunning is safe (what was recorded counts as duplicates).
-pub async fn import(client: &IdlinkClient, path: &Path, jsonl: bool, batch_lines: usize, json_output: bool) -> anyhow::Result<()> {
-    let stdin = path == Path::new("-");
-    let jsonl = jsonl || (!stdin && path.extension().is_some_and(|e| e == "jsonl" || e == "json" || e == "ndjson"));
-    let input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = if stdin {
+pub async fn import(client: &IdlinkClient, args: &ImportArgs, json_output: bool) -> anyhow::Result<()> {
+    let path = args.file.as_path();
+    let jsonl = is_jsonl(path, args.jsonl);
+    let input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = if path == Path::new("-") {
         Box::new(tokio::io::BufReader::new(tokio::io::stdin()))
     } else {
         Box::new(tokio::io::BufReader::new(tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?))
     };
     let mut lines = input.lines();
-    let progress = Progress::new();
-    let mut imported = Imported::default();
-    let (mut batch, mut sent_lines) = (Vec::with_capacity(batch_lines), Vec::with_capacity(batch_lines));
-    loop {
-        let line = lines.next_line().await.with_context(|| format!("reading line {}", imported.lines + 1))?;
-        if let Some(line) = &line {
-            imported.lines += 1;
-            let header = imported.lines == 1 && line.starts_with("personal_tenant_id");
-            if !line.trim().is_empty() && !header {
-                match parse_line(line, jsonl) {
-                    Ok(certification) => {
-                        batch.push(certification);
-                        sent_lines.push(imported.lines);
-                    }
-                    Err((reason, why)) => imported.reject(imported.lines, reason.to_owned(), why),
-                }
-            }
+    let send = async |batch: &[pb::Certification]| client.record_certification_batch(batch).await;
+    let mut batches = Batches::new(args.batch_lines as usize);
+    let mut number = 0u64;
+    while let Some(line) = lines.next_line().await.with_context(|| format!("reading line {}", number + 1))? {
+        number += 1;
+        let header = number == 1 && line.starts_with("personal_tenant_id");
+        if line.trim().is_empty() || header {
+            batches.imported.lines = number;
+            continue;
         }
-        if batch.len() >= batch_lines || (line.is_none() && !batch.is_empty()) {
-            let response = client.record_certification_batch(&batch).await.map_err(|e| {
-                let at = sent_lines.first().copied().unwrap_or_default();
-                anyhow::Error::new(e).context(format!(
-                    "stopped at line {at}: {} accepted and {} duplicates before it; rerunning is safe",
-                    imported.accepted, imported.duplicates
-                ))
-            })?;
-            imported.add(&response, &sent_lines);
-            batch.clear();
-            sent_lines.clear();
-            progress.update(&format!("{} lines sent", imported.lines));
-        }
-        if line.is_none() {
-            break;
-        }
+        batches.push(number, parse_line(&line, jsonl), &send).await?;
     }
-    progress.done();
-    let Imported { lines, accepted, duplicates, rejected, mut rejections } = imported;
-    rejections.sort();
-    if json_output {
-        let listed: Vec<_> =
-            rejections.iter().take(100).map(|(line, reason, detail)| json!({"line": line, "reason": reason, "detail": detail})).collect();
-        println!("{}", json!({"lines": lines, "accepted": accepted, "duplicates": duplicates, "rejected": rejected, "rejections": listed}));
+    batches.imported.lines = number;
+    batches.finish(&send, json_output).await
+}
+
+/// One Learning profile of a CSV record: columns found by their header's names
+/// (`personal_object_id` and `mcid`; `personal_tenant_id` defaults to the consumer tenant).
+fn profile_of_record(columns: &ProfileColumns, record: &csv::StringRecord) -> Result<pb::LearningProfile, (&'static str, String)> {
+    let field = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or_default().trim().to_owned();
+    let tenant = Some(field(columns.tenant)).filter(|t| !t.is_empty()).unwrap_or_else(|| idlink_client::CONSUMER_TENANT.to_owned());
+    Ok(pb::LearningProfile {
+        personal_account: Some(pb::AccountRef { tenant_id: tenant, object_id: field(Some(columns.object)) }),
+        mcid: field(Some(columns.mcid)),
+    })
+}
+
+struct ProfileColumns {
+    tenant: Option<usize>,
+    object: usize,
+    mcid: usize,
+}
+
+impl ProfileColumns {
+    fn of(headers: &csv::StringRecord) -> anyhow::Result<Self> {
+        let find = |name: &str| headers.iter().position(|h| h.trim().trim_start_matches('\u{feff}').eq_ignore_ascii_case(name));
+        let need = |name: &str| {
+            find(name).ok_or_else(|| anyhow!("the header has no {name} column (it has: {})", headers.iter().collect::<Vec<_>>().join(", ")))
+        };
+        Ok(Self { tenant: find("personal_tenant_id"), object: need("personal_object_id")?, mcid: need("mcid")? })
+    }
+}
+
+fn profile_of_json(line: &str) -> Result<pb::LearningProfile, (&'static str, String)> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| ("MALFORMED", format!("not JSON: {e}")))?;
+    let s = |ptr: &str| v.pointer(ptr).and_then(|x| x.as_str()).unwrap_or_default().to_owned();
+    let tenant =
+        Some(s("/personal_account/tenant_id")).filter(|t| !t.is_empty()).unwrap_or_else(|| idlink_client::CONSUMER_TENANT.to_owned());
+    Ok(pb::LearningProfile {
+        personal_account: Some(pb::AccountRef { tenant_id: tenant, object_id: s("/personal_account/object_id") }),
+        mcid: s("/mcid"),
+    })
+}
+
+/// Sends a Learning profile file (CSV with a header naming its columns, or JSON lines; `-`
+/// for standard input) in calls of `batch_lines` profiles (Certifications.Write). Safe to
+/// rerun: profiles already recorded count as duplicates.
+pub async fn import_profiles(client: &IdlinkClient, args: &ImportArgs, json_output: bool) -> anyhow::Result<()> {
+    let send = async |batch: &[pb::LearningProfile]| client.record_learning_profile_batch(batch).await;
+    let mut batches = Batches::new(args.batch_lines as usize);
+    let path = args.file.as_path();
+    let input = open_input(path)?;
+    if is_jsonl(path, args.jsonl) {
+        let mut number = 0u64;
+        for line in std::io::BufRead::lines(std::io::BufReader::new(input)) {
+            number += 1;
+            let line = line.with_context(|| format!("reading line {number}"))?;
+            if line.trim().is_empty() {
+                batches.imported.lines = number;
+                continue;
+            }
+            batches.push(number, profile_of_json(&line), &send).await?;
+        }
+        batches.imported.lines = number;
     } else {
-        println!("{lines} lines: {accepted} accepted, {duplicates} duplicates, {rejected} rejected");
-        for (line, reason, detail) in rejections.iter().take(20) {
-            println!("  line {line}: {reason}: {detail}");
+        let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
+        let columns = ProfileColumns::of(reader.headers().context("reading the header")?)?;
+        let mut record = csv::StringRecord::new();
+        // Records are numbered as lines, the header being line 1 (a quoted field holding a
+        // line break would shift the count; ids and MCIDs never do).
+        let mut number = 1u64;
+        loop {
+            let parsed = match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => profile_of_record(&columns, &record),
+                Err(e) => Err(("MALFORMED", e.to_string())),
+            };
+            number += 1;
+            batches.push(number, parsed, &send).await?;
         }
-        if rejected > 20 {
-            println!("  … and {} more", rejected - 20);
-        }
+        batches.imported.lines = number;
+    }
+    batches.finish(&send, json_output).await
+}
+
+/// The signed-in person's achievements, and what each does for their organisation.
+pub async fn show_mine(client: &IdlinkClient, json_output: bool) -> anyhow::Result<()> {
+    let mine = client.my_certifications().await?;
+    let why = |c: &pb::MyCertification| match c.not_counting() {
+        pb::NotCountingReason::Unspecified => "",
+        pb::NotCountingReason::Expired => "EXPIRED",
+        pb::NotCountingReason::NotInCatalog => "NOT_IN_CATALOG",
+        pb::NotCountingReason::NotLinked => "NOT_LINKED",
+    };
+    let source = |c: &pb::MyCertification| match c.source() {
+        pb::AchievementSource::PartnerUniversity => "partner-university",
+        _ => "microsoft-learning",
+    };
+    let time = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default()
+    };
+    if json_output {
+        let listed: Vec<_> = mine
+            .certifications
+            .iter()
+            .map(|c| {
+                let credits: Vec<_> = c
+                    .credits
+                    .iter()
+                    .map(
+                        |a| json!({"area_id": a.area_id, "name": a.name, "organization_id": a.organization_id, "partner_id": a.partner_id}),
+                    )
+                    .collect();
+                json!({"certification_id": c.certification_id, "title": c.title, "source": source(c), "earned_at": time(&c.earned_at),
+                       "expires_at": time(&c.expires_at), "expiring_soon": c.expiring_soon, "credits": credits, "not_counting": why(c)})
+            })
+            .collect();
+        println!("{}", json!({"mcid": mine.mcid, "certifications": listed}));
+        return Ok(());
+    }
+    println!("MCID: {}", if mine.mcid.is_empty() { "none (no Microsoft Learning link, or no profile yet)" } else { &mine.mcid });
+    if mine.certifications.is_empty() {
+        println!("  no achievements of your linked accounts");
+    }
+    for c in &mine.certifications {
+        let expiry = match (time(&c.expires_at), c.expiring_soon) {
+            (at, _) if at.is_empty() => String::new(),
+            (at, true) => format!(", expires {at} (renew now)"),
+            (at, false) => format!(", expires {at}"),
+        };
+        let counts = if c.credits.is_empty() {
+            format!("counts for nothing: {}", why(c))
+        } else {
+            format!("counts for {}", c.credits.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "))
+        };
+        println!("  {} ({}, earned {}{expiry}): {counts}", c.title, source(c), time(&c.earned_at));
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use idlink_client::{parse_kind, pb};
 use serde_json::json;
 
 use crate::{
-    cli::{CertsCommand, Cli, Command, CreditCommand, EventsCommand, OrgsCommand},
+    cli::{CertsCommand, Cli, Command, CreditCommand, EventsCommand, LearningFeedCommand, OrgsCommand, ProfilesCommand},
     credentials::{bearer, connect, dev_token, request_id},
 };
 
@@ -44,8 +44,10 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
                 println!("{} {} (PartnerID {})", org.organization_id, org.name, org.partner_id);
             }
         }
-        Command::Certs(CertsCommand::Import { file, jsonl, batch_lines }) => {
-            batch::import(&connect(cli, None).await?, file, *jsonl, *batch_lines as usize, cli.json).await?
+        Command::Certs(CertsCommand::Import(args)) => batch::import(&connect(cli, None).await?, args, cli.json).await?,
+        Command::Certs(CertsCommand::Mine) => batch::show_mine(&connect(cli, None).await?, cli.json).await?,
+        Command::LearningFeed(LearningFeedCommand::Profiles(ProfilesCommand::Import(args))) => {
+            batch::import_profiles(&connect(cli, None).await?, args, cli.json).await?
         }
         Command::Credit(CreditCommand::Show { organization_id }) => {
             batch::show_credit(&connect(cli, None).await?, organization_id, cli.json).await?

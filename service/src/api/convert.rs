@@ -6,10 +6,10 @@ use idlink_proto::v1 as pb;
 
 use super::{page_token::PageTokens, status::ApiError};
 use crate::{
-    credits::{RecalculationItem, RecordSummary},
+    credits::{MyAchievements, RecalculationItem, RecordSummary},
     domain::{
-        AccountKey, Catalog, Certification, CertificationId, Credit, DomainError, EventType, Link, LinkEvent, LinkKind, LinkMode,
-        Organization, PartnerId, Principal, Tally, TenantId,
+        AccountKey, Catalog, Certification, CertificationId, Credit, DomainError, EventType, LearningProfile, Link, LinkEvent, LinkKind,
+        LinkMode, NotCounting, Organization, PartnerId, Principal, Tally, TenantId,
     },
     linking::{BeginRequest, Begun, CompleteRequest, RemoveRequest},
     store::{LinkPage, ListQuery},
@@ -92,6 +92,7 @@ pub fn link(link: &Link, viewer: &Principal) -> pb::Link {
             reason: r.reason.clone(),
         }),
         etag: link.etag(),
+        mcid: link.mcid.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default(),
     }
 }
 
@@ -111,8 +112,54 @@ pub fn event(event: &LinkEvent, viewer: &Principal) -> pb::LinkEvent {
 }
 
 fn area_credit(catalog: &Catalog, area: &str, tally: Tally) -> pb::AreaCredit {
-    let name = catalog.areas().iter().find(|a| a.id == area).map(|a| a.name.clone()).unwrap_or_default();
+    let name = catalog.area_name(area).to_owned();
     pb::AreaCredit { area_id: area.to_owned(), name, people: tally.people, certifications: tally.certifications }
+}
+
+fn source_to_proto(source: LinkKind) -> pb::AchievementSource {
+    match source {
+        LinkKind::MicrosoftLearning => pb::AchievementSource::MicrosoftLearning,
+        LinkKind::PartnerUniversity => pb::AchievementSource::PartnerUniversity,
+    }
+}
+
+/// A person's own view: every achievement with what it credits, or why not.
+pub fn my_certifications(catalog: &Catalog, mine: &MyAchievements) -> pb::MyCertifications {
+    let organization_id = mine.organization.as_str();
+    let partner_id = mine.enrolled.as_ref().map(|o| o.partner_id.as_str()).unwrap_or_default();
+    let certifications = mine
+        .achievements
+        .iter()
+        .map(|own| {
+            let a = &own.achievement;
+            let (credits, not_counting) = match &own.counts {
+                Ok(areas) => (areas.as_slice(), pb::NotCountingReason::Unspecified),
+                Err(NotCounting::Expired) => (&[][..], pb::NotCountingReason::Expired),
+                Err(NotCounting::NotInCatalog) => (&[][..], pb::NotCountingReason::NotInCatalog),
+                Err(NotCounting::NotLinked) => (&[][..], pb::NotCountingReason::NotLinked),
+            };
+            pb::MyCertification {
+                personal_account: Some(account_ref(&a.personal)),
+                certification_id: a.id.as_str().to_owned(),
+                title: catalog.title(a.source, &a.id).to_owned(),
+                source: source_to_proto(a.source).into(),
+                earned_at: Some(timestamp(a.earned_at)),
+                expires_at: a.expires_at.map(timestamp),
+                expiring_soon: own.expiring_soon,
+                credits: credits
+                    .iter()
+                    .map(|area| pb::CreditedArea {
+                        area_id: area.clone(),
+                        name: catalog.area_name(area).to_owned(),
+                        organization_id: organization_id.to_owned(),
+                        partner_id: partner_id.to_owned(),
+                    })
+                    .collect(),
+                not_counting: not_counting.into(),
+            }
+        })
+        .collect();
+    pb::MyCertifications { certifications, mcid: mine.mcid.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default() }
 }
 
 pub fn credit(catalog: &Catalog, organization: &TenantId, credit: &Credit, org: Option<&Organization>) -> pb::OrganizationCredit {
@@ -155,6 +202,11 @@ pub fn certification(catalog: &Catalog, c: &pb::Certification) -> Result<Certifi
     let id = CertificationId::parse(&c.certification_id)?;
     let earned_at = time("earned_at", c.earned_at.as_ref())?.ok_or(DomainError::InvalidField { field: "earned_at", why: "is required" })?;
     Certification::parse(catalog, personal, source, id, earned_at, time("expires_at", c.expires_at.as_ref())?)
+}
+
+pub fn learning_profile(p: &pb::LearningProfile) -> Result<LearningProfile, DomainError> {
+    let account = p.personal_account.as_ref().ok_or(DomainError::InvalidField { field: "personal_account", why: "is required" })?;
+    LearningProfile::parse(AccountKey::parse(&account.tenant_id, &account.object_id)?, &p.mcid)
 }
 
 // --- requests ---
@@ -269,20 +321,28 @@ pub fn organization_answer(saved: Organization) -> pb::Organization {
     }
 }
 
-pub fn record_summary(summary: RecordSummary) -> pb::RecordCertificationsResponse {
+fn rejections(rejections: Vec<(u64, DomainError)>) -> Vec<pb::Rejection> {
+    rejections
+        .into_iter()
+        .map(|(index, why)| pb::Rejection { index, reason: super::status::reason(&why.clone().into()).to_owned(), detail: why.to_string() })
+        .collect()
+}
+
+pub fn record_summary(s: RecordSummary) -> pb::RecordCertificationsResponse {
     pb::RecordCertificationsResponse {
-        accepted: summary.accepted,
-        duplicates: summary.duplicates,
-        rejected: summary.rejected,
-        rejections: summary
-            .rejections
-            .into_iter()
-            .map(|(index, why)| pb::Rejection {
-                index,
-                reason: super::status::reason(&why.clone().into()).to_owned(),
-                detail: why.to_string(),
-            })
-            .collect(),
+        accepted: s.accepted,
+        duplicates: s.duplicates,
+        rejected: s.rejected,
+        rejections: rejections(s.rejections),
+    }
+}
+
+pub fn profiles_summary(s: RecordSummary) -> pb::RecordLearningProfilesResponse {
+    pb::RecordLearningProfilesResponse {
+        accepted: s.accepted,
+        duplicates: s.duplicates,
+        rejected: s.rejected,
+        rejections: rejections(s.rejections),
     }
 }
 

@@ -37,6 +37,31 @@ impl CreditService for CreditApi {
         .await
     }
 
+    async fn record_learning_profiles(
+        &self,
+        request: Request<Streaming<pb::LearningProfile>>,
+    ) -> Result<Response<pb::RecordLearningProfilesResponse>, Status> {
+        respond(request, async |actor, mut profiles| {
+            let mut recording = self.credits.start_recording(&actor)?;
+            while let Some(message) = profiles.message().await.map_err(|_| ApiError::MalformedStream)? {
+                recording.add(convert::learning_profile(&message), self.clock.now()).await?;
+            }
+            Ok(convert::profiles_summary(recording.finish(self.clock.now()).await?))
+        })
+        .await
+    }
+
+    async fn get_my_certifications(
+        &self,
+        request: Request<pb::GetMyCertificationsRequest>,
+    ) -> Result<Response<pb::MyCertifications>, Status> {
+        respond(request, async |actor, r| {
+            let mine = self.credits.my_achievements(&actor, convert::named_user(r.work_account.as_ref())?, self.clock.now()).await?;
+            Ok(convert::my_certifications(self.credits.catalog(), &mine))
+        })
+        .await
+    }
+
     async fn get_organization_credit(
         &self,
         request: Request<pb::GetOrganizationCreditRequest>,

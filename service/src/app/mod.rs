@@ -81,6 +81,7 @@ pub struct Application {
     health_listener: Option<Arc<TcpListener>>,
     store: StoreSlot,
     catalog: Arc<Catalog>,
+    expiring_soon_days: u32,
     auth: Arc<Authenticator>,
     clock: DynClock,
     retention: chrono::Duration,
@@ -204,6 +205,7 @@ impl Application {
             },
             store,
             catalog,
+            expiring_soon_days: settings.credit.expiring_soon_days,
             clock,
             retention: chrono::Duration::days(i64::from(settings.events.retention_days)),
             server: settings.server.clone(),
@@ -264,7 +266,7 @@ impl Application {
             }
         }
         let linker = Linker::new(store.clone(), kinds, p.flow_ttl, BeginLimiter::new(p.limits.clone()), p.limits.watch_streams_per_caller);
-        let credits = Arc::new(Credits::new(store.clone(), self.catalog.clone()));
+        let credits = Arc::new(Credits::new(store.clone(), self.catalog.clone()).with_expiring_soon_days(self.expiring_soon_days));
         Some(Ok(Ready { store, page_tokens, linker: Arc::new(linker), credits }))
     }
 

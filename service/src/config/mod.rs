@@ -233,11 +233,20 @@ impl Default for ServerSettings {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CreditSettings {
     /// A catalog TOML replacing the shipped one.
     pub catalog: Option<PathBuf>,
+    /// An achievement expiring within this many days is "expiring soon" in its owner's view
+    /// (renewal opens six months before expiry).
+    pub expiring_soon_days: u32,
+}
+
+impl Default for CreditSettings {
+    fn default() -> Self {
+        Self { catalog: None, expiring_soon_days: crate::credits::DEFAULT_EXPIRING_SOON_DAYS }
+    }
 }
 
 impl CreditSettings {

@@ -108,13 +108,26 @@ pub enum Principal {
 pub enum Operation<'a> {
     BeginLink,
     CompleteLink,
-    GetLinks { of: &'a AccountKey },
-    RemoveLink { of: &'a AccountKey },
-    ListLinks { organization: &'a TenantId },
+    GetLinks {
+        of: &'a AccountKey,
+    },
+    RemoveLink {
+        of: &'a AccountKey,
+    },
+    ListLinks {
+        organization: &'a TenantId,
+    },
     ResolvePersonalAccount,
     WatchLinkEvents,
     RecordCertifications,
-    ReadCredit { organization: &'a TenantId },
+    RecordLearningProfiles,
+    /// A person's own view of their achievements: theirs alone, admins included.
+    ReadOwnAchievements {
+        of: &'a AccountKey,
+    },
+    ReadCredit {
+        organization: &'a TenantId,
+    },
     RecalculateCredits,
     UpsertOrganization,
 }
@@ -158,7 +171,9 @@ impl Principal {
             (Principal::App { .. }, Operation::GetLinks { .. } | Operation::RemoveLink { .. }) => false,
             (_, Operation::ListLinks { organization }) => self.admin_of(organization) || self.has_role(AppRole::LinksRead),
             (_, Operation::ResolvePersonalAccount | Operation::WatchLinkEvents) => self.has_role(AppRole::LinksRead),
-            (_, Operation::RecordCertifications) => self.has_role(AppRole::CertificationsWrite),
+            (_, Operation::RecordCertifications | Operation::RecordLearningProfiles) => self.has_role(AppRole::CertificationsWrite),
+            (Principal::User { key, .. }, Operation::ReadOwnAchievements { of }) => key == of,
+            (Principal::App { .. }, Operation::ReadOwnAchievements { .. }) => return Err(DomainError::CallerNotAUser),
             (_, Operation::RecalculateCredits) => self.has_role(AppRole::CreditsRecalculate),
             (_, Operation::UpsertOrganization) => self.has_role(AppRole::OrganizationsWrite),
             // Everyone reads their own organisation's credit; the recalculation job any.
@@ -241,6 +256,17 @@ mod tests {
     }
 
     #[test]
+    fn a_persons_achievements_are_theirs_alone() {
+        let own = AccountKey::parse(CONTOSO, "00000000-0000-0000-0000-000000000002").unwrap();
+        assert!(user(CONTOSO, 2, false).authorize(Operation::ReadOwnAchievements { of: &own }).is_ok());
+        assert_eq!(user(CONTOSO, 9, true).authorize(Operation::ReadOwnAchievements { of: &own }), Err(DomainError::NotPermitted));
+        assert_eq!(user(CONTOSO, 3, false).authorize(Operation::ReadOwnAchievements { of: &own }), Err(DomainError::NotPermitted));
+        assert_eq!(app(&AppRole::ALL).authorize(Operation::ReadOwnAchievements { of: &own }), Err(DomainError::CallerNotAUser));
+        assert!(app(&[AppRole::CertificationsWrite]).authorize(Operation::RecordLearningProfiles).is_ok());
+        assert!(app(&[AppRole::LinksRead]).authorize(Operation::RecordLearningProfiles).is_err());
+    }
+
+    #[test]
     fn only_named_apps_of_the_service_tenant_are_services() {
         let services = TenantId::parse("5e7ab1c4-0d2f-4a6b-9c8d-3f1e2d4c5b03").unwrap();
         let contoso = TenantId::parse(CONTOSO).unwrap();
@@ -283,6 +309,7 @@ mod tests {
             profile: Default::default(),
             created_at: chrono::Utc::now(),
             removal: None,
+            mcid: None,
         };
         assert!(owner.sees_personal_details_of(&link));
         assert!(!user(CONTOSO, 9, true).sees_personal_details_of(&link));

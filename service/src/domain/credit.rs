@@ -66,6 +66,18 @@ impl Level {
 #[serde(deny_unknown_fields)]
 struct CatalogFile {
     areas: BTreeMap<AreaId, AreaFile>,
+    /// What a person reads for each achievement (its id when none is given).
+    #[serde(default)]
+    titles: TitlesFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TitlesFile {
+    #[serde(default)]
+    certifications: BTreeMap<String, String>,
+    #[serde(default)]
+    partner_university: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +104,7 @@ pub struct Catalog {
     areas: Vec<Area>,
     counts_for: HashMap<(LinkKind, CertificationId), Vec<AreaId>>,
     known: HashMap<(LinkKind, CertificationId), Level>,
+    titles: HashMap<(LinkKind, CertificationId), String>,
 }
 
 pub const DEFAULT_CATALOG: &str = include_str!("../../catalog/default.toml");
@@ -119,6 +132,22 @@ impl Catalog {
             }
             catalog.areas.push(Area { id, name: area.name });
         }
+        let titles = [
+            (LinkKind::MicrosoftLearning, "certifications", file.titles.certifications),
+            (LinkKind::PartnerUniversity, "partner_university", file.titles.partner_university),
+        ];
+        for (source, table, entries) in titles {
+            for (entry, title) in entries {
+                let entry = CertificationId::parse(&entry).map_err(|e| format!("titles.{table}: {e}"))?;
+                if !catalog.known.contains_key(&(source, entry.clone())) {
+                    return Err(format!("titles.{table}.{}: no area lists it", entry.as_str()));
+                }
+                if title.trim().is_empty() || title.len() > 200 {
+                    return Err(format!("titles.{table}.{}: a title is 1-200 bytes", entry.as_str()));
+                }
+                catalog.titles.insert((source, entry), title);
+            }
+        }
         Ok(catalog)
     }
 
@@ -132,6 +161,16 @@ impl Catalog {
 
     pub fn knows(&self, source: LinkKind, id: &CertificationId) -> bool {
         self.known.contains_key(&(source, id.clone()))
+    }
+
+    /// What a person reads for an achievement: its catalog title, or its id.
+    pub fn title<'a>(&'a self, source: LinkKind, id: &'a CertificationId) -> &'a str {
+        self.titles.get(&(source, id.clone())).map_or(id.as_str(), String::as_str)
+    }
+
+    /// The area's display name (its id for an area the catalog no longer has).
+    pub fn area_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.areas.iter().find(|a| a.id == id).map_or(id, |a| a.name.as_str())
     }
 
     /// The areas an achievement counts for (none for what the catalog does not list).

@@ -35,6 +35,10 @@ pub struct Link {
     pub profile: PersonalProfile,
     pub created_at: DateTime<Utc>,
     pub removal: Option<Removal>,
+    /// The MCID of the account's Learning profile (Microsoft Learning links): joined from the
+    /// Learning feed's profiles when the link is read for a caller, never stored with it.
+    #[serde(skip)]
+    pub mcid: Option<super::Mcid>,
 }
 
 impl Link {
@@ -147,6 +151,7 @@ pub fn plan_link(new: NewLink, mode: LinkMode, of_work: Option<&Link>, of_person
         profile: new.profile,
         created_at: now,
         removal: None,
+        mcid: None,
     };
     Ok(LinkPlan::Create { create, retire })
 }

@@ -6,6 +6,7 @@ mod error;
 mod event;
 mod flow;
 mod ids;
+mod learning;
 mod link;
 mod organization;
 
@@ -16,6 +17,7 @@ pub use event::{EventType, LinkEvent};
 pub use flow::{DEFAULT_FLOW_TTL, Flow, FlowSecret, SealedFlow, StateHash};
 pub(crate) use ids::hex;
 pub use ids::{AccountKey, CONSUMER_TENANT, LinkId, LinkKind, ObjectId, TenantId};
+pub use learning::{LearningProfile, Mcid, NotCounting, OwnAchievement, own_achievements};
 pub use link::{
     Link, LinkMode, LinkPlan, NewLink, PersonalProfile, REASON_REPLACED, REASON_TRANSFERRED, REASON_USER_REQUEST, Removal, RemovePlan,
     plan_link, plan_remove,

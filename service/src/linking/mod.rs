@@ -216,14 +216,29 @@ impl Linker {
         let span = tracing::info_span!("store.link", kind = %new.kind, link_id = tracing::field::Empty);
         let link = tracing::Instrument::instrument(self.store.link(new, flow.mode, now), span.clone()).await?;
         span.record("link_id", link.id.as_str());
-        Ok(link)
+        Ok(self.with_mcids(vec![link]).await?.remove(0))
+    }
+
+    /// Joins each active Microsoft Learning link's MCID from the Learning profiles (one read
+    /// for all of them).
+    async fn with_mcids(&self, mut links: Vec<Link>) -> Result<Vec<Link>> {
+        let learning: Vec<usize> =
+            (0..links.len()).filter(|&i| links[i].kind == LinkKind::MicrosoftLearning && links[i].is_active()).collect();
+        if learning.is_empty() {
+            return Ok(links);
+        }
+        let accounts: Vec<AccountKey> = learning.iter().map(|&i| links[i].personal.clone()).collect();
+        for (i, mcid) in learning.into_iter().zip(self.store.mcids(&accounts).await?) {
+            links[i].mcid = mcid;
+        }
+        Ok(links)
     }
 
     /// The active links of the work user `named` (the caller when it names nobody).
     pub async fn links_of(&self, actor: &Actor, named: Option<AccountKey>) -> Result<Vec<Link>> {
         let user = actor.principal.subject(named)?;
         actor.authorize(Operation::GetLinks { of: &user })?;
-        Ok(self.store.active_links(&user).await?)
+        self.with_mcids(self.store.active_links(&user).await?).await
     }
 
     /// "Remove access" to the `kind` link of the work user `named` (the caller when it names
@@ -244,7 +259,8 @@ impl Linker {
 
     pub async fn list(&self, actor: &Actor, organization: &TenantId, query: &ListQuery) -> Result<LinkPage> {
         actor.authorize(Operation::ListLinks { organization })?;
-        Ok(self.store.links_of_tenant(organization, query).await?)
+        let page = self.store.links_of_tenant(organization, query).await?;
+        Ok(LinkPage { links: self.with_mcids(page.links).await?, next: page.next })
     }
 
     pub async fn resolve(&self, actor: &Actor, kind: LinkKind, personal: &AccountKey) -> Result<Link> {

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 pub(crate) use super::keys::*;
 use super::{Recorded, StoreError};
 use crate::domain::{
-    AccountKey, Catalog, Certification, Credit, EventType, Link, LinkEvent, LinkKind, LinkMode, LinkPlan, NewLink, RemovePlan, TenantId,
-    plan_link, plan_remove,
+    AccountKey, Catalog, Certification, Credit, EventType, LearningProfile, Link, LinkEvent, LinkKind, LinkMode, LinkPlan, Mcid, NewLink,
+    RemovePlan, TenantId, plan_link, plan_remove,
 };
 
 /// The record types a change touches. Keys and values are bytes; see the `*_key` functions.
@@ -35,6 +35,8 @@ pub(crate) enum Table {
     Certs,
     /// tenant → its credit.
     Credit,
+    /// personal account → its Microsoft Learning profile's MCID.
+    Profiles,
     /// (expiry time, personal account, certification id) → () (ordered).
     Expiry,
 }
@@ -217,6 +219,23 @@ fn replace_certs<K: Kv>(kv: &K, catalog: &Catalog, personal: &AccountKey, after:
     }
     let people: Vec<&AccountKey> = holders.iter().collect();
     moving_credit(kv, catalog, &people, || kv.insert(Table::Certs, &personal_key(personal), &encode(&after)?))
+}
+
+/// Records Learning profiles: a new MCID for an account replaces the one it had; the same
+/// one again is a duplicate.
+pub(crate) fn record_profiles<K: Kv>(kv: &K, batch: &[LearningProfile]) -> Result<Vec<Recorded>, K::Error> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for profile in batch {
+        let key = personal_key(&profile.personal);
+        let known: Option<Mcid> = kv.get(Table::Profiles, &key)?.map(|bytes| decode(bytes.as_ref())).transpose()?;
+        if known.as_ref() == Some(&profile.mcid) {
+            outcomes.push(Recorded::Duplicate);
+        } else {
+            kv.insert(Table::Profiles, &key, &encode(&profile.mcid)?)?;
+            outcomes.push(Recorded::Accepted);
+        }
+    }
+    Ok(outcomes)
 }
 
 /// Records certifications (idempotent per person and certification id; a later expiry

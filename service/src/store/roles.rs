@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 
 use super::{IntegrityReport, LinkPage, ListQuery, Recomputed, Recorded, RequestQuota, Reservation, Result, StoredOutcome};
 use crate::domain::{
-    AccountKey, Certification, Credit, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, SealedFlow, StateHash, TenantId,
+    AccountKey, Certification, Credit, LearningProfile, Link, LinkEvent, LinkKind, LinkMode, Mcid, NewLink, Organization, SealedFlow,
+    StateHash, TenantId,
 };
 
 /// Pending association flows.
@@ -46,6 +47,9 @@ pub trait LinkStore: Send + Sync {
     /// The work user's active links, at most one per kind.
     async fn active_links(&self, work: &AccountKey) -> Result<Vec<Link>>;
 
+    /// The work user's latest removed link of this kind (their last tombstone), if any.
+    async fn last_removed(&self, kind: LinkKind, work: &AccountKey) -> Result<Option<Link>>;
+
     /// The active link holding this personal account for this kind.
     async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>>;
 
@@ -78,6 +82,16 @@ pub trait CreditStore: Send + Sync {
     /// Records certifications (idempotent per personal account and certification id; a later
     /// expiry renews) and updates the credit of organisations they count for, atomically.
     async fn record_certifications(&self, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>>;
+
+    /// A personal account's achievements, of both sources, as recorded.
+    async fn achievements(&self, personal: &AccountKey) -> Result<Vec<Certification>>;
+
+    /// Records Microsoft Learning profiles (idempotent; a later MCID for an account replaces
+    /// its earlier one); durable when it returns.
+    async fn record_learning_profiles(&self, batch: &[LearningProfile]) -> Result<Vec<Recorded>>;
+
+    /// The MCID of each of these personal accounts' Learning profiles, in order.
+    async fn mcids(&self, personal: &[AccountKey]) -> Result<Vec<Option<Mcid>>>;
 
     /// Marks certifications whose expiry passed by `now` and takes them out of credit.
     async fn expire_certifications(&self, now: DateTime<Utc>) -> Result<usize>;

@@ -80,3 +80,64 @@ async fn a_hundred_thousand_line_file_imports_with_the_right_counts() {
     link(&alex, PU, "jordan@outlook.example").await.unwrap();
     assert_eq!(infrastructure(alex.organization_credit(idlink_service::oidc::devidp::CONTOSO_TENANT).await.unwrap()), Some((1, 2)));
 }
+
+/// Runs the `idlink` CLI against `app` with `args`, answering its JSON output.
+async fn idlink_json(app: &TestApp, args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new(daemon::idlink_binary())
+        .args(["--endpoint", &app.endpoint(), "--idp", app.idp.base_url(), "--json"])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learning_profiles_import_by_column_name_and_the_person_reads_their_mcid() {
+    let app = TestApp::spawn().await;
+    let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profiles.csv");
+    // As spreadsheets write it: a byte-order mark, columns in their own order, quoting, an
+    // extra column, and a line that is not a profile.
+    let object = jordan.object.as_str();
+    let csv = format!(
+        "\u{feff}mcid,\"display name\",personal_object_id\r\n990123456,\"Jordan, J.\",{object}\r\n\"99O1\",x,{object}\r\n990123456,\"Jordan\",{object}\r\n"
+    );
+    std::fs::write(&path, csv).unwrap();
+    let summary = idlink_json(&app, &["--as-app", "learning-feed", "learning-feed", "profiles", "import", path.to_str().unwrap()]).await;
+    assert_eq!(
+        (summary["lines"].as_u64(), summary["accepted"].as_u64(), summary["duplicates"].as_u64()),
+        (Some(4), Some(1), Some(1)),
+        "{summary}"
+    );
+    assert_eq!(summary["rejections"][0]["line"], 3, "{summary}");
+    assert_eq!(summary["rejections"][0]["reason"], "INVALID_ARGUMENT", "{summary}");
+
+    // A header without the columns it needs stops before anything is sent.
+    std::fs::write(&path, "object,mcid\nx,990123456\n").unwrap();
+    let output = tokio::process::Command::new(daemon::idlink_binary())
+        .args(["--endpoint", &app.endpoint(), "--idp", app.idp.base_url(), "--as-app", "learning-feed"])
+        .args(["learning-feed", "profiles", "import", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("personal_object_id"), "{}", String::from_utf8_lossy(&output.stderr));
+
+    link(&app.client_for("alex@contoso.example").await, ML, "jordan@outlook.example").await.unwrap();
+    let certification = idlink_client::pb::Certification {
+        personal_account: Some(idlink_client::pb::AccountRef { tenant_id: jordan.tenant.as_str().into(), object_id: object.into() }),
+        certification_id: "azure-administrator-associate".into(),
+        earned_at: Some(prost_types::Timestamp { seconds: app.now().timestamp() - 86_400, nanos: 0 }),
+        ..Default::default()
+    };
+    let feed = app.client_with_token(Some(app.idp.app_token("learning-feed").unwrap())).await;
+    feed.record_certifications(futures_util::stream::iter(vec![certification])).await.unwrap();
+    let mine = idlink_json(&app, &["--user", "alex@contoso.example", "certs", "mine"]).await;
+    assert_eq!(mine["mcid"], "990123456", "{mine}");
+    assert_eq!(mine["certifications"][0]["title"], "Microsoft Certified: Azure Administrator Associate", "{mine}");
+    assert_eq!(mine["certifications"][0]["credits"][0]["area_id"], "infrastructure-azure", "{mine}");
+    assert_eq!(mine["certifications"][0]["not_counting"], "", "{mine}");
+}

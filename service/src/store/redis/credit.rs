@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 
 use super::{RedisStore, read::*};
 use crate::{
-    domain::{Certification, Credit, Link, Organization, People, TenantId},
+    domain::{AccountKey, Certification, Credit, LearningProfile, Link, Mcid, Organization, People, TenantId},
     store::{
         CreditStore, Recomputed, Recorded, Result, StoreError,
         changes::{self, StoredCredit, decode, encode, expiry_bound, personal_key},
@@ -32,6 +32,19 @@ impl CreditStore for RedisStore {
 
     async fn record_certifications(&self, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>> {
         Ok(self.transact(|tx| changes::record_certifications(tx, &self.catalog, batch, now)).await?.0)
+    }
+
+    async fn achievements(&self, personal: &AccountKey) -> Result<Vec<Certification>> {
+        self.get(self.keys.entry("certs", &personal_key(personal))).await?.map(|b| decode(&b)).transpose().map(Option::unwrap_or_default)
+    }
+
+    async fn record_learning_profiles(&self, batch: &[LearningProfile]) -> Result<Vec<Recorded>> {
+        Ok(self.transact(|tx| changes::record_profiles(tx, batch)).await?.0)
+    }
+
+    async fn mcids(&self, personal: &[AccountKey]) -> Result<Vec<Option<Mcid>>> {
+        let found = self.mget(personal.iter().map(|p| self.keys.entry("profiles", &personal_key(p))).collect()).await?;
+        found.into_iter().map(|bytes| bytes.map(|b| decode(&b)).transpose()).collect()
     }
 
     async fn expire_certifications(&self, now: DateTime<Utc>) -> Result<usize> {

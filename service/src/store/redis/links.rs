@@ -39,6 +39,11 @@ impl LinkStore for RedisStore {
         Ok(self.load_by_ids(&ids).await?.into_iter().filter(Link::is_active).collect())
     }
 
+    async fn last_removed(&self, kind: LinkKind, work: &AccountKey) -> Result<Option<Link>> {
+        let Some(entry) = self.get(self.keys.entry("last_removed", &index_key(kind, work))).await? else { return Ok(None) };
+        Ok(self.load_by_ids(&[entry_link_id(&entry).to_vec()]).await?.pop())
+    }
+
     async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>> {
         self.load_indexed("by_personal", &index_key(kind, personal)).await
     }

@@ -283,6 +283,7 @@ impl Keys {
             Table::LastRemoved => "last_removed",
             Table::Certs => "certs",
             Table::Credit => "credit",
+            Table::Profiles => "profiles",
         };
         Slot::Value(self.entry(name, key))
     }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::domain::People;
+use crate::domain::{LearningProfile, Mcid, People};
 
 #[async_trait]
 impl CreditStore for SledStore {
@@ -26,6 +26,20 @@ impl CreditStore for SledStore {
         let (outcomes, _) = self.transact(|tx| changes::record_certifications(tx, &self.catalog, batch, now))?;
         self.commit.durable().await?;
         Ok(outcomes)
+    }
+
+    async fn achievements(&self, personal: &AccountKey) -> Result<Vec<Certification>> {
+        self.certs_of(personal)
+    }
+
+    async fn record_learning_profiles(&self, batch: &[LearningProfile]) -> Result<Vec<Recorded>> {
+        let (outcomes, _) = self.transact(|tx| changes::record_profiles(tx, batch))?;
+        self.commit.durable().await?;
+        Ok(outcomes)
+    }
+
+    async fn mcids(&self, personal: &[AccountKey]) -> Result<Vec<Option<Mcid>>> {
+        personal.iter().map(|p| self.trees.profiles.get(personal_key(p)).map_err(unavailable)?.map(|b| decode(&b)).transpose()).collect()
     }
 
     async fn expire_certifications(&self, now: DateTime<Utc>) -> Result<usize> {

@@ -34,6 +34,10 @@ impl LinkStore for SledStore {
         Ok(links)
     }
 
+    async fn last_removed(&self, kind: LinkKind, work: &AccountKey) -> Result<Option<Link>> {
+        self.load_indexed(&self.trees.last_removed, &index_key(kind, work))
+    }
+
     async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>> {
         self.load_indexed(&self.trees.by_personal, &index_key(kind, personal))
     }

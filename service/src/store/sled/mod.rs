@@ -49,6 +49,8 @@ struct Trees {
     meta: sled::Tree,
     /// personal account → its certifications.
     certs: sled::Tree,
+    /// personal account → its Learning profile's MCID.
+    profiles: sled::Tree,
     /// tenant → its credit.
     credit: sled::Tree,
     /// (expiry time, personal account, certification id) → ().
@@ -116,6 +118,7 @@ impl SledStore {
             events: tree("events")?,
             meta: tree("meta")?,
             certs: tree("certifications")?,
+            profiles: tree("learning_profiles")?,
             credit: tree("credit")?,
             expiry: tree("certification_expiry")?,
         };
@@ -180,9 +183,10 @@ impl SledStore {
             &t.certs,
             &t.credit,
             &t.expiry,
+            &t.profiles,
         );
         let result = trees.transaction(
-            |(links, by_work, by_personal, last_removed, by_tenant, active_by_tenant, events, meta, certs, credit, expiry)| {
+            |(links, by_work, by_personal, last_removed, by_tenant, active_by_tenant, events, meta, certs, credit, expiry, profiles)| {
                 let tx = Tx {
                     links,
                     by_work,
@@ -195,6 +199,7 @@ impl SledStore {
                     certs,
                     credit,
                     expiry,
+                    profiles,
                     last_event: std::cell::Cell::new(None),
                 };
                 Ok((f(&tx)?, tx.last_event.get()))

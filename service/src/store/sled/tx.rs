@@ -27,6 +27,7 @@ pub(super) struct Tx<'a> {
     pub meta: &'a TransactionalTree,
     pub certs: &'a TransactionalTree,
     pub credit: &'a TransactionalTree,
+    pub profiles: &'a TransactionalTree,
     pub expiry: &'a TransactionalTree,
     /// The cursor of the last event this transaction appended.
     pub last_event: Cell<Option<u64>>,
@@ -43,6 +44,7 @@ impl Tx<'_> {
             Table::ActiveByTenant => self.active_by_tenant,
             Table::Certs => self.certs,
             Table::Credit => self.credit,
+            Table::Profiles => self.profiles,
             Table::Expiry => self.expiry,
         }
     }
