@@ -426,8 +426,14 @@ impl IdlinkClient {
         self.call(true, rpc!(self.credits, get_my_certifications, self.request(request.clone()))).await
     }
 
+    /// The credit of the organisation of which `organization_id` is a tenant (all its tenants).
     pub async fn organization_credit(&self, organization_id: &str) -> Result<pb::OrganizationCredit> {
-        let request = pb::GetOrganizationCreditRequest { organization_id: organization_id.to_owned() };
+        self.organization_credit_of(pb::GetOrganizationCreditRequest { organization_id: organization_id.to_owned(), ..Default::default() })
+            .await
+    }
+
+    /// GetOrganizationCredit as asked: by tenant id or by PartnerID.
+    pub async fn organization_credit_of(&self, request: pb::GetOrganizationCreditRequest) -> Result<pb::OrganizationCredit> {
         self.call(true, rpc!(self.credits, get_organization_credit, self.request(request.clone()))).await
     }
 

@@ -16,6 +16,8 @@ pub enum Target {
     GetLinks,
     /// LinkService/ResolvePersonalAccount with an app token (validated on every call).
     Resolve,
+    /// CreditService/GetMyCertifications with a work-user token: the person's own view.
+    MyCertifications,
     /// Link completions end to end against the development provider (BeginLink, sign-in,
     /// CompleteLink), each followed by its RemoveLink: reported as `link` and `remove`. Each
     /// caller is a work user and a personal account of its own, added to the provider.
@@ -47,6 +49,7 @@ impl Caller {
                 h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.map(drop).map_err(|e| e.to_string())
             }
             (Caller::Links(c), Target::GetLinks) => c.get_links().await.map(drop).map_err(|e| e.to_string()),
+            (Caller::Links(c), Target::MyCertifications) => c.my_certifications().await.map(drop).map_err(|e| e.to_string()),
             (Caller::Links(c), _) => c
                 .resolve_personal_account(pb::ResolvePersonalAccountRequest {
                     kind: pb::LinkKind::MicrosoftLearning as i32,

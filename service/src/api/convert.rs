@@ -6,7 +6,7 @@ use idlink_proto::v1 as pb;
 
 use super::{page_token::PageTokens, status::ApiError};
 use crate::{
-    credits::{MyAchievements, RecalculationItem, RecordSummary},
+    credits::{MyAchievements, OrganizationRef, OrganizationScope, RecalculationItem, RecordSummary},
     domain::{
         AccountKey, Catalog, Certification, CertificationId, Credit, DomainError, EventType, LearningProfile, Link, LinkEvent, LinkKind,
         LinkMode, NotCounting, Organization, PartnerId, Principal, Tally, TenantId,
@@ -162,11 +162,35 @@ pub fn my_certifications(catalog: &Catalog, mine: &MyAchievements) -> pb::MyCert
     pb::MyCertifications { certifications, mcid: mine.mcid.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default() }
 }
 
+/// One tenant's credit (a recalculation's).
 pub fn credit(catalog: &Catalog, organization: &TenantId, credit: &Credit, org: Option<&Organization>) -> pb::OrganizationCredit {
     pb::OrganizationCredit {
         organization_id: organization.as_str().to_owned(),
         partner_id: org.map(|o| o.partner_id.as_str().to_owned()).unwrap_or_default(),
         areas: credit.0.iter().map(|(area, tally)| area_credit(catalog, area, *tally)).collect(),
+        tenant_ids: vec![organization.as_str().to_owned()],
+    }
+}
+
+/// A whole organisation's credit, over its tenants.
+pub fn organization_credit(catalog: &Catalog, scope: &OrganizationScope, credit: &Credit) -> pb::OrganizationCredit {
+    pb::OrganizationCredit {
+        organization_id: scope.asked.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+        partner_id: scope.partner.as_ref().map(|p| p.as_str().to_owned()).unwrap_or_default(),
+        areas: credit.0.iter().map(|(area, tally)| area_credit(catalog, area, *tally)).collect(),
+        tenant_ids: scope.tenants.iter().map(|t| t.as_str().to_owned()).collect(),
+    }
+}
+
+/// An organisation by one of its tenants or its PartnerID: exactly one of the two.
+pub fn organization_ref(organization_id: &str, partner_id: &str) -> Result<OrganizationRef, ApiError> {
+    match (organization_id.is_empty(), partner_id.is_empty()) {
+        (false, true) => Ok(OrganizationRef::Tenant(tenant("organization_id", organization_id)?)),
+        (true, false) => Ok(OrganizationRef::Partner(PartnerId::parse(partner_id)?)),
+        _ => Err(ApiError::InvalidArgument {
+            field: "organization_id",
+            why: "name the organisation by organization_id or partner_id, one of them",
+        }),
     }
 }
 

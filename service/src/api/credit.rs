@@ -67,9 +67,9 @@ impl CreditService for CreditApi {
         request: Request<pb::GetOrganizationCreditRequest>,
     ) -> Result<Response<pb::OrganizationCredit>, Status> {
         respond(request, async |actor, r| {
-            let organization = convert::tenant("organization_id", &r.organization_id)?;
-            let (credit, org) = self.credits.credit_of(&actor, &organization).await?;
-            Ok(convert::credit(self.credits.catalog(), &organization, &credit, org.as_ref()))
+            let named = convert::organization_ref(&r.organization_id, &r.partner_id)?;
+            let (credit, scope) = self.credits.credit_of(&actor, &named).await?;
+            Ok(convert::organization_credit(self.credits.catalog(), &scope, &credit))
         })
         .await
     }

@@ -348,10 +348,32 @@ pub const SOURCE_NOT_RECOGNISED: Reason = reason(
     ],
 );
 
+pub const ORGANIZATION_NOT_FOUND: Reason = reason(
+    "ORGANIZATION_NOT_FOUND",
+    Code::NotFound,
+    [
+        "No organization is enrolled with this PartnerID.",
+        "Aucune organisation n'est inscrite avec ce PartnerID.",
+        "이 PartnerID로 등록된 조직이 없습니다.",
+    ],
+);
+
+pub const ORGANIZATION_FULL: Reason = reason(
+    "ORGANIZATION_FULL",
+    Code::FailedPrecondition,
+    [
+        "This organization already has as many Microsoft Entra tenants as it can hold. Move a tenant out of it first.",
+        "Cette organisation compte déjà autant de locataires Microsoft Entra qu'elle peut en contenir. Retirez-en d'abord un locataire.",
+        "이 조직에는 이미 보유할 수 있는 최대 수의 Microsoft Entra 테넌트가 있습니다. 먼저 테넌트 하나를 다른 곳으로 옮기세요.",
+    ],
+);
+
 /// Every reason, once.
 pub const ALL: &[&Reason] = &[
     &UNKNOWN_CERTIFICATION,
     &SOURCE_NOT_RECOGNISED,
+    &ORGANIZATION_NOT_FOUND,
+    &ORGANIZATION_FULL,
     &INVALID_ARGUMENT,
     &STARTING,
     &SHUTTING_DOWN,

@@ -159,6 +159,8 @@ fn describe_domain(err: &DomainError) -> &'static Reason {
         DomainError::PersonalAccountNotLinked => &messages::PERSONAL_ACCOUNT_NOT_LINKED,
         DomainError::UnknownCertification { .. } => &messages::UNKNOWN_CERTIFICATION,
         DomainError::SourceNotRecognised => &messages::SOURCE_NOT_RECOGNISED,
+        DomainError::OrganizationNotFound => &messages::ORGANIZATION_NOT_FOUND,
+        DomainError::OrganizationFull { .. } => &messages::ORGANIZATION_FULL,
         DomainError::RedirectUriMismatch => &messages::REDIRECT_URI_MISMATCH,
     }
 }

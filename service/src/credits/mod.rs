@@ -13,7 +13,10 @@ pub use recalculation::{MAX_NAMED_ORGANIZATIONS, RecalculationItem, Recalculatio
 pub use recording::{RecordSummary, Recordable, Recording};
 
 use crate::{
-    domain::{AccountKey, Catalog, Credit, Mcid, Operation, Organization, OwnAchievement, Principal, TenantId, own_achievements},
+    domain::{
+        AccountKey, Catalog, Credit, DomainError, Mcid, Operation, Organization, OwnAchievement, PartnerId, Principal, TenantId,
+        own_achievements,
+    },
     linking::{Actor, LinkingError, Result},
     store::DynStore,
 };
@@ -40,6 +43,27 @@ pub struct MyAchievements {
     pub organization: TenantId,
     pub enrolled: Option<Organization>,
 }
+
+/// How a caller names an organisation: one of its tenants, or its PartnerID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrganizationRef {
+    Tenant(TenantId),
+    Partner(PartnerId),
+}
+
+/// The tenants an organisation is made of, and how it was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrganizationScope {
+    /// The tenant named, when one was.
+    pub asked: Option<TenantId>,
+    /// Its PartnerID, once enrolled.
+    pub partner: Option<PartnerId>,
+    /// In order; empty for a PartnerID nobody is enrolled with.
+    pub tenants: Vec<TenantId>,
+}
+
+/// Tenants one PartnerID may hold: every read of an organisation touches each of them.
+pub const MAX_TENANTS_PER_ORGANIZATION: usize = 100;
 
 /// Renewal opens six months before a certification expires.
 pub const DEFAULT_EXPIRING_SOON_DAYS: u32 = 180;
@@ -76,16 +100,48 @@ impl Credits {
         Ok(actor.principal.authorize(operation)?)
     }
 
-    pub async fn credit_of(&self, actor: &Actor, organization: &TenantId) -> Result<(Credit, Option<Organization>)> {
-        self.authorize(actor, Operation::ReadCredit { organization })?;
-        Ok((self.store.credit(organization).await?, self.store.organization(organization).await?))
+    /// The tenants that make up the organisation `named`: a tenant enrolled under a PartnerID
+    /// brings the PartnerID's other tenants; a tenant not enrolled is an organisation alone.
+    pub async fn scope(&self, named: &OrganizationRef) -> Result<OrganizationScope> {
+        match named {
+            OrganizationRef::Tenant(tenant) => match self.store.organization(tenant).await? {
+                Some(enrolled) => {
+                    let mut tenants = self.store.partner_tenants(&enrolled.partner_id, MAX_TENANTS_PER_ORGANIZATION).await?;
+                    if !tenants.contains(tenant) {
+                        tenants.push(tenant.clone());
+                        tenants.sort();
+                    }
+                    Ok(OrganizationScope { asked: Some(tenant.clone()), partner: Some(enrolled.partner_id), tenants })
+                }
+                None => Ok(OrganizationScope { asked: Some(tenant.clone()), partner: None, tenants: vec![tenant.clone()] }),
+            },
+            OrganizationRef::Partner(partner) => {
+                let tenants = self.store.partner_tenants(partner, MAX_TENANTS_PER_ORGANIZATION).await?;
+                Ok(OrganizationScope { asked: None, partner: Some(partner.clone()), tenants })
+            }
+        }
+    }
+
+    /// An organisation's credit: the sum of its tenants' (each person is a work user of one
+    /// tenant, so counted once), read at one instant. Numbers only.
+    pub async fn credit_of(&self, actor: &Actor, named: &OrganizationRef) -> Result<(Credit, OrganizationScope)> {
+        let scope = self.scope(named).await?;
+        self.authorize(actor, Operation::ReadCredit { tenants: &scope.tenants })?;
+        if scope.tenants.is_empty() {
+            return Err(DomainError::OrganizationNotFound.into());
+        }
+        let mut total = Credit::default();
+        for credit in self.store.credits(&scope.tenants).await? {
+            total.add(&credit, 1);
+        }
+        Ok((total, scope))
     }
 
     /// The achievements of the work user `named` (the caller when it names nobody), for that
     /// work user alone: of their linked personal accounts, and of the accounts of their latest
     /// removed links that nobody else has linked since (those read `NOT_LINKED`).
     pub async fn my_achievements(&self, actor: &Actor, named: Option<AccountKey>, now: DateTime<Utc>) -> Result<MyAchievements> {
-        let Principal::User { key: me, .. } = &actor.principal else { return Err(crate::domain::DomainError::CallerNotAUser.into()) };
+        let Principal::User { key: me, .. } = &actor.principal else { return Err(DomainError::CallerNotAUser.into()) };
         let named = named.unwrap_or_else(|| me.clone());
         self.authorize(actor, Operation::ReadOwnAchievements { of: &named })?;
         let active = self.store.active_links(me).await?;
@@ -128,6 +184,11 @@ impl Credits {
     pub async fn upsert_organization(&self, actor: &Actor, organization: Organization) -> Result<Organization> {
         let outcome = async {
             self.authorize(actor, Operation::UpsertOrganization)?;
+            // Checked before the write: two racing upserts of new tenants may pass it together.
+            let tenants = self.store.partner_tenants(&organization.partner_id, MAX_TENANTS_PER_ORGANIZATION).await?;
+            if tenants.len() >= MAX_TENANTS_PER_ORGANIZATION && !tenants.contains(&organization.tenant) {
+                return Err(DomainError::OrganizationFull { max: MAX_TENANTS_PER_ORGANIZATION }.into());
+            }
             self.store.upsert_organization(&organization).await?;
             Ok::<_, LinkingError>(organization)
         }

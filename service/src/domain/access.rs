@@ -125,8 +125,13 @@ pub enum Operation<'a> {
     ReadOwnAchievements {
         of: &'a AccountKey,
     },
+    /// An organisation's credit, numbers only: `tenants` are all of the organisation's.
     ReadCredit {
-        organization: &'a TenantId,
+        tenants: &'a [TenantId],
+    },
+    /// The skills report: an organisation's people one by one (`tenants`, all of its).
+    ListPeople {
+        tenants: &'a [TenantId],
     },
     RecalculateCredits,
     UpsertOrganization,
@@ -177,8 +182,11 @@ impl Principal {
             (_, Operation::RecalculateCredits) => self.has_role(AppRole::CreditsRecalculate),
             (_, Operation::UpsertOrganization) => self.has_role(AppRole::OrganizationsWrite),
             // Everyone reads their own organisation's credit; the recalculation job any.
-            (Principal::User { key, .. }, Operation::ReadCredit { organization }) => &key.tenant == organization,
+            (Principal::User { key, .. }, Operation::ReadCredit { tenants }) => tenants.contains(&key.tenant),
             (Principal::App { .. }, Operation::ReadCredit { .. }) => self.has_role(AppRole::CreditsRecalculate),
+            (_, Operation::ListPeople { tenants }) => {
+                tenants.iter().any(|t| self.admin_of(t)) || self.has_role(AppRole::CreditsRecalculate)
+            }
         };
         if allowed { Ok(()) } else { Err(DomainError::NotPermitted) }
     }
@@ -249,10 +257,24 @@ mod tests {
             assert!(app(&others).authorize(op).is_err(), "{op:?} needs {role:?}");
             assert!(user(CONTOSO, 9, true).authorize(op).is_err());
         }
-        assert!(user(CONTOSO, 2, false).authorize(Operation::ReadCredit { organization: &contoso }).is_ok());
-        assert!(user(FABRIKAM, 9, true).authorize(Operation::ReadCredit { organization: &contoso }).is_err());
-        assert!(app(&[AppRole::CreditsRecalculate]).authorize(Operation::ReadCredit { organization: &contoso }).is_ok());
-        assert!(app(&[AppRole::LinksRead]).authorize(Operation::ReadCredit { organization: &contoso }).is_err());
+        assert!(user(CONTOSO, 2, false).authorize(Operation::ReadCredit { tenants: std::slice::from_ref(&contoso) }).is_ok());
+        assert!(user(FABRIKAM, 9, true).authorize(Operation::ReadCredit { tenants: std::slice::from_ref(&contoso) }).is_err());
+        assert!(app(&[AppRole::CreditsRecalculate]).authorize(Operation::ReadCredit { tenants: std::slice::from_ref(&contoso) }).is_ok());
+        assert!(app(&[AppRole::LinksRead]).authorize(Operation::ReadCredit { tenants: std::slice::from_ref(&contoso) }).is_err());
+    }
+
+    #[test]
+    fn an_organisation_of_several_tenants_is_read_from_any_of_them() {
+        let (contoso, fabrikam) = (TenantId::parse(CONTOSO).unwrap(), TenantId::parse(FABRIKAM).unwrap());
+        let both = [contoso.clone(), fabrikam.clone()];
+        assert!(user(FABRIKAM, 2, false).authorize(Operation::ReadCredit { tenants: &both }).is_ok());
+        assert!(user(FABRIKAM, 2, false).authorize(Operation::ReadCredit { tenants: std::slice::from_ref(&contoso) }).is_err());
+        // People one by one: admins of any of its tenants and the credit job, nobody else.
+        assert!(user(FABRIKAM, 9, true).authorize(Operation::ListPeople { tenants: &both }).is_ok());
+        assert!(user(FABRIKAM, 9, true).authorize(Operation::ListPeople { tenants: std::slice::from_ref(&contoso) }).is_err());
+        assert!(user(CONTOSO, 2, false).authorize(Operation::ListPeople { tenants: &both }).is_err());
+        assert!(app(&[AppRole::CreditsRecalculate]).authorize(Operation::ListPeople { tenants: &both }).is_ok());
+        assert!(app(&[AppRole::LinksRead]).authorize(Operation::ListPeople { tenants: &both }).is_err());
     }
 
     #[test]

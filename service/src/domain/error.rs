@@ -36,6 +36,10 @@ pub enum DomainError {
     SourceNotRecognised,
     #[error("the redirect URI differs from the one the flow began with")]
     RedirectUriMismatch,
+    #[error("no organisation is enrolled with this PartnerID")]
+    OrganizationNotFound,
+    #[error("an organisation holds at most {max} tenants")]
+    OrganizationFull { max: usize },
 }
 
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;

@@ -12,7 +12,7 @@ pub(crate) use super::keys::*;
 use super::{Recorded, StoreError};
 use crate::domain::{
     AccountKey, Catalog, Certification, Credit, EventType, LearningProfile, Link, LinkEvent, LinkKind, LinkMode, LinkPlan, Mcid, NewLink,
-    RemovePlan, TenantId, plan_link, plan_remove,
+    Organization, RemovePlan, TenantId, plan_link, plan_remove,
 };
 
 /// The record types a change touches. Keys and values are bytes; see the `*_key` functions.
@@ -37,6 +37,10 @@ pub(crate) enum Table {
     Credit,
     /// personal account → its Microsoft Learning profile's MCID.
     Profiles,
+    /// tenant → its [`Organization`] (enrolment: the PartnerID it belongs to).
+    Orgs,
+    /// (PartnerID, tenant) → (): the tenants of each organisation (ordered).
+    PartnerTenants,
     /// (expiry time, personal account, certification id) → () (ordered).
     Expiry,
 }
@@ -219,6 +223,20 @@ fn replace_certs<K: Kv>(kv: &K, catalog: &Catalog, personal: &AccountKey, after:
     }
     let people: Vec<&AccountKey> = holders.iter().collect();
     moving_credit(kv, catalog, &people, || kv.insert(Table::Certs, &personal_key(personal), &encode(&after)?))
+}
+
+/// Enrols a tenant in the organisation of its PartnerID: a tenant belongs to one organisation,
+/// so moving it to another PartnerID takes it out of the one it was in.
+pub(crate) fn upsert_organization<K: Kv>(kv: &K, organization: &Organization) -> Result<(), K::Error> {
+    let key = organization.tenant.as_str().as_bytes();
+    if let Some(bytes) = kv.get(Table::Orgs, key)? {
+        let before: Organization = decode(bytes.as_ref())?;
+        if before.partner_id != organization.partner_id {
+            kv.remove(Table::PartnerTenants, &partner_tenant_key(&before.partner_id, &before.tenant))?;
+        }
+    }
+    kv.insert(Table::Orgs, key, &encode(organization)?)?;
+    kv.insert(Table::PartnerTenants, &partner_tenant_key(&organization.partner_id, &organization.tenant), &[])
 }
 
 /// Records Learning profiles: a new MCID for an account replaces the one it had; the same

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::domain::{AccountKey, Certification, Link, LinkId, LinkKind, TenantId};
+use crate::domain::{AccountKey, Certification, Link, LinkId, LinkKind, PartnerId, TenantId};
 
 /// (kind, account): the kind's [`index_prefix`], then the account's [`personal_key`].
 pub(crate) fn index_key(kind: LinkKind, account: &AccountKey) -> Vec<u8> {
@@ -65,6 +65,21 @@ pub(crate) fn active_key(link: &Link) -> Vec<u8> {
 
 pub(crate) fn personal_key(personal: &AccountKey) -> Vec<u8> {
     format!("{}\0{}", personal.tenant.as_str(), personal.object.as_str()).into_bytes()
+}
+
+/// Partner index key: the PartnerID's [`partner_prefix`], then one of its tenants.
+pub(crate) fn partner_tenant_key(partner: &PartnerId, tenant: &TenantId) -> Vec<u8> {
+    [partner_prefix(partner), tenant.as_str().as_bytes().to_vec()].concat()
+}
+
+pub(crate) fn partner_prefix(partner: &PartnerId) -> Vec<u8> {
+    format!("{}\0", partner.as_str()).into_bytes()
+}
+
+/// The tenant of a partner index key under `prefix`.
+pub(crate) fn partner_key_tenant(prefix: &[u8], key: &[u8]) -> Result<TenantId, StoreError> {
+    let tenant = key.strip_prefix(prefix).unwrap_or(key);
+    TenantId::parse(&String::from_utf8_lossy(tenant)).map_err(|e| StoreError::Corrupt { detail: e.to_string() })
 }
 
 /// Expiry index key: time first (sortable), then whose achievement and which (a Partner

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 
 use super::{IntegrityReport, LinkPage, ListQuery, Recomputed, Recorded, RequestQuota, Reservation, Result, StoredOutcome};
 use crate::domain::{
-    AccountKey, Certification, Credit, LearningProfile, Link, LinkEvent, LinkKind, LinkMode, Mcid, NewLink, Organization, SealedFlow,
-    StateHash, TenantId,
+    AccountKey, Certification, Credit, LearningProfile, Link, LinkEvent, LinkKind, LinkMode, Mcid, NewLink, Organization, PartnerId,
+    SealedFlow, StateHash, TenantId,
 };
 
 /// Pending association flows.
@@ -75,9 +75,17 @@ pub trait EventFeed: Send + Sync {
 /// Organisations, certifications and the credit they make.
 #[async_trait]
 pub trait CreditStore: Send + Sync {
+    /// Enrols a tenant in its PartnerID's organisation (moving it out of any other), durably.
     async fn upsert_organization(&self, organization: &Organization) -> Result<()>;
 
     async fn organization(&self, tenant: &TenantId) -> Result<Option<Organization>>;
+
+    /// The tenants enrolled under a PartnerID, in order, at most `limit`.
+    async fn partner_tenants(&self, partner: &PartnerId, limit: usize) -> Result<Vec<TenantId>>;
+
+    /// The credit of each of these organisations' tenants, read at one instant (a transfer
+    /// between two of them is seen before or after, never half-way).
+    async fn credits(&self, tenants: &[TenantId]) -> Result<Vec<Credit>>;
 
     /// Records certifications (idempotent per personal account and certification id; a later
     /// expiry renews) and updates the credit of organisations they count for, atomically.

@@ -315,3 +315,75 @@ async fn a_stale_etag_cannot_remove_a_link() {
     assert_eq!(alex.get_links().await.unwrap().len(), 1);
     alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, etag: second.etag, ..Default::default() }).await.unwrap();
 }
+
+async fn enrol(enrolment: &IdlinkClient, tenant: &str, partner: &str) -> Result<pb::Organization, idlink_client::ClientError> {
+    enrolment
+        .upsert_organization(pb::UpsertOrganizationRequest {
+            tenant_id: tenant.into(),
+            partner_id: partner.into(),
+            name: format!("partner {partner}"),
+            ..Default::default()
+        })
+        .await
+}
+
+fn by_partner(partner: &str) -> pb::GetOrganizationCreditRequest {
+    pb::GetOrganizationCreditRequest { partner_id: partner.into(), ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organisation_of_several_tenants_counts_its_people_across_them_each_once() {
+    let app = TestApp::spawn().await;
+    let (jordan, sam) = (app.idp.user("jordan@outlook.example").unwrap().key, app.idp.user("sam@outlook.example").unwrap().key);
+    let feed = app_client(&app, "learning-feed").await;
+    let batch =
+        vec![certification(&jordan, "azure-administrator-associate", None), certification(&sam, "azure-administrator-associate", None)];
+    feed.record_certifications(futures_util::stream::iter(batch)).await.unwrap();
+    let (alex, casey) = (app.client_for("alex@contoso.example").await, app.client_for("casey@fabrikam.example").await);
+    link(&alex, ML, "jordan@outlook.example").await.unwrap();
+    link(&casey, ML, "sam@outlook.example").await.unwrap();
+    // Two organisations of one tenant each, until Fabrikam's tenant joins Contoso's PartnerID.
+    let enrolment = app_client(&app, "enrolment").await;
+    enrol(&enrolment, CONTOSO_TENANT, "4512345").await.unwrap();
+    enrol(&enrolment, FABRIKAM_TENANT, "4599999").await.unwrap();
+    assert_eq!(area(&alex.organization_credit(CONTOSO_TENANT).await.unwrap(), "infrastructure-azure"), (1, 1));
+    enrol(&enrolment, FABRIKAM_TENANT, "4512345").await.unwrap();
+
+    let job = app_client(&app, "credit-recalculation").await;
+    let whole = job.organization_credit_of(by_partner("4512345")).await.unwrap();
+    assert_eq!(area(&whole, "infrastructure-azure"), (2, 2), "a person of each tenant");
+    let mut tenants = vec![CONTOSO_TENANT.to_owned(), FABRIKAM_TENANT.to_owned()];
+    tenants.sort();
+    assert_eq!((whole.partner_id.as_str(), &whole.tenant_ids, whole.organization_id.as_str()), ("4512345", &tenants, ""));
+    // Asked by either tenant, by anyone in either: the whole organisation, numbers only.
+    for (asker, tenant) in [(&alex, CONTOSO_TENANT), (&casey, FABRIKAM_TENANT), (&casey, CONTOSO_TENANT)] {
+        let credit = asker.organization_credit(tenant).await.unwrap();
+        assert_eq!((area(&credit, "infrastructure-azure"), credit.organization_id.as_str()), ((2, 2), tenant));
+    }
+    let fabrikam_admin = app.client_for("admin@fabrikam.example").await;
+    assert_eq!(area(&fabrikam_admin.organization_credit_of(by_partner("4512345")).await.unwrap(), "infrastructure-azure"), (2, 2));
+    assert_refused(fabrikam_admin.organization_credit_of(by_partner("4599999")).await, Code::PermissionDenied, "NOT_PERMITTED");
+    assert_refused(job.organization_credit_of(by_partner("4599999")).await, Code::NotFound, "ORGANIZATION_NOT_FOUND");
+    let both = pb::GetOrganizationCreditRequest { organization_id: CONTOSO_TENANT.into(), partner_id: "4512345".into() };
+    assert_refused(job.organization_credit_of(both).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_refused(
+        job.organization_credit_of(pb::GetOrganizationCreditRequest::default()).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+
+    // The same personal account is one person: held in Contoso's tenant, it cannot be linked
+    // in Fabrikam's too; moved there, it counts once still.
+    let mut moving = begin_request(ML, "jordan@outlook.example");
+    moving.transfer = true;
+    app.idp.add_user(FABRIKAM_TENANT, "blair@fabrikam.example", idlink_service::oidc::devidp::AccountType::Work);
+    let blair_of_fabrikam = app.client_for("blair@fabrikam.example").await;
+    assert_refused(link(&blair_of_fabrikam, ML, "jordan@outlook.example").await, Code::AlreadyExists, "ACCOUNT_LINKED_ELSEWHERE");
+    let completed = begin_with(&blair_of_fabrikam, moving).await;
+    blair_of_fabrikam.complete_link(completed).await.unwrap();
+    assert_eq!(area(&job.organization_credit_of(by_partner("4512345")).await.unwrap(), "infrastructure-azure"), (2, 2));
+    let contoso_alone =
+        job.organization_credit_of(pb::GetOrganizationCreditRequest { organization_id: CONTOSO_TENANT.into(), ..Default::default() });
+    assert_eq!(area(&contoso_alone.await.unwrap(), "infrastructure-azure"), (2, 2), "a tenant answers for its whole organisation");
+    assert_eq!(recalculation(&job, Vec::new()).await.1.drifted, 0);
+}

@@ -79,6 +79,8 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
     let mut holder: HashMap<(LinkKind, u32), AccountKey> = HashMap::new();
     let mut certs: HashMap<u32, Vec<Certification>> = HashMap::new();
     let mut ever_linked: std::collections::HashSet<(LinkKind, AccountKey)> = std::collections::HashSet::new();
+    const PARTNERS: [&str; 2] = ["4512345", "4599999"];
+    let mut enrolled: HashMap<&str, &str> = HashMap::new();
 
     for step in 0..2000 {
         let (w, p) = (rng.gen_range(0..24u32), rng.gen_range(0..16u32));
@@ -136,14 +138,21 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
                     list.push(c);
                 }
             }
-            _ => {
+            8 => {
                 now += Duration::days(rng.gen_range(1..5));
                 store.expire_certifications(now).await.unwrap();
                 for c in certs.values_mut().flatten() {
                     c.expired |= c.is_past_expiry(now);
                 }
             }
+            _ => {
+                // Attach a tenant to one of two organisations (moving it out of the other).
+                let (tenant, partner) = (TENANTS[rng.gen_range(0..4)], PARTNERS[rng.gen_range(0..2)]);
+                store.upsert_organization(&enrolment(tenant, partner)).await.unwrap();
+                enrolled.insert(tenant, partner);
+            }
         }
+        let mut modelled: HashMap<TenantId, Credit> = HashMap::new();
         for tenant in TENANTS {
             let tenant = TenantId::parse(tenant).unwrap();
             // Each work user: the unexpired achievements of each linked account, of that
@@ -167,10 +176,25 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
                 }
             }
             assert_eq!(store.credit(&tenant).await.unwrap(), expected, "seed {seed}, step {step}, {}", tenant.as_str());
+            modelled.insert(tenant.clone(), expected);
             if step % 97 == 0 {
                 let r = recalculate(store, &tenant).await;
                 assert_eq!(r.stored, r.recomputed, "seed {seed}, step {step}: drift");
             }
+        }
+        // Each organisation's credit is its tenants', read together: the model's sum.
+        for partner in PARTNERS {
+            let tenants = store.partner_tenants(&crate::domain::PartnerId::parse(partner).unwrap(), 10).await.unwrap();
+            let mut model: Vec<TenantId> =
+                enrolled.iter().filter(|(_, p)| **p == partner).map(|(t, _)| TenantId::parse(t).unwrap()).collect();
+            model.sort();
+            assert_eq!(tenants, model, "seed {seed}, step {step}: the tenants of {partner}");
+            let (mut sum, mut expected) = (Credit::default(), Credit::default());
+            for (tenant, credit) in tenants.iter().zip(store.credits(&tenants).await.unwrap()) {
+                sum.add(&credit, 1);
+                expected.add(&modelled[tenant], 1);
+            }
+            assert_eq!(sum, expected, "seed {seed}, step {step}: organisation {partner}");
         }
         // The one-pass recomputation of every organisation agrees with the model too.
         if step % 97 == 0
@@ -236,4 +260,65 @@ pub async fn a_stale_recomputation_is_not_committed<S: Store + ?Sized>(store: &S
     let fresh = store.recompute(&org).await.unwrap();
     assert_eq!(fresh.recomputed, truth);
     assert!(store.commit_recomputed(&org, &fresh).await.unwrap());
+}
+
+fn enrolment(tenant: &str, partner: &str) -> crate::domain::Organization {
+    crate::domain::Organization {
+        tenant: TenantId::parse(tenant).unwrap(),
+        partner_id: crate::domain::PartnerId::parse(partner).unwrap(),
+        name: format!("partner {partner}"),
+        updated_at: Utc::now(),
+    }
+}
+
+/// An organisation holds several tenants and a tenant one organisation: enrolling it under
+/// another PartnerID moves it. A person moving between two tenants of one organisation, again
+/// and again, counts once in the organisation at every read (each move is one transaction; the
+/// tenants' credit is read in one sled transaction or one Redis MGET — a read between two
+/// separate reads is too rare a race for this test to be the proof of that).
+pub async fn an_organisation_holds_several_tenants_and_a_person_counts_once_in_it<S: Store + ?Sized>(store: Arc<S>) {
+    const A: &str = "aaaaaaaa-0000-4000-8000-000000000000";
+    const B: &str = "bbbbbbbb-0000-4000-8000-000000000000";
+    let partner = crate::domain::PartnerId::parse("4512345").unwrap();
+    let other = crate::domain::PartnerId::parse("4599999").unwrap();
+    store.upsert_organization(&enrolment(A, "4512345")).await.unwrap();
+    store.upsert_organization(&enrolment(B, "4599999")).await.unwrap();
+    assert_eq!(store.partner_tenants(&partner, 10).await.unwrap(), [TenantId::parse(A).unwrap()]);
+    // Moving B: out of 4599999, into 4512345.
+    store.upsert_organization(&enrolment(B, "4512345")).await.unwrap();
+    let tenants = [TenantId::parse(A).unwrap(), TenantId::parse(B).unwrap()];
+    assert_eq!(store.partner_tenants(&partner, 10).await.unwrap(), tenants);
+    assert!(store.partner_tenants(&other, 10).await.unwrap().is_empty());
+    assert_eq!(store.partner_tenants(&partner, 1).await.unwrap().len(), 1, "bounded by the limit");
+    assert_eq!(store.organization(&tenants[1]).await.unwrap().unwrap().partner_id, partner);
+
+    let now = Utc::now();
+    let in_tenant = |t: &str| AccountKey::parse(t, "00000000-0000-0000-0000-0000000000aa").unwrap();
+    store.record_certifications(&[cert(7, "azure-administrator-associate", now, None)], now).await.unwrap();
+    store.link(NewLink { work: in_tenant(A), ..request(KIND, 0, 7) }, LinkMode::default(), now).await.unwrap();
+    const MOVES: u32 = 20;
+    let moves = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mover = {
+        let (store, moves) = (store.clone(), moves.clone());
+        tokio::spawn(async move {
+            for n in 0..MOVES {
+                let to = if n % 2 == 0 { B } else { A };
+                let mode = LinkMode { transfer: true, ..LinkMode::default() };
+                store.link(NewLink { work: in_tenant(to), ..request(KIND, 0, 7) }, mode, Utc::now()).await.unwrap();
+                moves.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    let mut reads = 0u32;
+    while moves.load(std::sync::atomic::Ordering::Relaxed) < MOVES {
+        let mut total = Credit::default();
+        for credit in store.credits(&tenants).await.unwrap() {
+            total.add(&credit, 1);
+        }
+        assert_eq!(total.0["infrastructure-azure"].people, 1, "read {reads}: the person once, wherever they are");
+        reads += 1;
+        tokio::task::yield_now().await;
+    }
+    mover.await.unwrap();
+    assert!(reads > MOVES, "the organisation was read while the person moved ({reads} reads)");
 }

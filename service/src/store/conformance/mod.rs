@@ -113,7 +113,8 @@ macro_rules! suite {
             racing_links_of_one_work_user_have_one_winner,
             racing_takes_of_one_flow_have_one_winner,
             an_idempotency_key_is_reserved_once_and_remembers_its_answer,
-            request_ids_are_counted_against_their_caller);
+            request_ids_are_counted_against_their_caller,
+            an_organisation_holds_several_tenants_and_a_person_counts_once_in_it);
     };
     (@by_ref $open:path, $($check:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

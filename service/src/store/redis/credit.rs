@@ -2,14 +2,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::AsyncCommands;
 
 use super::{RedisStore, read::*};
 use crate::{
-    domain::{AccountKey, Certification, Credit, LearningProfile, Link, Mcid, Organization, People, TenantId},
+    domain::{AccountKey, Certification, Credit, LearningProfile, Link, Mcid, Organization, PartnerId, People, TenantId},
     store::{
         CreditStore, Recomputed, Recorded, Result, StoreError,
-        changes::{self, StoredCredit, decode, encode, expiry_bound, personal_key},
+        changes::{self, StoredCredit, decode, expiry_bound, partner_key_tenant, partner_prefix, personal_key},
     },
 };
 
@@ -21,13 +20,24 @@ impl CreditStore for RedisStore {
     }
 
     async fn upsert_organization(&self, organization: &Organization) -> Result<()> {
-        let mut conn = self.conn.clone();
-        self.call(conn.set::<_, _, ()>(self.keys.entry("org", organization.tenant.as_str().as_bytes()), encode(organization)?)).await?;
-        self.replicated().await
+        self.transact(|tx| changes::upsert_organization(tx, organization)).await.map(drop)
     }
 
     async fn organization(&self, tenant: &TenantId) -> Result<Option<Organization>> {
         self.get(self.keys.entry("org", tenant.as_str().as_bytes())).await?.map(|b| decode(&b)).transpose()
+    }
+
+    async fn partner_tenants(&self, partner: &PartnerId, limit: usize) -> Result<Vec<TenantId>> {
+        let prefix = partner_prefix(partner);
+        let end = lex(b'(', &[&prefix[..prefix.len() - 1], b"\x01"].concat());
+        let members = self.lex_range("partner_tenants", &lex(b'[', &prefix), &end, limit).await?;
+        members.iter().map(|m| partner_key_tenant(&prefix, m)).collect()
+    }
+
+    async fn credits(&self, tenants: &[TenantId]) -> Result<Vec<Credit>> {
+        // One MGET: Redis answers it at one instant.
+        let found = self.mget(tenants.iter().map(|t| self.keys.entry("credit", t.as_str().as_bytes())).collect()).await?;
+        found.into_iter().map(|bytes| Ok(bytes.map(|b| decode::<StoredCredit>(&b)).transpose()?.unwrap_or_default().credit)).collect()
     }
 
     async fn record_certifications(&self, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>> {

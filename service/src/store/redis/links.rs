@@ -9,7 +9,7 @@ use crate::{
     domain::{AccountKey, Link, LinkId, LinkKind, LinkMode, NewLink, TenantId},
     store::{
         LinkPage, LinkStore, ListQuery, Result, StoreError,
-        changes::{self, active_key, active_prefix, entry_link_id, index_key, tenant_key},
+        changes::{self, active_key, active_prefix, decode, entry_link_id, index_key, partner_tenant_key, tenant_key},
     },
 };
 
@@ -140,6 +140,27 @@ impl RedisStore {
     /// Builds the active index of a store written before it existed (once: a marker says it
     /// is built). Concurrent writers keep it themselves; an entry of a link removed during the
     /// build is skipped by listings and named by the integrity check.
+    /// Stores from before organisations had several tenants: index each by its PartnerID, once.
+    pub(super) async fn build_partner_index(&self) -> Result<()> {
+        if self.get(self.keys.key("partner_index_built")).await?.is_some() {
+            return Ok(());
+        }
+        let keys = self.scan("org").await?;
+        for chunk in keys.chunks(BATCH) {
+            let mut members = Vec::new();
+            for bytes in self.mget(chunk.to_vec()).await?.into_iter().flatten() {
+                let organization: crate::domain::Organization = decode(&bytes)?;
+                members.push((0u8, partner_tenant_key(&organization.partner_id, &organization.tenant)));
+            }
+            if !members.is_empty() {
+                let mut conn = self.conn.clone();
+                self.call(conn.zadd_multiple::<_, _, _, ()>(self.keys.key("partner_tenants"), &members)).await?;
+            }
+        }
+        let mut conn = self.conn.clone();
+        self.call(conn.set::<_, _, ()>(self.keys.key("partner_index_built"), "1")).await
+    }
+
     pub(super) async fn build_active_index(&self) -> Result<()> {
         if self.get(self.keys.key("active_index_built")).await?.is_some() {
             return Ok(());

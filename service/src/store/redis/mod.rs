@@ -171,6 +171,7 @@ impl RedisStore {
             feed: tokio::sync::watch::Sender::new(0),
         };
         store.build_active_index().await?;
+        store.build_partner_index().await?;
         let durability = store.durability().await?;
         match durability.risk(store.options.wait_replicas) {
             Some(risk) if store.options.require_durable => {
@@ -277,6 +278,8 @@ impl Keys {
             Table::ByTenant => return Slot::Member { set: self.key("by_tenant"), member: key.to_vec() },
             Table::ActiveByTenant => return Slot::Member { set: self.key("active_by_tenant"), member: key.to_vec() },
             Table::Expiry => return Slot::Member { set: self.key("expiry"), member: key.to_vec() },
+            Table::PartnerTenants => return Slot::Member { set: self.key("partner_tenants"), member: key.to_vec() },
+            Table::Orgs => "org",
             Table::Links => "links",
             Table::ByWork => "by_work",
             Table::ByPersonal => "by_personal",

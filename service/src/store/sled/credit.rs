@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::domain::{LearningProfile, Mcid, People};
+use crate::domain::{LearningProfile, Mcid, PartnerId, People};
 
 #[async_trait]
 impl CreditStore for SledStore {
@@ -14,12 +14,29 @@ impl CreditStore for SledStore {
     }
 
     async fn upsert_organization(&self, organization: &Organization) -> Result<()> {
-        self.orgs.insert(organization.tenant.as_str(), encode(organization)?).map_err(unavailable)?;
+        self.transact(|tx| changes::upsert_organization(tx, organization))?;
         self.commit.durable().await
     }
 
     async fn organization(&self, tenant: &TenantId) -> Result<Option<Organization>> {
-        self.orgs.get(tenant.as_str()).map_err(unavailable)?.map(|b| decode(&b)).transpose()
+        self.trees.orgs.get(tenant.as_str()).map_err(unavailable)?.map(|b| decode(&b)).transpose()
+    }
+
+    async fn partner_tenants(&self, partner: &PartnerId, limit: usize) -> Result<Vec<TenantId>> {
+        let prefix = partner_prefix(partner);
+        let mut tenants = Vec::new();
+        for entry in self.trees.partner_tenants.scan_prefix(&prefix).take(limit) {
+            let (key, _) = entry.map_err(unavailable)?;
+            tenants.push(partner_key_tenant(&prefix, &key)?);
+        }
+        Ok(tenants)
+    }
+
+    async fn credits(&self, tenants: &[TenantId]) -> Result<Vec<Credit>> {
+        let (credits, _) = self.transact(|tx| {
+            tenants.iter().map(|t| Ok(changes::stored_credit(tx, t)?.credit)).collect::<std::result::Result<Vec<_>, TxError>>()
+        })?;
+        Ok(credits)
     }
 
     async fn record_certifications(&self, batch: &[Certification], now: DateTime<Utc>) -> Result<Vec<Recorded>> {

@@ -24,7 +24,7 @@ use super::{
     RequestRecord, Reservation, Result, Store, StoreError, StoredOutcome,
     changes::{
         self, StoredCredit, active_prefix, decode, encode, entry_link_id, entry_tenant, expiry_bound, index_key, index_prefix,
-        personal_key, tenant_key,
+        partner_key_tenant, partner_prefix, partner_tenant_key, personal_key, tenant_key,
     },
 };
 use crate::domain::{
@@ -55,13 +55,16 @@ struct Trees {
     credit: sled::Tree,
     /// (expiry time, personal account, certification id) → ().
     expiry: sled::Tree,
+    /// tenant → its organisation (enrolment).
+    orgs: sled::Tree,
+    /// (PartnerID, tenant) → (): each organisation's tenants.
+    partner_tenants: sled::Tree,
 }
 
 pub struct SledStore {
     db: sled::Db,
     trees: Trees,
     flows: sled::Tree,
-    orgs: sled::Tree,
     /// idempotency key → request fingerprint and, once answered, the answer.
     requests: sled::Tree,
     /// (created at, idempotency key) → (): what the purge drops, oldest first.
@@ -77,6 +80,8 @@ pub struct SledStore {
 const PURGED_THROUGH: &[u8] = b"events_purged_through";
 const REQUESTS_LAYOUT: &[u8] = b"requests_layout";
 const ACTIVE_INDEX: &[u8] = b"active_index_built";
+/// Set once every organisation is in the partner index.
+const PARTNER_INDEX: &[u8] = b"partner_index_built";
 
 /// A `requests_by_time` key: the sortable creation time, then the idempotency key.
 fn request_time_key(at: DateTime<Utc>, key: &str) -> Vec<u8> {
@@ -121,6 +126,8 @@ impl SledStore {
             profiles: tree("learning_profiles")?,
             credit: tree("credit")?,
             expiry: tree("certification_expiry")?,
+            orgs: tree("organizations")?,
+            partner_tenants: tree("organizations_by_partner")?,
         };
         let last_event = read_u64(trees.meta.get(tx::EVENT_SEQ).map_err(unavailable)?);
         if trees.meta.get(ACTIVE_INDEX).map_err(unavailable)?.is_none() {
@@ -133,6 +140,18 @@ impl SledStore {
                 }
             }
             trees.meta.insert(ACTIVE_INDEX, b"1").map_err(unavailable)?;
+        }
+        if trees.meta.get(PARTNER_INDEX).map_err(unavailable)?.is_none() {
+            // Stores from before organisations had several tenants: index each by its PartnerID.
+            for entry in trees.orgs.iter() {
+                let (_, bytes) = entry.map_err(unavailable)?;
+                let organization: Organization = decode(&bytes)?;
+                trees
+                    .partner_tenants
+                    .insert(partner_tenant_key(&organization.partner_id, &organization.tenant), &[])
+                    .map_err(unavailable)?;
+            }
+            trees.meta.insert(PARTNER_INDEX, b"1").map_err(unavailable)?;
             db.flush().map_err(unavailable)?;
         }
         let (requests, requests_by_time, request_counts) = (tree("requests")?, tree("requests_by_time")?, tree("request_counts")?);
@@ -150,7 +169,6 @@ impl SledStore {
         }
         Ok(Self {
             flows: tree("flows")?,
-            orgs: tree("organizations")?,
             requests,
             requests_by_time,
             request_counts,
@@ -184,9 +202,26 @@ impl SledStore {
             &t.credit,
             &t.expiry,
             &t.profiles,
+            &t.orgs,
+            &t.partner_tenants,
         );
         let result = trees.transaction(
-            |(links, by_work, by_personal, last_removed, by_tenant, active_by_tenant, events, meta, certs, credit, expiry, profiles)| {
+            |(
+                links,
+                by_work,
+                by_personal,
+                last_removed,
+                by_tenant,
+                active_by_tenant,
+                events,
+                meta,
+                certs,
+                credit,
+                expiry,
+                profiles,
+                orgs,
+                partner_tenants,
+            )| {
                 let tx = Tx {
                     links,
                     by_work,
@@ -200,6 +235,8 @@ impl SledStore {
                     credit,
                     expiry,
                     profiles,
+                    orgs,
+                    partner_tenants,
                     last_event: std::cell::Cell::new(None),
                 };
                 Ok((f(&tx)?, tx.last_event.get()))

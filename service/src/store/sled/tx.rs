@@ -28,6 +28,8 @@ pub(super) struct Tx<'a> {
     pub certs: &'a TransactionalTree,
     pub credit: &'a TransactionalTree,
     pub profiles: &'a TransactionalTree,
+    pub orgs: &'a TransactionalTree,
+    pub partner_tenants: &'a TransactionalTree,
     pub expiry: &'a TransactionalTree,
     /// The cursor of the last event this transaction appended.
     pub last_event: Cell<Option<u64>>,
@@ -45,6 +47,8 @@ impl Tx<'_> {
             Table::Certs => self.certs,
             Table::Credit => self.credit,
             Table::Profiles => self.profiles,
+            Table::Orgs => self.orgs,
+            Table::PartnerTenants => self.partner_tenants,
             Table::Expiry => self.expiry,
         }
     }
