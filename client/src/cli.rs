@@ -88,6 +88,9 @@ pub(crate) enum Command {
     /// Organisations' certification credit.
     #[command(subcommand)]
     Credit(CreditCommand),
+    /// Reports for organisation admins and the credit job.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// The change feed.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -114,6 +117,9 @@ pub(crate) enum Command {
         /// For `resolve`: the personal account's object id (consumer tenant).
         #[arg(long)]
         object_id: Option<String>,
+        /// For `org-credit`: the organisation's PartnerID.
+        #[arg(long)]
+        partner_id: Option<String>,
     },
     /// Services: the work user a personal account is linked to.
     Resolve {
@@ -164,6 +170,24 @@ pub(crate) enum CertsCommand {
     /// Your own achievements (signed in as a work user): what each credits to your
     /// organisation, or why it does not, and your MCID.
     Mine,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ReportCommand {
+    /// The skills report: per work user of the organisation (every tenant of it), whether they
+    /// are associated for Partner University and Microsoft Learning, their MCID, and per area
+    /// the achievements that count — one row per person and area. Streams page by page.
+    Skills {
+        /// One of the organisation's tenant ids, or its PartnerID (digits).
+        #[arg(long)]
+        org: String,
+        /// Write CSV here (`-` for standard output) instead of a table.
+        #[arg(long)]
+        csv: Option<std::path::PathBuf>,
+        /// People per call.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=500))]
+        page_size: i32,
+    },
 }
 
 #[derive(Subcommand)]

@@ -361,6 +361,11 @@ impl IdlinkClient {
         self.call(true, rpc!(self.links, list_links, self.request(request.clone()))).await
     }
 
+    /// One page of the skills report (organisation admins, Credits.Recalculate services).
+    pub async fn list_organization_people(&self, request: pb::ListOrganizationPeopleRequest) -> Result<pb::ListOrganizationPeopleResponse> {
+        self.call(true, rpc!(self.credits, list_organization_people, self.request(request.clone()))).await
+    }
+
     /// Every page of an organisation's links.
     pub async fn list_all_links(&self, mut request: pb::ListLinksRequest) -> Result<Vec<pb::Link>> {
         let mut links = Vec::new();

@@ -389,6 +389,10 @@ pub async fn every_rpc(client: &IdlinkClient) -> Vec<(String, Result<(), ClientE
                 client.record_learning_profiles(tokio_stream::iter([profile])).await.map(drop)
             }
             "CreditService/GetMyCertifications" => client.my_certifications().await.map(drop),
+            "CreditService/ListOrganizationPeople" => client
+                .list_organization_people(pb::ListOrganizationPeopleRequest { organization_id: contoso.clone(), ..Default::default() })
+                .await
+                .map(drop),
             "CreditService/GetOrganizationCredit" => client.organization_credit(&contoso).await.map(drop),
             "CreditService/RecalculateCredits" => client.recalculate_credits(vec![contoso.clone()]).await.map(drop),
             "OrganizationService/UpsertOrganization" => client
@@ -410,7 +414,7 @@ pub async fn every_rpc(client: &IdlinkClient) -> Vec<(String, Result<(), ClientE
 /// Asserts that every RPC called with `client` is refused with `code` and `reason`.
 pub async fn assert_every_rpc_refused(client: &IdlinkClient, code: tonic::Code, reason: &str, case: &str) {
     let outcomes = every_rpc(client).await;
-    assert_eq!(outcomes.len(), 13, "{case}: idlink has 13 RPCs");
+    assert_eq!(outcomes.len(), 14, "{case}: idlink has 14 RPCs");
     for (rpc, outcome) in outcomes {
         match outcome {
             Err(ClientError::Rpc { code: c, reason: r, message, .. }) => {

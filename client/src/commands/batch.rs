@@ -1,9 +1,6 @@
 //! Batch commands: what enrolment, the Learning feed and credit jobs run.
 
-use std::{
-    io::{IsTerminal, Write},
-    path::Path,
-};
+use std::{io::Write, path::Path};
 
 use anyhow::{Context, anyhow};
 use idlink_client::{IdlinkClient, pb};
@@ -13,25 +10,24 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use tokio_stream::StreamExt;
 
-/// Progress on stderr, only for a person watching a terminal.
-struct Progress {
-    shown: bool,
-}
+/// Progress on stderr, drawn only for a person watching a terminal (indicatif hides itself
+/// otherwise): what is done so far, its rate and the time taken.
+struct Progress(indicatif::ProgressBar);
 
 impl Progress {
     fn new() -> Self {
-        Self { shown: std::io::stderr().is_terminal() }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            bar.set_style(style);
+        }
+        Self(bar)
     }
     fn update(&self, text: &str) {
-        if self.shown {
-            eprint!("\r\x1b[2K{text}");
-            let _ = std::io::stderr().flush();
-        }
+        self.0.set_message(text.to_owned());
+        self.0.tick();
     }
     fn done(&self) {
-        if self.shown {
-            eprintln!();
-        }
+        self.0.finish_and_clear();
     }
 }
 
@@ -458,11 +454,12 @@ pub async fn recalculate(client: &IdlinkClient, organizations: Vec<String>, json
                             json!({"drift": {"organization_id": id, "area_id": d.area_id, "stored": [s.people, s.certifications], "recomputed": [r.people, r.certifications]}})
                         );
                     } else {
-                        progress.done();
-                        println!(
-                            "drift repaired in {id} / {}: stored {}p {}c, recomputed {}p {}c",
-                            d.area_id, s.people, s.certifications, r.people, r.certifications
-                        );
+                        progress.0.suspend(|| {
+                            println!(
+                                "drift repaired in {id} / {}: stored {}p {}c, recomputed {}p {}c",
+                                d.area_id, s.people, s.certifications, r.people, r.certifications
+                            )
+                        });
                     }
                 }
             }
@@ -536,4 +533,92 @@ fn print_event(event: &pb::LinkEvent, json_output: bool) {
     } else {
         println!("{:>8}  {kind:<17} link {}  {}/{}", event.cursor, link.id, work.tenant_id, work.object_id);
     }
+}
+
+/// The report's columns: one row per person and area (a person counting in no area has one
+/// row with the area empty), so that it streams and pivots in any spreadsheet.
+const SKILLS_COLUMNS: [&str; 8] =
+    ["user_principal_name", "tenant_id", "object_id", "partner_university", "microsoft_learning", "mcid", "area_id", "achievements"];
+
+fn skills_rows(person: &pb::OrganizationPerson) -> Vec<[String; 8]> {
+    let work = person.work_user.clone().unwrap_or_default();
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    let row = |area: &str, ids: String| {
+        [
+            work.user_principal_name.clone(),
+            work.tenant_id.clone(),
+            work.object_id.clone(),
+            yes(person.partner_university_linked),
+            yes(person.microsoft_learning_linked),
+            person.mcid.clone(),
+            area.to_owned(),
+            ids,
+        ]
+    };
+    if person.areas.is_empty() {
+        return vec![row("", String::new())];
+    }
+    person.areas.iter().map(|a| row(&a.area_id, a.certification_ids.join(";"))).collect()
+}
+
+/// Streams the skills report page by page: CSV to a file (or `-`), JSON lines with --json, or
+/// a table; a progress line on a terminal.
+pub async fn skills_report(
+    client: &IdlinkClient,
+    org: &str,
+    csv_path: Option<&Path>,
+    page_size: i32,
+    json_output: bool,
+) -> anyhow::Result<()> {
+    let mut request = pb::ListOrganizationPeopleRequest { page_size, ..Default::default() };
+    if org.bytes().all(|b| b.is_ascii_digit()) {
+        request.partner_id = org.to_owned();
+    } else {
+        request.organization_id = org.to_owned();
+    }
+    let mut writer = match csv_path {
+        Some(path) if path == Path::new("-") => Some(csv::Writer::from_writer(Box::new(std::io::stdout()) as Box<dyn Write>)),
+        Some(path) => {
+            let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            Some(csv::Writer::from_writer(Box::new(std::io::BufWriter::new(file)) as Box<dyn Write>))
+        }
+        None => None,
+    };
+    if let Some(w) = writer.as_mut() {
+        w.write_record(SKILLS_COLUMNS)?;
+    }
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.set_style(indicatif::ProgressStyle::with_template("{spinner} {pos} people ({per_sec}, {elapsed})")?);
+    let mut people = 0u64;
+    loop {
+        let page = client.list_organization_people(request.clone()).await?;
+        for person in &page.people {
+            people += 1;
+            for row in skills_rows(person) {
+                match writer.as_mut() {
+                    Some(w) => w.write_record(&row)?,
+                    None if json_output => {
+                        println!(
+                            "{}",
+                            serde_json::Value::Object(SKILLS_COLUMNS.iter().zip(&row).map(|(k, v)| ((*k).to_owned(), json!(v))).collect())
+                        )
+                    }
+                    None => progress.suspend(|| println!("{}", row.join("  "))),
+                }
+            }
+        }
+        progress.set_position(people);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    progress.finish_and_clear();
+    if let Some(mut w) = writer {
+        w.flush()?;
+        if csv_path != Some(Path::new("-")) {
+            eprintln!("{people} people written");
+        }
+    }
+    Ok(())
 }

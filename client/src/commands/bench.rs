@@ -18,6 +18,9 @@ pub enum Target {
     Resolve,
     /// CreditService/GetMyCertifications with a work-user token: the person's own view.
     MyCertifications,
+    /// CreditService/GetOrganizationCredit by PartnerID (--partner-id) with a work-user token:
+    /// the whole organisation, over its tenants.
+    OrgCredit,
     /// Link completions end to end against the development provider (BeginLink, sign-in,
     /// CompleteLink), each followed by its RemoveLink: reported as `link` and `remove`. Each
     /// caller is a work user and a personal account of its own, added to the provider.
@@ -33,6 +36,8 @@ pub struct Settings {
     pub duration: Duration,
     /// For `resolve`: the personal account to resolve.
     pub personal: Option<pb::AccountRef>,
+    /// For `org-credit`: the organisation.
+    pub partner_id: Option<String>,
     /// The development provider (`link`).
     pub idp: String,
 }
@@ -43,13 +48,18 @@ enum Caller {
 }
 
 impl Caller {
-    async fn call(&mut self, target: Target, personal: &Option<pb::AccountRef>) -> Result<(), String> {
+    async fn call(&mut self, target: Target, personal: &Option<pb::AccountRef>, partner: &str) -> Result<(), String> {
         match (self, target) {
             (Caller::Health(h), _) => {
                 h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.map(drop).map_err(|e| e.to_string())
             }
             (Caller::Links(c), Target::GetLinks) => c.get_links().await.map(drop).map_err(|e| e.to_string()),
             (Caller::Links(c), Target::MyCertifications) => c.my_certifications().await.map(drop).map_err(|e| e.to_string()),
+            (Caller::Links(c), Target::OrgCredit) => c
+                .organization_credit_of(pb::GetOrganizationCreditRequest { partner_id: partner.to_owned(), ..Default::default() })
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
             (Caller::Links(c), _) => c
                 .resolve_personal_account(pb::ResolvePersonalAccountRequest {
                     kind: pb::LinkKind::MicrosoftLearning as i32,
@@ -90,12 +100,12 @@ pub async fn run(target: Target, s: &Settings, json_output: bool) -> anyhow::Res
                 Caller::Links(Box::new(IdlinkClient::with_channel(channel, options)?))
             }
         };
-        let personal = s.personal.clone();
+        let (personal, partner) = (s.personal.clone(), s.partner_id.clone().unwrap_or_default());
         workers.push(tokio::spawn(async move {
             let mut sample = Sample::default();
             while window.open() {
                 let started = Instant::now();
-                let outcome = caller.call(target, &personal).await;
+                let outcome = caller.call(target, &personal, &partner).await;
                 sample.record(&window, started, outcome);
             }
             sample

@@ -11,7 +11,7 @@ use idlink_client::{parse_kind, pb};
 use serde_json::json;
 
 use crate::{
-    cli::{CertsCommand, Cli, Command, CreditCommand, EventsCommand, LearningFeedCommand, OrgsCommand, ProfilesCommand},
+    cli::{CertsCommand, Cli, Command, CreditCommand, EventsCommand, LearningFeedCommand, OrgsCommand, ProfilesCommand, ReportCommand},
     credentials::{bearer, connect, dev_token, request_id},
 };
 
@@ -45,6 +45,9 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
             }
         }
         Command::Certs(CertsCommand::Import(args)) => batch::import(&connect(cli, None).await?, args, cli.json).await?,
+        Command::Report(ReportCommand::Skills { org, csv, page_size }) => {
+            batch::skills_report(&connect(cli, None).await?, org, csv.as_deref(), *page_size, cli.json).await?
+        }
         Command::Certs(CertsCommand::Mine) => batch::show_mine(&connect(cli, None).await?, cli.json).await?,
         Command::LearningFeed(LearningFeedCommand::Profiles(ProfilesCommand::Import(args))) => {
             batch::import_profiles(&connect(cli, None).await?, args, cli.json).await?
@@ -61,14 +64,13 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Events(EventsCommand::Watch { from, limit }) => {
             batch::watch(&connect(cli, None).await?, *from, *limit, cli.retry_seconds > 0.0, cli.json).await?
         }
-        Command::Bench { target, concurrency, connections, seconds, object_id } => {
+        Command::Bench { target, concurrency, connections, seconds, object_id, partner_id } => {
             let token = match target {
                 bench::Target::Health | bench::Target::Link => None,
                 _ => bearer(cli, Some("alex@contoso.example")).await?,
             };
-            let personal = object_id
-                .as_ref()
-                .map(|o| pb::AccountRef { tenant_id: "9188040d-6c67-4c5b-b112-36a304b66dad".into(), object_id: o.clone() });
+            let personal =
+                object_id.as_ref().map(|o| pb::AccountRef { tenant_id: idlink_client::CONSUMER_TENANT.into(), object_id: o.clone() });
             for c in concurrency {
                 let settings = bench::Settings {
                     endpoint: cli.endpoint.clone(),
@@ -78,6 +80,7 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
                     connections: *connections,
                     duration: std::time::Duration::from_secs_f64(*seconds),
                     personal: personal.clone(),
+                    partner_id: partner_id.clone(),
                     idp: cli.idp.clone(),
                 };
                 bench::run(*target, &settings, cli.json).await?;

@@ -6,7 +6,10 @@ use idlink_proto::v1 as pb;
 
 use super::{page_token::PageTokens, status::ApiError};
 use crate::{
-    credits::{MyAchievements, OrganizationRef, OrganizationScope, RecalculationItem, RecordSummary},
+    credits::{
+        DEFAULT_PEOPLE_PAGE, MAX_PEOPLE_PAGE, MyAchievements, OrganizationRef, OrganizationScope, PeopleCursor, PeoplePage,
+        RecalculationItem, RecordSummary,
+    },
     domain::{
         AccountKey, Catalog, Certification, CertificationId, Credit, DomainError, EventType, LearningProfile, Link, LinkEvent, LinkKind,
         LinkMode, NotCounting, Organization, PartnerId, Principal, Tally, TenantId,
@@ -179,6 +182,68 @@ pub fn organization_credit(catalog: &Catalog, scope: &OrganizationScope, credit:
         partner_id: scope.partner.as_ref().map(|p| p.as_str().to_owned()).unwrap_or_default(),
         areas: credit.0.iter().map(|(area, tally)| area_credit(catalog, area, *tally)).collect(),
         tenant_ids: scope.tenants.iter().map(|t| t.as_str().to_owned()).collect(),
+    }
+}
+
+/// How a page token names the organisation: as the caller did.
+fn named_as(named: &OrganizationRef) -> String {
+    match named {
+        OrganizationRef::Tenant(t) => format!("t:{}", t.as_str()),
+        OrganizationRef::Partner(p) => format!("p:{}", p.as_str()),
+    }
+}
+
+pub fn people_request(
+    r: &pb::ListOrganizationPeopleRequest,
+    tokens: &PageTokens,
+) -> Result<(OrganizationRef, Option<PeopleCursor>, usize), ApiError> {
+    let named = organization_ref(&r.organization_id, &r.partner_id)?;
+    let from = match r.page_token.as_str() {
+        "" => None,
+        token => Some(tokens.open_people(text("page_token", token, 1024)?, &named_as(&named))?),
+    };
+    let limit = match r.page_size {
+        0 => DEFAULT_PEOPLE_PAGE,
+        n if n < 0 => return Err(ApiError::InvalidArgument { field: "page_size", why: "must not be negative" }),
+        n => usize::try_from(n).unwrap_or(MAX_PEOPLE_PAGE).min(MAX_PEOPLE_PAGE),
+    };
+    Ok((named, from, limit))
+}
+
+/// The skills report's page: ids, UPNs, MCIDs and achievement ids — no personal email or name.
+pub fn people_page(
+    catalog: &Catalog,
+    page: &PeoplePage,
+    named: &OrganizationRef,
+    tokens: &PageTokens,
+) -> pb::ListOrganizationPeopleResponse {
+    let people = page
+        .people
+        .iter()
+        .map(|p| pb::OrganizationPerson {
+            work_user: Some(pb::WorkUser {
+                tenant_id: p.work.tenant.as_str().to_owned(),
+                object_id: p.work.object.as_str().to_owned(),
+                user_principal_name: p.upn.clone(),
+            }),
+            partner_university_linked: p.university,
+            microsoft_learning_linked: p.learning,
+            mcid: p.mcid.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default(),
+            areas: p
+                .areas
+                .iter()
+                .map(|(area, ids)| pb::AreaAchievements {
+                    area_id: area.clone(),
+                    name: catalog.area_name(area).to_owned(),
+                    certification_ids: ids.iter().map(|id| id.as_str().to_owned()).collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    pb::ListOrganizationPeopleResponse {
+        people,
+        next_page_token: page.next.as_ref().map(|c| tokens.seal_people(&named_as(named), c)).unwrap_or_default(),
+        tenant_ids: page.scope.tenants.iter().map(|t| t.as_str().to_owned()).collect(),
     }
 }
 

@@ -5,17 +5,18 @@ use std::sync::Arc;
 use idlink_proto::v1::{self as pb, credit_service_server::CreditService};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Streamed, convert, respond, status::ApiError, status::Locale, streamed};
+use super::{Streamed, convert, page_token::PageTokens, respond, status::ApiError, status::Locale, streamed};
 use crate::{clock::DynClock, credits::Credits};
 
 pub struct CreditApi {
     credits: Arc<Credits>,
     clock: DynClock,
+    page_tokens: PageTokens,
 }
 
 impl CreditApi {
-    pub fn new(credits: Arc<Credits>, clock: DynClock) -> Self {
-        Self { credits, clock }
+    pub fn new(credits: Arc<Credits>, clock: DynClock, page_tokens: PageTokens) -> Self {
+        Self { credits, clock, page_tokens }
     }
 }
 
@@ -58,6 +59,18 @@ impl CreditService for CreditApi {
         respond(request, async |actor, r| {
             let mine = self.credits.my_achievements(&actor, convert::named_user(r.work_account.as_ref())?, self.clock.now()).await?;
             Ok(convert::my_certifications(self.credits.catalog(), &mine))
+        })
+        .await
+    }
+
+    async fn list_organization_people(
+        &self,
+        request: Request<pb::ListOrganizationPeopleRequest>,
+    ) -> Result<Response<pb::ListOrganizationPeopleResponse>, Status> {
+        respond(request, async |actor, r| {
+            let (named, from, limit) = convert::people_request(&r, &self.page_tokens)?;
+            let page = self.credits.people(&actor, &named, from, limit).await?;
+            Ok(convert::people_page(self.credits.catalog(), &page, &named, &self.page_tokens))
         })
         .await
     }

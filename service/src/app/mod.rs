@@ -343,7 +343,7 @@ impl Application {
         };
         let limits = &self.server;
         let max = limits.max_message_bytes;
-        let link_api = LinkApi::new(ready.linker.clone(), self.clock.clone(), ready.page_tokens, stopped, requests.clone());
+        let link_api = LinkApi::new(ready.linker.clone(), self.clock.clone(), ready.page_tokens.clone(), stopped, requests.clone());
         let serve = tonic::transport::Server::builder()
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .max_concurrent_streams(u32::try_from(limits.concurrency_per_connection).unwrap_or(u32::MAX))
@@ -357,7 +357,7 @@ impl Application {
             .add_service(reflection)
             .add_service(LinkServiceServer::new(link_api).max_decoding_message_size(max).max_encoding_message_size(max))
             .add_service(
-                CreditServiceServer::new(CreditApi::new(ready.credits.clone(), self.clock.clone()))
+                CreditServiceServer::new(CreditApi::new(ready.credits.clone(), self.clock.clone(), ready.page_tokens.clone()))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )

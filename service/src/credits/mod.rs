@@ -2,6 +2,7 @@
 //! table), then the store; every mutation and refusal audited. Knows nothing of gRPC. The
 //! Learning feed's recording session is [`recording`], recalculation [`recalculation`].
 
+mod people;
 mod recalculation;
 mod recording;
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use people::{DEFAULT_PEOPLE_PAGE, MAX_PEOPLE_PAGE, PeopleCursor, PeoplePage, Person};
 pub use recalculation::{MAX_NAMED_ORGANIZATIONS, RecalculationItem, RecalculationStream};
 pub use recording::{RecordSummary, Recordable, Recording};
 

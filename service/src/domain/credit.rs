@@ -278,6 +278,18 @@ impl Credit {
         Self::of_person(catalog, achievements.iter().filter(|c| c.source == kind))
     }
 
+    /// Per area, the achievements that count through a link of `kind`: that source's,
+    /// unexpired, in the catalog — what makes up [`Self::through`], one by one.
+    pub fn counting_through(catalog: &Catalog, kind: LinkKind, achievements: &[Certification]) -> BTreeMap<AreaId, Vec<CertificationId>> {
+        let mut areas: BTreeMap<AreaId, Vec<CertificationId>> = BTreeMap::new();
+        for cert in achievements.iter().filter(|c| c.source == kind && !c.expired) {
+            for area in catalog.areas_of(cert.source, &cert.id) {
+                areas.entry(area.clone()).or_default().push(cert.id.clone());
+            }
+        }
+        areas
+    }
+
     /// One person's contribution joined with more of the same person's (from another link):
     /// the achievements add up, the person still counts once per area. Exact because the
     /// two come from different sources, so no achievement is in both.

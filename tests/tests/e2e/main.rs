@@ -27,6 +27,7 @@ mod sign_in_floods_are_limited;
 mod signing_keys_rotate_and_forged_tokens_fail;
 mod the_change_feed_resumes_exactly;
 mod the_load_generator_links_for_real;
+mod the_skills_report_names_no_personal_data;
 mod traces_continue_the_callers_trace;
 mod unattended_jobs_ride_out_expiry_and_restarts;
 mod who_may_do_what;

@@ -81,6 +81,7 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
     let mut ever_linked: std::collections::HashSet<(LinkKind, AccountKey)> = std::collections::HashSet::new();
     const PARTNERS: [&str; 2] = ["4512345", "4599999"];
     let mut enrolled: HashMap<&str, &str> = HashMap::new();
+    let mut mcids: HashMap<u32, crate::domain::Mcid> = HashMap::new();
 
     for step in 0..2000 {
         let (w, p) = (rng.gen_range(0..24u32), rng.gen_range(0..16u32));
@@ -137,6 +138,17 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
                     list.retain(|x| (x.source, &x.id) != (c.source, &c.id));
                     list.push(c);
                 }
+            }
+            8 if rng.gen_bool(0.3) => {
+                // A Learning profile: a later MCID replaces the earlier, the same one is a duplicate.
+                let mcid = crate::domain::Mcid::parse(&format!("99000000{}", rng.gen_range(0..3))).unwrap();
+                let profile = crate::domain::LearningProfile { personal: personal(p), mcid: mcid.clone() };
+                let expected = if mcids.get(&p) == Some(&mcid) { Recorded::Duplicate } else { Recorded::Accepted };
+                assert_eq!(store.record_learning_profiles(&[profile]).await.unwrap(), [expected], "seed {seed}, step {step}");
+                mcids.insert(p, mcid);
+                let known: Vec<u32> = mcids.keys().copied().collect();
+                let stored = store.mcids(&known.iter().map(|p| personal(*p)).collect::<Vec<_>>()).await.unwrap();
+                assert_eq!(stored, known.iter().map(|p| mcids.get(p).cloned()).collect::<Vec<_>>(), "seed {seed}, step {step}");
             }
             8 => {
                 now += Duration::days(rng.gen_range(1..5));
