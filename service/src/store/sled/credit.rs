@@ -206,22 +206,38 @@ impl Pass {
 
     /// Adds what Partner University links bring to their organisations, except for people who
     /// also hold a Learning link: theirs are answered, keyed by that link's personal account.
+    /// Each step's lookups are sorted by key first, so that every tree is swept in order and
+    /// each of its pages read once, however many holders there are.
     fn partner_university_holders(&self, all: &mut BTreeMap<TenantId, Recomputed>) -> Result<HashMap<Vec<u8>, Credit>> {
         let prefix = index_prefix(LinkKind::PartnerUniversity);
-        let mut joining = HashMap::new();
+        // Holders whose achievements count, by their link's id.
+        let mut counting: Vec<(Vec<u8>, Credit)> = Vec::new();
         for entry in self.by_personal.scan_prefix(&prefix) {
             let (key, held) = entry.map_err(unavailable)?;
             let credit = Credit::through(&self.catalog, LinkKind::PartnerUniversity, &self.certs(&key[prefix.len()..])?);
-            if credit.0.is_empty() {
-                continue;
+            if !credit.0.is_empty() {
+                counting.push((entry_link_id(&held).to_vec(), credit));
             }
-            let work = self.link(entry_link_id(&held))?.work;
-            match self.by_work.get(index_key(LinkKind::MicrosoftLearning, &work)).map_err(unavailable)? {
-                Some(learning) => {
-                    joining.insert(personal_key(&self.link(entry_link_id(&learning))?.personal), credit);
-                }
-                None => all.entry(work.tenant).or_default().recomputed.add(&credit, 1),
+        }
+        counting.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Their work users, by the key of the Learning link they may hold.
+        let mut by_work: Vec<(Vec<u8>, TenantId, Credit)> = Vec::with_capacity(counting.len());
+        for (id, credit) in counting {
+            let work = self.link(&id)?.work;
+            by_work.push((index_key(LinkKind::MicrosoftLearning, &work), work.tenant, credit));
+        }
+        by_work.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut learning: Vec<(Vec<u8>, Credit)> = Vec::new();
+        for (key, tenant, credit) in by_work {
+            match self.by_work.get(key).map_err(unavailable)? {
+                Some(entry) => learning.push((entry_link_id(&entry).to_vec(), credit)),
+                None => all.entry(tenant).or_default().recomputed.add(&credit, 1),
             }
+        }
+        learning.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut joining = HashMap::with_capacity(learning.len());
+        for (id, credit) in learning {
+            joining.insert(personal_key(&self.link(&id)?.personal), credit);
         }
         Ok(joining)
     }
