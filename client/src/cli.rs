@@ -79,6 +79,9 @@ pub(crate) enum Command {
     /// Enrolment: organisations and their PartnerIDs.
     #[command(subcommand)]
     Orgs(OrgsCommand),
+    /// Enrolment: deleted work accounts.
+    #[command(subcommand)]
+    Enrolment(EnrolmentCommand),
     /// Achievements: yours (`mine`), or the Learning feed's certifications import.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -170,6 +173,35 @@ pub(crate) enum CertsCommand {
     /// Your own achievements (signed in as a work user): what each credits to your
     /// organisation, or why it does not, and your MCID.
     Mine,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum EnrolmentCommand {
+    /// Work users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum UsersCommand {
+    /// A deleted work account (a leaver): tombstones its links, so its exams stop counting and
+    /// its personal accounts may link again (an admin of its tenant, or Organizations.Write).
+    /// One user, or a --file (CSV with tenant_id and object_id columns, or JSON lines) with a
+    /// progress line; rerunnable.
+    Remove {
+        #[arg(long, requires = "object_id", conflicts_with = "file")]
+        tenant_id: Option<String>,
+        #[arg(long, requires = "tenant_id")]
+        object_id: Option<String>,
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// Read standard input (`--file -`) as JSON lines.
+        #[arg(long)]
+        jsonl: bool,
+        /// For the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]

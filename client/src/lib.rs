@@ -456,6 +456,12 @@ impl IdlinkClient {
         self.call(safe, rpc!(self.organizations, upsert_organization, self.request(request.clone()))).await
     }
 
+    /// RemoveWorkUser (a deleted work account); retried only when it carries a `request_id`.
+    pub async fn remove_work_user(&self, request: pb::RemoveWorkUserRequest) -> Result<pb::RemoveWorkUserResponse> {
+        let safe = !request.request_id.is_empty();
+        self.call(safe, rpc!(self.organizations, remove_work_user, self.request(request.clone()))).await
+    }
+
     /// The work user a personal account is linked to (services with Links.Read).
     pub async fn resolve_personal_account(&self, request: pb::ResolvePersonalAccountRequest) -> Result<pb::ResolvePersonalAccountResponse> {
         self.call(true, rpc!(self.links, resolve_personal_account, self.request(request.clone()))).await

@@ -404,6 +404,13 @@ pub async fn every_rpc(client: &IdlinkClient) -> Vec<(String, Result<(), ClientE
                 })
                 .await
                 .map(drop),
+            "OrganizationService/RemoveWorkUser" => client
+                .remove_work_user(pb::RemoveWorkUserRequest {
+                    user: Some(pb::AccountRef { tenant_id: contoso.clone(), object_id: "00000000-0000-4000-8000-00000000e2e1".into() }),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
             other => panic!("every_rpc does not call {other}: add it"),
         };
         outcomes.push((name, outcome));
@@ -414,7 +421,7 @@ pub async fn every_rpc(client: &IdlinkClient) -> Vec<(String, Result<(), ClientE
 /// Asserts that every RPC called with `client` is refused with `code` and `reason`.
 pub async fn assert_every_rpc_refused(client: &IdlinkClient, code: tonic::Code, reason: &str, case: &str) {
     let outcomes = every_rpc(client).await;
-    assert_eq!(outcomes.len(), 14, "{case}: idlink has 14 RPCs");
+    assert_eq!(outcomes.len(), 15, "{case}: idlink has 15 RPCs");
     for (rpc, outcome) in outcomes {
         match outcome {
             Err(ClientError::Rpc { code: c, reason: r, message, .. }) => {

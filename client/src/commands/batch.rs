@@ -622,3 +622,95 @@ pub async fn skills_report(
     }
     Ok(())
 }
+
+/// Removes one deleted work account's links and says what was tombstoned.
+pub async fn remove_user(
+    client: &IdlinkClient,
+    user: pb::AccountRef,
+    reason: &str,
+    request_id: &str,
+    json_output: bool,
+) -> anyhow::Result<()> {
+    let request = pb::RemoveWorkUserRequest { user: Some(user.clone()), reason: reason.to_owned(), request_id: request_id.to_owned() };
+    let removed = client.remove_work_user(request).await?.removed;
+    if json_output {
+        let ids: Vec<_> = removed.iter().map(|l| l.id.clone()).collect();
+        println!("{}", json!({"tenant_id": user.tenant_id, "object_id": user.object_id, "removed": ids}));
+    } else if removed.is_empty() {
+        println!("{}/{}: no active link", user.tenant_id, user.object_id);
+    } else {
+        println!("{}/{}: {} link(s) removed", user.tenant_id, user.object_id, removed.len());
+    }
+    Ok(())
+}
+
+/// The users of a removal file: CSV with `tenant_id` and `object_id` columns (by header name),
+/// or JSON lines `{"tenant_id": …, "object_id": …}`; a line that names nobody is an error
+/// naming it.
+fn users_of(path: &Path, jsonl: bool) -> anyhow::Result<Vec<(u64, pb::AccountRef)>> {
+    let input = open_input(path)?;
+    let mut users = Vec::new();
+    if is_jsonl(path, jsonl) {
+        for (n, line) in std::io::BufRead::lines(std::io::BufReader::new(input)).enumerate() {
+            let line = line.with_context(|| format!("reading line {}", n + 1))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("line {}: not JSON", n + 1))?;
+            let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_owned();
+            users.push((n as u64 + 1, pb::AccountRef { tenant_id: s("tenant_id"), object_id: s("object_id") }));
+        }
+        return Ok(users);
+    }
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
+    let headers = reader.headers().context("reading the header")?.clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(name))
+            .ok_or_else(|| anyhow!("the header has no {name} column"))
+    };
+    let (tenant, object) = (column("tenant_id")?, column("object_id")?);
+    for (n, record) in reader.records().enumerate() {
+        let record = record.with_context(|| format!("line {}", n + 2))?;
+        let field = |i: usize| record.get(i).unwrap_or_default().to_owned();
+        users.push((n as u64 + 2, pb::AccountRef { tenant_id: field(tenant), object_id: field(object) }));
+    }
+    Ok(users)
+}
+
+/// Removes every user of a file, one call each with its own request id, so a retry never acts
+/// twice and a rerun of the whole file is safe (users already removed answer no tombstone).
+/// Refusals are counted and listed; a call that still fails after its retries stops the run,
+/// naming the line.
+pub async fn remove_users(client: &IdlinkClient, path: &Path, jsonl: bool, reason: &str, json_output: bool) -> anyhow::Result<()> {
+    let users = users_of(path, jsonl)?;
+    let progress = indicatif::ProgressBar::new(users.len() as u64);
+    progress.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} users ({per_sec}, eta {eta})")?);
+    let (mut links, mut refused) = (0usize, Vec::new());
+    for (line, user) in &users {
+        let request = pb::RemoveWorkUserRequest {
+            user: Some(user.clone()),
+            reason: reason.to_owned(),
+            request_id: format!("idlink-cli-{:032x}", rand::random::<u128>()),
+        };
+        match client.remove_work_user(request).await {
+            Ok(answer) => links += answer.removed.len(),
+            Err(idlink_client::ClientError::Rpc { reason, message, .. }) if !reason.is_empty() => refused.push((*line, reason, message)),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("stopped at line {line}; rerunning is safe"))),
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    if json_output {
+        let listed: Vec<_> =
+            refused.iter().map(|(line, reason, detail)| json!({"line": line, "reason": reason, "detail": detail})).collect();
+        println!("{}", json!({"users": users.len(), "links_removed": links, "refused": listed.len(), "refusals": listed}));
+    } else {
+        println!("{} users: {links} links removed, {} refused", users.len(), refused.len());
+        for (line, reason, detail) in refused.iter().take(20) {
+            println!("  line {line}: {reason}: {detail}");
+        }
+    }
+    Ok(())
+}

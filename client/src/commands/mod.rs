@@ -11,7 +11,10 @@ use idlink_client::{parse_kind, pb};
 use serde_json::json;
 
 use crate::{
-    cli::{CertsCommand, Cli, Command, CreditCommand, EventsCommand, LearningFeedCommand, OrgsCommand, ProfilesCommand, ReportCommand},
+    cli::{
+        CertsCommand, Cli, Command, CreditCommand, EnrolmentCommand, EventsCommand, LearningFeedCommand, OrgsCommand, ProfilesCommand,
+        ReportCommand, UsersCommand,
+    },
     credentials::{bearer, connect, dev_token, request_id},
 };
 
@@ -45,6 +48,17 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
             }
         }
         Command::Certs(CertsCommand::Import(args)) => batch::import(&connect(cli, None).await?, args, cli.json).await?,
+        Command::Enrolment(EnrolmentCommand::Users(UsersCommand::Remove { tenant_id, object_id, file, jsonl, reason })) => {
+            let client = connect(cli, None).await?;
+            match (tenant_id, object_id, file) {
+                (Some(tenant_id), Some(object_id), None) => {
+                    let user = pb::AccountRef { tenant_id: tenant_id.clone(), object_id: object_id.clone() };
+                    batch::remove_user(&client, user, reason, &request_id(cli), cli.json).await?
+                }
+                (None, None, Some(file)) => batch::remove_users(&client, file, *jsonl, reason, cli.json).await?,
+                _ => return Err(anyhow!("name one user with --tenant-id and --object-id, or a --file of them")),
+            }
+        }
         Command::Report(ReportCommand::Skills { org, csv, page_size }) => {
             batch::skills_report(&connect(cli, None).await?, org, csv.as_deref(), *page_size, cli.json).await?
         }

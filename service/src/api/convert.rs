@@ -56,6 +56,15 @@ pub fn named_user(requested: Option<&pb::AccountRef>) -> Result<Option<AccountKe
     }
 }
 
+/// A work account a request must name (a consumer-tenant account is not one).
+pub fn work_user(requested: Option<&pb::AccountRef>) -> Result<AccountKey, ApiError> {
+    let user = named_user(requested)?.ok_or(ApiError::InvalidArgument { field: "user", why: "is required" })?;
+    if user.tenant.is_consumer() {
+        return Err(ApiError::InvalidArgument { field: "user", why: "must be a work account" });
+    }
+    Ok(user)
+}
+
 pub fn tenant(field: &'static str, raw: &str) -> Result<TenantId, ApiError> {
     TenantId::parse(raw).map_err(|_| ApiError::InvalidArgument { field, why: "must be a tenant id (GUID)" })
 }

@@ -55,7 +55,8 @@ idempotent!(
     pb::BeginLinkRequest => "BeginLink",
     pb::CompleteLinkRequest => "CompleteLink",
     pb::RemoveLinkRequest => "RemoveLink",
-    pb::UpsertOrganizationRequest => "UpsertOrganization"
+    pb::UpsertOrganizationRequest => "UpsertOrganization",
+    pb::RemoveWorkUserRequest => "RemoveWorkUser"
 );
 
 /// Outcomes worth remembering: answers and refusals a retry would get again anyway.

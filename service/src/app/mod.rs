@@ -362,9 +362,14 @@ impl Application {
                     .max_encoding_message_size(max),
             )
             .add_service(
-                OrganizationServiceServer::new(OrganizationApi::new(ready.credits.clone(), self.clock.clone(), requests))
-                    .max_decoding_message_size(max)
-                    .max_encoding_message_size(max),
+                OrganizationServiceServer::new(OrganizationApi::new(
+                    ready.credits.clone(),
+                    ready.linker.clone(),
+                    self.clock.clone(),
+                    requests,
+                ))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
             )
             .serve_with_incoming_shutdown(incoming(self.listener.clone(), self.tls.clone()), drain);
         set_ready(&health, ServingStatus::Serving).await;

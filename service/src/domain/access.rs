@@ -135,6 +135,10 @@ pub enum Operation<'a> {
     },
     RecalculateCredits,
     UpsertOrganization,
+    /// A deleted work account's links: its tenant's admins, or enrolment.
+    RemoveWorkUser {
+        of: &'a AccountKey,
+    },
 }
 
 impl Principal {
@@ -181,6 +185,7 @@ impl Principal {
             (Principal::App { .. }, Operation::ReadOwnAchievements { .. }) => return Err(DomainError::CallerNotAUser),
             (_, Operation::RecalculateCredits) => self.has_role(AppRole::CreditsRecalculate),
             (_, Operation::UpsertOrganization) => self.has_role(AppRole::OrganizationsWrite),
+            (_, Operation::RemoveWorkUser { of }) => self.admin_of(&of.tenant) || self.has_role(AppRole::OrganizationsWrite),
             // Everyone reads their own organisation's credit; the recalculation job any.
             (Principal::User { key, .. }, Operation::ReadCredit { tenants }) => tenants.contains(&key.tenant),
             (Principal::App { .. }, Operation::ReadCredit { .. }) => self.has_role(AppRole::CreditsRecalculate),
@@ -275,6 +280,16 @@ mod tests {
         assert!(user(CONTOSO, 2, false).authorize(Operation::ListPeople { tenants: &both }).is_err());
         assert!(app(&[AppRole::CreditsRecalculate]).authorize(Operation::ListPeople { tenants: &both }).is_ok());
         assert!(app(&[AppRole::LinksRead]).authorize(Operation::ListPeople { tenants: &both }).is_err());
+    }
+
+    #[test]
+    fn a_deleted_work_account_is_removed_by_its_admins_or_enrolment() {
+        let leaver = AccountKey::parse(CONTOSO, "00000000-0000-0000-0000-000000000002").unwrap();
+        assert!(user(CONTOSO, 9, true).authorize(Operation::RemoveWorkUser { of: &leaver }).is_ok());
+        assert!(app(&[AppRole::OrganizationsWrite]).authorize(Operation::RemoveWorkUser { of: &leaver }).is_ok());
+        for refused in [user(FABRIKAM, 9, true), user(CONTOSO, 2, false), app(&[AppRole::LinksRead, AppRole::CreditsRecalculate])] {
+            assert_eq!(refused.authorize(Operation::RemoveWorkUser { of: &leaver }), Err(DomainError::NotPermitted), "{refused:?}");
+        }
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub struct LinkMode {
 pub const REASON_USER_REQUEST: &str = "user_request";
 pub const REASON_REPLACED: &str = "replaced";
 pub const REASON_TRANSFERRED: &str = "transferred";
+/// The work account was deleted (RemoveWorkUser).
+pub const REASON_WORK_ACCOUNT_DELETED: &str = "work_account_deleted";
 
 impl LinkPlan {
     /// The change-feed events of this plan, in order: removals and transfers, then creation.

@@ -257,6 +257,24 @@ impl Linker {
         outcome
     }
 
+    /// A deleted work account: every active link of `user` tombstoned ("work_account_deleted"),
+    /// removed by the admin calling, or — for enrolment's app — in the account's own name.
+    /// `note` goes to the audit line only.
+    pub async fn remove_work_user(&self, actor: &Actor, user: &AccountKey, note: &str, now: DateTime<Utc>) -> Result<Vec<Link>> {
+        let outcome = async {
+            actor.authorize(Operation::RemoveWorkUser { of: user })?;
+            let by = actor.principal.user().unwrap_or(user);
+            Ok(self.store.remove_work_user(user, by, now).await?)
+        }
+        .await;
+        let removed = |links: &Vec<Link>| Some(links.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(","));
+        audit(actor, "work_user.remove", Some(user), &outcome, removed);
+        if outcome.is_ok() && !note.is_empty() {
+            tracing::info!(target: "audit", action = "work_user.remove", note, request_id = actor.request_id, "note");
+        }
+        outcome
+    }
+
     pub async fn list(&self, actor: &Actor, organization: &TenantId, query: &ListQuery) -> Result<LinkPage> {
         actor.authorize(Operation::ListLinks { organization })?;
         let page = self.store.links_of_tenant(organization, query).await?;

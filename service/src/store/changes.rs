@@ -12,7 +12,7 @@ pub(crate) use super::keys::*;
 use super::{Recorded, StoreError};
 use crate::domain::{
     AccountKey, Catalog, Certification, Credit, EventType, LearningProfile, Link, LinkEvent, LinkKind, LinkMode, LinkPlan, Mcid, NewLink,
-    Organization, RemovePlan, TenantId, plan_link, plan_remove,
+    Organization, REASON_WORK_ACCOUNT_DELETED, RemovePlan, TenantId, plan_link, plan_remove,
 };
 
 /// The record types a change touches. Keys and values are bytes; see the `*_key` functions.
@@ -208,6 +208,25 @@ pub(crate) fn remove<K: Kv>(kv: &K, catalog: &Catalog, removing: &Removing<'_>, 
             Ok(tombstone)
         }
     }
+}
+
+/// Tombstones every active link of `work` (a deleted work account) with its events, moving
+/// its credit; answers the tombstones written (none when nothing was active).
+pub(crate) fn remove_work_user<K: Kv>(
+    kv: &K,
+    catalog: &Catalog,
+    work: &AccountKey,
+    by: &AccountKey,
+    now: DateTime<Utc>,
+) -> Result<Vec<Link>, K::Error> {
+    let mut removed = Vec::new();
+    for kind in LinkKind::ALL {
+        if load_indexed(kv, Table::ByWork, &index_key(kind, work))?.is_some() {
+            let removing = Removing { kind, work, by, reason: REASON_WORK_ACCOUNT_DELETED, expected_etag: None };
+            removed.push(remove(kv, catalog, &removing, now)?);
+        }
+    }
+    Ok(removed)
 }
 
 /// Replaces a personal account's achievements, moving the difference into the credit of the

@@ -44,6 +44,10 @@ pub trait LinkStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Link>;
 
+    /// Tombstones every active link of a deleted work account (`by` removing them), with
+    /// events and credit, atomically; durable when it returns. The tombstones written.
+    async fn remove_work_user(&self, work: &AccountKey, by: &AccountKey, now: DateTime<Utc>) -> Result<Vec<Link>>;
+
     /// The work user's active links, at most one per kind.
     async fn active_links(&self, work: &AccountKey) -> Result<Vec<Link>>;
 

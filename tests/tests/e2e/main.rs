@@ -5,6 +5,7 @@
 
 mod a_batch_job_imports_certifications;
 mod a_crash_loses_no_acknowledged_link;
+mod a_deleted_work_account_frees_its_links;
 mod a_flow_cannot_be_hijacked_or_replayed;
 mod a_move_names_nobody_at_the_new_employer;
 mod a_person_sees_their_own_certifications;

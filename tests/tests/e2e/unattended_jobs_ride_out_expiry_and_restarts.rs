@@ -39,6 +39,10 @@ impl OrganizationService for Throttling {
         }
         Ok(Response::new(pb::Organization { organization_id: r.tenant_id, partner_id: r.partner_id, name: r.name, ..Default::default() }))
     }
+
+    async fn remove_work_user(&self, _: Request<pb::RemoveWorkUserRequest>) -> Result<Response<pb::RemoveWorkUserResponse>, Status> {
+        Err(Status::unimplemented("not part of this test"))
+    }
 }
 
 async fn throttling_server(retry_after: Duration) -> (String, Arc<Mutex<Vec<(String, Instant)>>>) {

@@ -28,26 +28,40 @@ const GUEST: Expect = Refused(Code::PermissionDenied, "PERSONAL_ACCOUNT_CANNOT_O
 /// CompleteLink with an unknown state: allowed callers get past the permission check to this.
 const PAST_THE_CHECK: Expect = Refused(Code::NotFound, "FLOW_NOT_FOUND");
 
-const RPCS: [&str; 7] =
-    ["BeginLink", "CompleteLink", "GetLinks(own)", "GetLinks(alex)", "ListLinks(contoso)", "Resolve(jordan)", "RemoveLink(alex)"];
+const RPCS: [&str; 11] = [
+    "BeginLink",
+    "CompleteLink",
+    "GetLinks(own)",
+    "GetLinks(alex)",
+    "ListLinks(contoso)",
+    "Resolve(jordan)",
+    "RemoveLink(alex)",
+    "MyCertifications(alex)",
+    "People(contoso)",
+    "LearningProfiles",
+    "RemoveWorkUser(leaver)",
+];
+/// The column run last: it removes the link the others see.
+const REMOVAL: usize = 6;
+const NP: Expect = NOT_PERMITTED;
 
 #[rustfmt::skip]
-fn matrix() -> Vec<(&'static str, [Expect; 7])> {
+fn matrix() -> Vec<(&'static str, [Expect; 11])> {
     vec![
-        //                 Begin     Complete        GetOwn        GetAlex        ListLinks      Resolve        RemoveAlex
-        ("alex (owner)",  [Allowed,  PAST_THE_CHECK, Full,         Full,          NOT_PERMITTED, NOT_PERMITTED, Full]),
-        ("blair (same tenant)", [Allowed, PAST_THE_CHECK, Allowed, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED]),
-        ("contoso admin", [Allowed,  PAST_THE_CHECK, Allowed,      Redacted,      Redacted,      NOT_PERMITTED, Redacted]),
-        ("fabrikam admin",[Allowed,  PAST_THE_CHECK, Allowed,      NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED]),
-        ("app Links.Read",[NOT_A_USER, NOT_A_USER,   NOT_PERMITTED, NOT_PERMITTED, Redacted,     Allowed,       NOT_PERMITTED]),
-        ("app Certifications.Write", [NOT_A_USER, NOT_A_USER, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED]),
-        ("app Credits.Recalculate",  [NOT_A_USER, NOT_A_USER, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED]),
-        ("app Organizations.Write",  [NOT_A_USER, NOT_A_USER, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED]),
-        ("app without roles",        [NOT_A_USER, NOT_A_USER, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED, NOT_PERMITTED]),
-        ("consumer-tenant token",    [BAD_TOKEN; 7]),
-        ("guest MSA",                [GUEST; 7]),
-        ("ID token as bearer",       [BAD_TOKEN; 7]),
-        ("no token",                 [NO_TOKEN; 7]),
+        //                 Begin     Complete        GetOwn   GetAlex   ListLinks Resolve   RemoveAlex MyCerts(alex) People   Profiles RemoveWorkUser
+        ("alex (owner)",  [Allowed,  PAST_THE_CHECK, Full,    Full,     NP,       NP,       Full,      Allowed,      NP,      NP,      NP]),
+        ("blair (same tenant)", [Allowed, PAST_THE_CHECK, Allowed, NP, NP,     NP,       NP,        NP,           NP,      NP,      NP]),
+        ("contoso admin", [Allowed,  PAST_THE_CHECK, Allowed, Redacted, Redacted, NP,       Redacted,  NP,           Allowed, NP,      Allowed]),
+        ("fabrikam admin",[Allowed,  PAST_THE_CHECK, Allowed, NP,       NP,       NP,       NP,        NP,           NP,      NP,      NP]),
+        ("app Links.Read",[NOT_A_USER, NOT_A_USER,   NP,      NP,       Redacted, Allowed,  NP,        NOT_A_USER,   NP,      NP,      NP]),
+        ("app Certifications.Write", [NOT_A_USER, NOT_A_USER, NP, NP,   NP,       NP,       NP,        NOT_A_USER,   NP,      Allowed, NP]),
+        ("app Credits.Recalculate",  [NOT_A_USER, NOT_A_USER, NP, NP,   NP,       NP,       NP,        NOT_A_USER,   Allowed, NP,      NP]),
+        ("app Organizations.Write",  [NOT_A_USER, NOT_A_USER, NP, NP,   NP,       NP,       NP,        NOT_A_USER,   NP,      NP,      Allowed]),
+        ("app without roles",        [NOT_A_USER, NOT_A_USER, NP, NP,   NP,       NP,       NP,        NOT_A_USER,   NP,      NP,      NP]),
+        ("consumer-tenant token",    [BAD_TOKEN; 11]),
+        ("guest MSA",                [GUEST; 11]),
+        ("ID token as bearer",       [BAD_TOKEN; 11]),
+        ("no token",                 [NO_TOKEN; 11]),
     ]
 }
 
@@ -113,6 +127,26 @@ async fn call(client: &IdlinkClient, rpc: &str, alex: &AccountKey, jordan: &Acco
             })
             .await
             .map(|l| vec![l]),
+        "MyCertifications(alex)" => client.my_certifications_as(account_ref(alex)).await.map(|_| vec![]),
+        "People(contoso)" => client
+            .list_organization_people(pb::ListOrganizationPeopleRequest { organization_id: contoso, ..Default::default() })
+            .await
+            .map(|page| {
+                assert_eq!(page.people.len(), 1, "alex");
+                vec![]
+            }),
+        "LearningProfiles" => client.record_learning_profiles(tokio_stream::iter(vec![])).await.map(|_| vec![]),
+        // A work account of Contoso that holds no link: allowed callers remove nothing.
+        "RemoveWorkUser(leaver)" => client
+            .remove_work_user(pb::RemoveWorkUserRequest {
+                user: Some(pb::AccountRef { tenant_id: contoso, object_id: "00000000-0000-4000-8000-0000000000ee".into() }),
+                ..Default::default()
+            })
+            .await
+            .map(|r| {
+                assert!(r.removed.is_empty());
+                vec![]
+            }),
         other => panic!("unknown rpc {other}"),
     }
 }
@@ -152,20 +186,22 @@ async fn every_rpc_times_every_kind_of_caller() {
     }
     // Everything but the removal first, so every caller sees the same link.
     for (caller, expectations, client) in &clients {
-        for (rpc, expected) in RPCS.iter().zip(expectations).take(6) {
-            check(caller, rpc, *expected, call(client, rpc, &alex, &jordan).await);
+        for (i, (rpc, expected)) in RPCS.iter().zip(expectations).enumerate() {
+            if i != REMOVAL {
+                check(caller, rpc, *expected, call(client, rpc, &alex, &jordan).await);
+            }
         }
     }
     // Removals: the refused ones, then the admin's (redacted tombstone), then the owner's
     // (idempotent: the same tombstone, with the personal email for its owner).
-    let mut removals: Vec<_> = clients.iter().map(|(caller, e, client)| (*caller, e[6], client)).collect();
+    let mut removals: Vec<_> = clients.iter().map(|(caller, e, client)| (*caller, e[REMOVAL], client)).collect();
     removals.sort_by_key(|(caller, expected, _)| match (expected, *caller) {
         (Refused(..), _) => 0,
         (_, "contoso admin") => 1,
         _ => 2,
     });
     for (caller, expected, client) in removals {
-        check(caller, RPCS[6], expected, call(client, RPCS[6], &alex, &jordan).await);
+        check(caller, RPCS[REMOVAL], expected, call(client, RPCS[REMOVAL], &alex, &jordan).await);
     }
     let tombstone = app
         .client_for("alex@contoso.example")

@@ -114,6 +114,14 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
                     ever_linked.insert((kind, worker(w)));
                 }
             }
+            4 if rng.gen_bool(0.3) => {
+                // The work account is deleted: every link of it goes, in one step.
+                let held = holder.values().filter(|by| **by == worker(w)).count();
+                let removed = store.remove_work_user(&worker(w), &worker(w), now).await.unwrap();
+                assert_eq!(removed.len(), held, "seed {seed}, step {step}: the deleted account's links");
+                assert!(removed.iter().all(|l| l.work == worker(w) && !l.is_active()), "seed {seed}, step {step}");
+                holder.retain(|_, by| *by != worker(w));
+            }
             4 => {
                 // Idempotent for anyone who ever had a link (the last tombstone), refused for
                 // anyone who never had one.

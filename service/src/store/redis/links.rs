@@ -32,6 +32,10 @@ impl LinkStore for RedisStore {
         Ok(self.transact(|tx| changes::remove(tx, &self.catalog, &removing, now)).await?.0)
     }
 
+    async fn remove_work_user(&self, work: &AccountKey, by: &AccountKey, now: DateTime<Utc>) -> Result<Vec<Link>> {
+        Ok(self.transact(|tx| changes::remove_work_user(tx, &self.catalog, work, by, now)).await?.0)
+    }
+
     async fn active_links(&self, work: &AccountKey) -> Result<Vec<Link>> {
         let entries = self.mget(LinkKind::ALL.iter().map(|kind| self.keys.entry("by_work", &index_key(*kind, work))).collect()).await?;
         let ids: Vec<Vec<u8>> = entries.iter().flatten().map(|entry| entry_link_id(entry).to_vec()).collect();

@@ -26,6 +26,12 @@ impl LinkStore for SledStore {
         Ok(tombstone)
     }
 
+    async fn remove_work_user(&self, work: &AccountKey, by: &AccountKey, now: DateTime<Utc>) -> Result<Vec<Link>> {
+        let (removed, last_event) = self.transact(|tx| changes::remove_work_user(tx, &self.catalog, work, by, now))?;
+        self.committed(last_event).await?;
+        Ok(removed)
+    }
+
     async fn active_links(&self, work: &AccountKey) -> Result<Vec<Link>> {
         let mut links = Vec::new();
         for kind in LinkKind::ALL {
