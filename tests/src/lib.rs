@@ -191,6 +191,13 @@ impl TestApp {
         idlink_service::clock::Clock::now(&*self.clock)
     }
 
+    /// The `idlink` CLI, aimed at this app and its development provider.
+    pub fn idlink(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(daemon::idlink_binary());
+        command.args(["--endpoint", &self.endpoint(), "--idp", self.idp.base_url()]);
+        command
+    }
+
     pub fn endpoint(&self) -> String {
         let scheme = if self.client_tls.is_some() { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)

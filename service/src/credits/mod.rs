@@ -1,6 +1,7 @@
-//! Certification credit and organisations as callers see them: authorization (the domain
-//! table), then the store; every mutation and refusal audited. Knows nothing of gRPC. The
-//! Learning feed's recording session is [`recording`], recalculation [`recalculation`].
+//! Achievement credit, organisations and each person's own view as callers see them:
+//! authorization (the domain table), then the store; every mutation and refusal audited.
+//! Knows nothing of gRPC. The Learning feed's recording sessions are [`recording`], the skills
+//! report [`people`], recalculation [`recalculation`].
 
 mod people;
 mod recalculation;

@@ -52,12 +52,7 @@ async fn a_hundred_thousand_line_file_imports_with_the_right_counts() {
     drop(file);
     assert_eq!(lines, 100_003);
 
-    let output = tokio::process::Command::new(daemon::idlink_binary())
-        .args(["--endpoint", &app.endpoint(), "--idp", app.idp.base_url(), "--as-app", "learning-feed", "--json", "certs", "import"])
-        .arg(&path)
-        .output()
-        .await
-        .unwrap();
+    let output = app.idlink().args(["--as-app", "learning-feed", "--json", "certs", "import"]).arg(&path).output().await.unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["lines"], 100_004, "{summary}"); // with the header
@@ -83,12 +78,7 @@ async fn a_hundred_thousand_line_file_imports_with_the_right_counts() {
 
 /// Runs the `idlink` CLI against `app` with `args`, answering its JSON output.
 async fn idlink_json(app: &TestApp, args: &[&str]) -> serde_json::Value {
-    let output = tokio::process::Command::new(daemon::idlink_binary())
-        .args(["--endpoint", &app.endpoint(), "--idp", app.idp.base_url(), "--json"])
-        .args(args)
-        .output()
-        .await
-        .unwrap();
+    let output = app.idlink().args(["--json"]).args(args).output().await.unwrap();
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()
 }
@@ -117,8 +107,9 @@ async fn learning_profiles_import_by_column_name_and_the_person_reads_their_mcid
 
     // A header without the columns it needs stops before anything is sent.
     std::fs::write(&path, "object,mcid\nx,990123456\n").unwrap();
-    let output = tokio::process::Command::new(daemon::idlink_binary())
-        .args(["--endpoint", &app.endpoint(), "--idp", app.idp.base_url(), "--as-app", "learning-feed"])
+    let output = app
+        .idlink()
+        .args(["--as-app", "learning-feed"])
         .args(["learning-feed", "profiles", "import", path.to_str().unwrap()])
         .output()
         .await

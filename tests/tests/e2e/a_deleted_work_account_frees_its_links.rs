@@ -94,8 +94,9 @@ async fn a_deleted_work_account_loses_its_links_and_credit_and_frees_its_account
     );
     std::fs::write(&path, rows).unwrap();
     for (run, links) in [(1, 1), (2, 0)] {
-        let output = tokio::process::Command::new(daemon::idlink_binary())
-            .args(["--endpoint", &app.endpoint(), "--idp", app.idp.base_url(), "--as-app", "enrolment", "--json"])
+        let output = app
+            .idlink()
+            .args(["--as-app", "enrolment", "--json"])
             .args(["enrolment", "users", "remove", "--file"])
             .arg(&path)
             .output()

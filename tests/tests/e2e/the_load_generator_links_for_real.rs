@@ -45,12 +45,7 @@ async fn the_link_benchmark_completes_real_links_and_removes_them() {
         s.limits.begin_per_user_per_minute = 1_000_000;
     })
     .await;
-    let output = tokio::process::Command::new(daemon::idlink_binary())
-        .args(["--endpoint", &app.endpoint(), "--idp", app.idp.base_url(), "--json", "bench", "link"])
-        .args(["--seconds", "0.5", "--concurrency", "3"])
-        .output()
-        .await
-        .unwrap();
+    let output = app.idlink().args(["--json", "bench", "link"]).args(["--seconds", "0.5", "--concurrency", "3"]).output().await.unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let figures: Vec<serde_json::Value> =
         String::from_utf8_lossy(&output.stdout).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
