@@ -66,6 +66,7 @@ pub fn dev_settings(idp_base: &str, clients: &[DevClient], listen: SocketAddr, d
         client_id: client.client_id.clone(),
         client_secret: SecretString::from(client.client_secret.clone()),
         redirect_uris: client.redirect_uris.clone(),
+        on_linked_elsewhere: None,
     };
     Settings {
         listen,

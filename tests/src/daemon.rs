@@ -101,12 +101,14 @@ impl Harness {
         let ml = clients[1].clone();
         let idp = DevIdp::start("127.0.0.1:0".parse().unwrap(), clients, Arc::new(SystemClock)).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        // The secret is not in the file: it comes from the environment, as in production.
+        // The secret is not in the file: it comes from the environment, as in production. Its
+        // tests race for accounts, so Learning refuses an account linked elsewhere, as
+        // Partner University does (set in the file, as an operator would).
         let config = format!(
             "listen = \"127.0.0.1:1\"\n[store]\npath = {:?}\n[auth]\naudience = \"api://idlink\"\n\
              allowed_tenants = [\"{CONTOSO_TENANT}\", \"{FABRIKAM_TENANT}\"]\nissuer_template = \"{}\"\n\
              service_tenant = \"{SERVICES_TENANT}\"\nservice_apps = {:?}\nuser_clients = [\"{DEV_PORTAL_CLIENT}\"]\n\
-             [kinds.microsoft_learning]\nauthority = \"{}\"\nclient_id = \"{}\"\nredirect_uris = [\"{DEV_REDIRECT_URI}\"]\n\
+             [kinds.microsoft_learning]\nauthority = \"{}\"\nclient_id = \"{}\"\nredirect_uris = [\"{DEV_REDIRECT_URI}\"]\non_linked_elsewhere = \"refuse\"\n\
              [limits]\nbegin_global_burst = 100000\n[dev]\nallow_insecure_http = true\n",
             dir.path().join("data"),
             idp.issuer_template(),

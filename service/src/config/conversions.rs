@@ -119,6 +119,7 @@ impl Settings {
                             client_id: c.client_id.clone(),
                             client_secret: c.client_secret.clone(),
                             redirect_uris: c.redirect_uris.clone(),
+                            on_linked_elsewhere: c.on_linked_elsewhere.unwrap_or(crate::domain::OnLinkedElsewhere::default_for(kind)),
                         },
                     )
                 })

@@ -173,6 +173,9 @@ pub struct KindConfig {
     pub client_id: String,
     pub client_secret: SecretString,
     pub redirect_uris: Vec<String>,
+    /// "move" or "refuse"; unset: move for Microsoft Learning, refuse for Partner University.
+    #[serde(default)]
+    pub on_linked_elsewhere: Option<crate::domain::OnLinkedElsewhere>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -102,3 +102,19 @@ fn redis_settings_are_checked_and_the_password_stays_out_of_the_url() {
     let settings = load(&[&[("IDLINK_STORE__BACKEND", "redis")], &env[..]].concat()).unwrap();
     assert!(!format!("{settings:?}").contains("123456"), "Debug must mask the Redis password");
 }
+
+#[test]
+fn an_account_linked_elsewhere_moves_for_learning_unless_configured_to_refuse() {
+    use crate::domain::{LinkKind, LinkMode, OnLinkedElsewhere};
+    let kinds = load(&[]).unwrap().kinds();
+    assert_eq!(kinds[0].1.on_linked_elsewhere, OnLinkedElsewhere::Move, "the documented default for Learning");
+    let refusing = load(&[("IDLINK_KINDS__MICROSOFT_LEARNING__ON_LINKED_ELSEWHERE", "refuse")]).unwrap().kinds();
+    assert_eq!(refusing[0].1.on_linked_elsewhere, OnLinkedElsewhere::Refuse);
+    assert!(load(&[("IDLINK_KINDS__MICROSOFT_LEARNING__ON_LINKED_ELSEWHERE", "steal")]).is_err(), "an unknown rule is refused");
+    assert_eq!(OnLinkedElsewhere::default_for(LinkKind::PartnerUniversity), OnLinkedElsewhere::Refuse);
+    // Refusing still lets a flow begun with `transfer` move the account.
+    let begun = LinkMode { transfer: true, replace_existing: false };
+    assert!(OnLinkedElsewhere::Refuse.applied_to(begun).transfer);
+    assert!(!OnLinkedElsewhere::Refuse.applied_to(LinkMode::default()).transfer);
+    assert!(OnLinkedElsewhere::Move.applied_to(LinkMode::default()).transfer);
+}

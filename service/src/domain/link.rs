@@ -79,6 +79,33 @@ pub struct LinkMode {
     pub transfer: bool,
 }
 
+/// What a completion does when the personal account is actively linked to another work user
+/// (`[kinds.<kind>] on_linked_elsewhere`): Partner Center's documented rule for Learning is
+/// that linking with company B unlinks it from company A.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLinkedElsewhere {
+    /// Take it over: the existing transfer (tombstone, LINK_TRANSFERRED, credit moved).
+    Move,
+    /// ALREADY_EXISTS / ACCOUNT_LINKED_ELSEWHERE, unless the flow was begun with `transfer`.
+    Refuse,
+}
+
+impl OnLinkedElsewhere {
+    pub fn default_for(kind: LinkKind) -> Self {
+        match kind {
+            LinkKind::MicrosoftLearning => Self::Move,
+            LinkKind::PartnerUniversity => Self::Refuse,
+        }
+    }
+
+    /// The mode a completion runs with: the one the flow was begun with, moving when the kind
+    /// says so.
+    pub fn applied_to(self, begun: LinkMode) -> LinkMode {
+        LinkMode { transfer: begun.transfer || self == Self::Move, ..begun }
+    }
+}
+
 /// Why a link was removed when its remover gave no reason.
 pub const REASON_USER_REQUEST: &str = "user_request";
 pub const REASON_REPLACED: &str = "replaced";

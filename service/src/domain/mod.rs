@@ -19,7 +19,7 @@ pub(crate) use ids::hex;
 pub use ids::{AccountKey, CONSUMER_TENANT, LinkId, LinkKind, ObjectId, TenantId};
 pub use learning::{LearningProfile, Mcid, NotCounting, OwnAchievement, own_achievements};
 pub use link::{
-    Link, LinkMode, LinkPlan, NewLink, PersonalProfile, REASON_REPLACED, REASON_TRANSFERRED, REASON_USER_REQUEST,
+    Link, LinkMode, LinkPlan, NewLink, OnLinkedElsewhere, PersonalProfile, REASON_REPLACED, REASON_TRANSFERRED, REASON_USER_REQUEST,
     REASON_WORK_ACCOUNT_DELETED, Removal, RemovePlan, plan_link, plan_remove,
 };
 pub use organization::{Organization, PartnerId};

@@ -214,7 +214,8 @@ impl Linker {
             profile: personal.profile,
         };
         let span = tracing::info_span!("store.link", kind = %new.kind, link_id = tracing::field::Empty);
-        let link = tracing::Instrument::instrument(self.store.link(new, flow.mode, now), span.clone()).await?;
+        let mode = client.on_linked_elsewhere().applied_to(flow.mode);
+        let link = tracing::Instrument::instrument(self.store.link(new, mode, now), span.clone()).await?;
         span.record("link_id", link.id.as_str());
         Ok(self.with_mcids(vec![link]).await?.remove(0))
     }

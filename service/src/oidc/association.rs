@@ -61,6 +61,7 @@ pub struct KindSettings {
     pub client_id: String,
     pub client_secret: SecretString,
     pub redirect_uris: Vec<String>,
+    pub on_linked_elsewhere: crate::domain::OnLinkedElsewhere,
 }
 
 /// What BeginLink hands out and what the flow must remember. The verifier and nonce are
@@ -166,6 +167,11 @@ impl AssociationClient {
             leeway: chrono::Duration::minutes(5),
             max_id_token_age: chrono::Duration::hours(1),
         })
+    }
+
+    /// What a completion of this kind does with an account linked elsewhere.
+    pub fn on_linked_elsewhere(&self) -> crate::domain::OnLinkedElsewhere {
+        self.settings.on_linked_elsewhere
     }
 
     pub fn issuer(&self) -> &str {

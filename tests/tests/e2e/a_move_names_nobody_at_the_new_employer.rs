@@ -77,3 +77,57 @@ async fn the_old_organisation_sees_a_transfer_but_not_its_destination() {
         .unwrap();
     assert_eq!(by_admin.removal.unwrap().removed_by.unwrap().object_id, app.idp.user("admin@contoso.example").unwrap().key.object.as_str());
 }
+
+/// "Once the user links their MCID with company B, it will automatically be unlinked from
+/// company A": a Learning sign-in at the new employer moves the account there without asking
+/// for a transfer — one LINK_TRANSFERRED, the credit with it, the old side told only that it
+/// moved. Partner University keeps refusing (`on_linked_elsewhere = "refuse"`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learning_account_signed_in_at_a_new_employer_moves_there() {
+    use futures_util::StreamExt;
+    let app = TestApp::spawn().await;
+    let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
+    let certification = pb::Certification {
+        personal_account: Some(pb::AccountRef { tenant_id: jordan.tenant.as_str().into(), object_id: jordan.object.as_str().into() }),
+        certification_id: "azure-administrator-associate".into(),
+        earned_at: Some(prost_types::Timestamp { seconds: app.now().timestamp() - 86_400, nanos: 0 }),
+        ..Default::default()
+    };
+    let feed = app.client_with_token(Some(app.idp.app_token("learning-feed").unwrap())).await;
+    feed.record_certifications(futures_util::stream::iter(vec![certification])).await.unwrap();
+    let alex = app.client_for("alex@contoso.example").await;
+    let old = link(&alex, ML, "jordan@outlook.example").await.unwrap();
+    link(&alex, PU, "jordan@outlook.example").await.unwrap();
+    let watcher = app.client_with_token(Some(app.idp.app_token("partner-university").unwrap())).await;
+    let mut events = watcher.watch_link_events(0).await.unwrap();
+    for _ in 0..2 {
+        events.next().await.unwrap().unwrap();
+    }
+    let people = |credit: pb::OrganizationCredit| credit.areas.iter().find(|a| a.area_id == "infrastructure-azure").map_or(0, |a| a.people);
+    assert_eq!(people(alex.organization_credit(CONTOSO_TENANT).await.unwrap()), 1);
+
+    let casey = app.client_for("casey@fabrikam.example").await;
+    let moved = link(&casey, ML, "jordan@outlook.example").await.unwrap();
+    assert_eq!(moved.personal_account.as_ref().unwrap().object_id, jordan.object.as_str());
+    let event = events.next().await.unwrap().unwrap();
+    assert_eq!(event.r#type, pb::LinkEventType::LinkTransferred as i32, "one transfer");
+    assert_eq!((event.link.unwrap().id, event.previous_link_id), (moved.id.clone(), old.id.clone()));
+    assert_eq!(people(alex.organization_credit(CONTOSO_TENANT).await.unwrap()), 0, "the credit left Contoso");
+    assert_eq!(people(casey.organization_credit(FABRIKAM_TENANT).await.unwrap()), 1, "and reached Fabrikam");
+    let admin = app.client_for("admin@contoso.example").await;
+    let listed = admin
+        .list_all_links(pb::ListLinksRequest { organization_id: CONTOSO_TENANT.into(), include_removed: true, ..Default::default() })
+        .await
+        .unwrap();
+    let tombstone = listed.iter().find(|l| l.id == old.id).unwrap();
+    let removal = tombstone.removal.as_ref().unwrap();
+    assert_eq!((removal.reason.as_str(), removal.removed_by.as_ref()), ("transferred", None));
+    let shown = format!("{tombstone:?}");
+    assert!(!shown.contains(FABRIKAM_TENANT) && !shown.contains(&moved.id) && !shown.contains("casey"), "{shown}");
+
+    // Partner University refuses, as before, and nothing moves or is emitted.
+    assert_refused(link(&casey, PU, "jordan@outlook.example").await, tonic::Code::AlreadyExists, "ACCOUNT_LINKED_ELSEWHERE");
+    assert_eq!(alex.get_links().await.unwrap().iter().map(|l| l.kind()).collect::<Vec<_>>(), [PU]);
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), events.next()).await;
+    assert!(quiet.is_err(), "no event for a refusal: {quiet:?}");
+}

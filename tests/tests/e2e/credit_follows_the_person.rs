@@ -80,6 +80,13 @@ async fn partner_university_achievements_count_through_the_partner_university_li
     assert_eq!(recalculation(&job, Vec::new()).await.1.drifted, 0);
 }
 
+/// Learning links as Partner University's: an account linked elsewhere is refused unless the
+/// flow asks for a transfer (the tests of transfers).
+fn refuse_learning_moves(settings: &mut idlink_service::config::Settings) {
+    let learning = settings.kinds.microsoft_learning.as_mut().expect("--dev configures Learning");
+    learning.on_linked_elsewhere = Some(idlink_service::domain::OnLinkedElsewhere::Refuse);
+}
+
 async fn app_client(app: &TestApp, client_id: &str) -> IdlinkClient {
     app.client_with_token(Some(app.idp.app_token(client_id).unwrap())).await
 }
@@ -232,7 +239,7 @@ async fn recalculation_streams_every_organisation_and_repairs_exactly_the_drift(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_moves_the_link_and_its_credit_in_one_step() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(refuse_learning_moves).await;
     let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
     app_client(&app, "learning-feed")
         .await
@@ -333,7 +340,7 @@ fn by_partner(partner: &str) -> pb::GetOrganizationCreditRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_organisation_of_several_tenants_counts_its_people_across_them_each_once() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(refuse_learning_moves).await;
     let (jordan, sam) = (app.idp.user("jordan@outlook.example").unwrap().key, app.idp.user("sam@outlook.example").unwrap().key);
     let feed = app_client(&app, "learning-feed").await;
     let batch =

@@ -113,22 +113,23 @@ async fn refusals_are_localized_from_accept_language() {
 /// reused by someone else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_are_keyed_by_object_id_not_by_email() {
+    // Partner University: it refuses an account linked elsewhere (Learning would move it).
     let app = TestApp::spawn().await;
     let alex = app.client_for("alex@contoso.example").await;
     let blair = app.client_for("blair@contoso.example").await;
-    let first = link(&alex, ML, "jordan@outlook.example").await.unwrap();
+    let first = link(&alex, PU, "jordan@outlook.example").await.unwrap();
 
     // Jordan changes their alias: same oid, new email. Still linked to Alex, and nobody else
     // can take it under the new name.
     assert!(app.idp.rename_user("jordan@outlook.example", "jordan.new@outlook.example"));
-    assert_refused(link(&blair, ML, "jordan.new@outlook.example").await, Code::AlreadyExists, "ACCOUNT_LINKED_ELSEWHERE");
-    let again = link(&alex, ML, "jordan.new@outlook.example").await.unwrap();
+    assert_refused(link(&blair, PU, "jordan.new@outlook.example").await, Code::AlreadyExists, "ACCOUNT_LINKED_ELSEWHERE");
+    let again = link(&alex, PU, "jordan.new@outlook.example").await.unwrap();
     assert_eq!(again.id, first.id, "the same account, whatever its email");
 
     // A different account that now uses Jordan's old email is a different personal account.
     app.new_personal("morgan@outlook.example");
     assert!(app.idp.rename_user("morgan@outlook.example", "jordan@outlook.example"));
-    let other = link(&blair, ML, "jordan@outlook.example").await.unwrap();
+    let other = link(&blair, PU, "jordan@outlook.example").await.unwrap();
     assert_ne!(other.personal_account.unwrap().object_id, first.personal_account.unwrap().object_id);
     assert_eq!(app.integrity().await.active_links, 2);
 }
