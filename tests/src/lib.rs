@@ -191,6 +191,24 @@ impl TestApp {
         idlink_service::clock::Clock::now(&*self.clock)
     }
 
+    /// Has the Learning feed record a Microsoft Learning certification `id` of the development
+    /// account `login`, earned a day ago, never expiring.
+    pub async fn record_earned(&self, login: &str, id: &str) {
+        let personal = self.idp.user(login).unwrap().key;
+        let certification = pb::Certification {
+            personal_account: Some(pb::AccountRef {
+                tenant_id: personal.tenant.as_str().into(),
+                object_id: personal.object.as_str().into(),
+            }),
+            certification_id: id.into(),
+            earned_at: Some(prost_types::Timestamp { seconds: self.now().timestamp() - 86_400, nanos: 0 }),
+            ..Default::default()
+        };
+        let feed = self.client_with_token(Some(self.idp.app_token("learning-feed").unwrap())).await;
+        let recorded = feed.record_certifications(tokio_stream::iter(vec![certification])).await.unwrap();
+        assert_eq!(recorded.rejected, 0, "{recorded:?}");
+    }
+
     /// The `idlink` CLI, aimed at this app and its development provider.
     pub fn idlink(&self) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(daemon::idlink_binary());

@@ -118,14 +118,7 @@ async fn learning_profiles_import_by_column_name_and_the_person_reads_their_mcid
     assert!(String::from_utf8_lossy(&output.stderr).contains("personal_object_id"), "{}", String::from_utf8_lossy(&output.stderr));
 
     link(&app.client_for("alex@contoso.example").await, ML, "jordan@outlook.example").await.unwrap();
-    let certification = idlink_client::pb::Certification {
-        personal_account: Some(idlink_client::pb::AccountRef { tenant_id: jordan.tenant.as_str().into(), object_id: object.into() }),
-        certification_id: "azure-administrator-associate".into(),
-        earned_at: Some(prost_types::Timestamp { seconds: app.now().timestamp() - 86_400, nanos: 0 }),
-        ..Default::default()
-    };
-    let feed = app.client_with_token(Some(app.idp.app_token("learning-feed").unwrap())).await;
-    feed.record_certifications(futures_util::stream::iter(vec![certification])).await.unwrap();
+    app.record_earned("jordan@outlook.example", "azure-administrator-associate").await;
     let mine = idlink_json(&app, &["--user", "alex@contoso.example", "certs", "mine"]).await;
     assert_eq!(mine["mcid"], "990123456", "{mine}");
     assert_eq!(mine["certifications"][0]["title"], "Microsoft Certified: Azure Administrator Associate", "{mine}");

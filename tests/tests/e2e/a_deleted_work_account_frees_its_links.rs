@@ -21,13 +21,7 @@ fn removal(user: &idlink_service::domain::AccountKey) -> pb::RemoveWorkUserReque
 async fn a_deleted_work_account_loses_its_links_and_credit_and_frees_its_accounts() {
     let app = TestApp::spawn().await;
     let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
-    let certification = pb::Certification {
-        personal_account: Some(pb::AccountRef { tenant_id: jordan.tenant.as_str().into(), object_id: jordan.object.as_str().into() }),
-        certification_id: "azure-administrator-associate".into(),
-        earned_at: Some(prost_types::Timestamp { seconds: app.now().timestamp() - 86_400, nanos: 0 }),
-        ..Default::default()
-    };
-    app_client(&app, "learning-feed").await.record_certifications(futures_util::stream::iter(vec![certification])).await.unwrap();
+    app.record_earned("jordan@outlook.example", "azure-administrator-associate").await;
     let alex = app.client_for("alex@contoso.example").await;
     let learning = link(&alex, ML, "jordan@outlook.example").await.unwrap();
     let university = link(&alex, PU, "sam@outlook.example").await.unwrap();

@@ -87,14 +87,7 @@ async fn a_learning_account_signed_in_at_a_new_employer_moves_there() {
     use futures_util::StreamExt;
     let app = TestApp::spawn().await;
     let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
-    let certification = pb::Certification {
-        personal_account: Some(pb::AccountRef { tenant_id: jordan.tenant.as_str().into(), object_id: jordan.object.as_str().into() }),
-        certification_id: "azure-administrator-associate".into(),
-        earned_at: Some(prost_types::Timestamp { seconds: app.now().timestamp() - 86_400, nanos: 0 }),
-        ..Default::default()
-    };
-    let feed = app.client_with_token(Some(app.idp.app_token("learning-feed").unwrap())).await;
-    feed.record_certifications(futures_util::stream::iter(vec![certification])).await.unwrap();
+    app.record_earned("jordan@outlook.example", "azure-administrator-associate").await;
     let alex = app.client_for("alex@contoso.example").await;
     let old = link(&alex, ML, "jordan@outlook.example").await.unwrap();
     link(&alex, PU, "jordan@outlook.example").await.unwrap();
