@@ -211,12 +211,7 @@ pub fn people_request(
         "" => None,
         token => Some(tokens.open_people(text("page_token", token, 1024)?, &named_as(&named))?),
     };
-    let limit = match r.page_size {
-        0 => DEFAULT_PEOPLE_PAGE,
-        n if n < 0 => return Err(ApiError::InvalidArgument { field: "page_size", why: "must not be negative" }),
-        n => usize::try_from(n).unwrap_or(MAX_PEOPLE_PAGE).min(MAX_PEOPLE_PAGE),
-    };
-    Ok((named, from, limit))
+    Ok((named, from, page_size_of(r.page_size, DEFAULT_PEOPLE_PAGE, MAX_PEOPLE_PAGE)?))
 }
 
 /// The skills report's page: ids, UPNs, MCIDs and achievement ids — no personal email or name.
@@ -343,10 +338,15 @@ pub const MAX_PAGE_SIZE: usize = 200;
 
 /// A ListLinks page size: [`DEFAULT_PAGE_SIZE`] for 0, at most [`MAX_PAGE_SIZE`].
 pub fn page_limit(page_size: i32) -> Result<usize, ApiError> {
+    page_size_of(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+}
+
+/// A listing's page size: `default` for 0, at most `max`, never negative.
+fn page_size_of(page_size: i32, default: usize, max: usize) -> Result<usize, ApiError> {
     match page_size {
-        0 => Ok(DEFAULT_PAGE_SIZE),
+        0 => Ok(default),
         n if n < 0 => Err(ApiError::InvalidArgument { field: "page_size", why: "must not be negative" }),
-        n => Ok(usize::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE)),
+        n => Ok(usize::try_from(n).unwrap_or(max).min(max)),
     }
 }
 

@@ -12,7 +12,7 @@ pub(crate) use super::keys::*;
 use super::{Recorded, StoreError};
 use crate::domain::{
     AccountKey, Catalog, Certification, Credit, EventType, LearningProfile, Link, LinkEvent, LinkKind, LinkMode, LinkPlan, Mcid, NewLink,
-    Organization, REASON_WORK_ACCOUNT_DELETED, RemovePlan, TenantId, plan_link, plan_remove,
+    Organization, People, REASON_WORK_ACCOUNT_DELETED, RemovePlan, TenantId, plan_link, plan_remove,
 };
 
 /// The record types a change touches. Keys and values are bytes; see the `*_key` functions.
@@ -92,16 +92,16 @@ pub(crate) fn certs_of<K: Kv>(kv: &K, personal: &AccountKey) -> Result<Vec<Certi
     }
 }
 
-/// What a work user contributes to their organisation now: through each active link, the
-/// linked personal account's achievements of that link's source; one person in every area.
+/// What a work user contributes to their organisation now, joined across their active links
+/// exactly as a recomputation joins them ([`People`]).
 fn contribution<K: Kv>(kv: &K, catalog: &Catalog, work: &AccountKey) -> Result<Credit, K::Error> {
-    let mut credit = Credit::default();
+    let mut person = People::default();
     for kind in LinkKind::ALL {
         if let Some(link) = load_indexed(kv, Table::ByWork, &index_key(kind, work))? {
-            credit.join_person(&Credit::through(catalog, kind, &certs_of(kv, &link.personal)?));
+            person.add(catalog, &link, &certs_of(kv, &link.personal)?);
         }
     }
-    Ok(credit)
+    Ok(person.credit())
 }
 
 /// Runs `change` and moves the difference it makes to each of `people`'s contributions into
