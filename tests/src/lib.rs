@@ -191,6 +191,11 @@ impl TestApp {
         idlink_service::clock::Clock::now(&*self.clock)
     }
 
+    /// A client calling as the development provider's app `client_id` (its app-only token).
+    pub async fn app_client(&self, client_id: &str) -> IdlinkClient {
+        self.client_with_token(Some(self.idp.app_token(client_id).unwrap())).await
+    }
+
     /// Has the Learning feed record a Microsoft Learning certification `id` of the development
     /// account `login`, earned a day ago, never expiring.
     pub async fn record_earned(&self, login: &str, id: &str) {
@@ -204,7 +209,7 @@ impl TestApp {
             earned_at: Some(prost_types::Timestamp { seconds: self.now().timestamp() - 86_400, nanos: 0 }),
             ..Default::default()
         };
-        let feed = self.client_with_token(Some(self.idp.app_token("learning-feed").unwrap())).await;
+        let feed = self.app_client("learning-feed").await;
         let recorded = feed.record_certifications(tokio_stream::iter(vec![certification])).await.unwrap();
         assert_eq!(recorded.rejected, 0, "{recorded:?}");
     }

@@ -279,11 +279,28 @@ pub async fn import(client: &IdlinkClient, args: &ImportArgs, json_output: bool)
 /// (`personal_object_id` and `mcid`; `personal_tenant_id` defaults to the consumer tenant).
 fn profile_of_record(columns: &ProfileColumns, record: &csv::StringRecord) -> Result<pb::LearningProfile, (&'static str, String)> {
     let field = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or_default().trim().to_owned();
-    let tenant = Some(field(columns.tenant)).filter(|t| !t.is_empty()).unwrap_or_else(|| idlink_client::CONSUMER_TENANT.to_owned());
     Ok(pb::LearningProfile {
-        personal_account: Some(pb::AccountRef { tenant_id: tenant, object_id: field(Some(columns.object)) }),
+        personal_account: Some(personal_ref(field(columns.tenant), field(Some(columns.object)))),
         mcid: field(Some(columns.mcid)),
     })
+}
+
+/// A personal account as a file names it: the consumer tenant when the tenant is left out.
+fn personal_ref(tenant: String, object: String) -> pb::AccountRef {
+    let tenant_id = if tenant.is_empty() { idlink_client::CONSUMER_TENANT.to_owned() } else { tenant };
+    pb::AccountRef { tenant_id, object_id: object }
+}
+
+/// The position of the column a CSV header names `name` (case-insensitive, a leading
+/// byte-order mark ignored), if it has one.
+fn column(headers: &csv::StringRecord, name: &str) -> Option<usize> {
+    headers.iter().position(|h| h.trim().trim_start_matches('\u{feff}').eq_ignore_ascii_case(name))
+}
+
+/// As [`column`], for a column the file must have.
+fn required_column(headers: &csv::StringRecord, name: &str) -> anyhow::Result<usize> {
+    column(headers, name)
+        .ok_or_else(|| anyhow!("the header has no {name} column (it has: {})", headers.iter().collect::<Vec<_>>().join(", ")))
 }
 
 struct ProfileColumns {
@@ -294,21 +311,19 @@ struct ProfileColumns {
 
 impl ProfileColumns {
     fn of(headers: &csv::StringRecord) -> anyhow::Result<Self> {
-        let find = |name: &str| headers.iter().position(|h| h.trim().trim_start_matches('\u{feff}').eq_ignore_ascii_case(name));
-        let need = |name: &str| {
-            find(name).ok_or_else(|| anyhow!("the header has no {name} column (it has: {})", headers.iter().collect::<Vec<_>>().join(", ")))
-        };
-        Ok(Self { tenant: find("personal_tenant_id"), object: need("personal_object_id")?, mcid: need("mcid")? })
+        Ok(Self {
+            tenant: column(headers, "personal_tenant_id"),
+            object: required_column(headers, "personal_object_id")?,
+            mcid: required_column(headers, "mcid")?,
+        })
     }
 }
 
 fn profile_of_json(line: &str) -> Result<pb::LearningProfile, (&'static str, String)> {
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| ("MALFORMED", format!("not JSON: {e}")))?;
     let s = |ptr: &str| v.pointer(ptr).and_then(|x| x.as_str()).unwrap_or_default().to_owned();
-    let tenant =
-        Some(s("/personal_account/tenant_id")).filter(|t| !t.is_empty()).unwrap_or_else(|| idlink_client::CONSUMER_TENANT.to_owned());
     Ok(pb::LearningProfile {
-        personal_account: Some(pb::AccountRef { tenant_id: tenant, object_id: s("/personal_account/object_id") }),
+        personal_account: Some(personal_ref(s("/personal_account/tenant_id"), s("/personal_account/object_id"))),
         mcid: s("/mcid"),
     })
 }
@@ -664,13 +679,7 @@ fn users_of(path: &Path, jsonl: bool) -> anyhow::Result<Vec<(u64, pb::AccountRef
     }
     let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
     let headers = reader.headers().context("reading the header")?.clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(name))
-            .ok_or_else(|| anyhow!("the header has no {name} column"))
-    };
-    let (tenant, object) = (column("tenant_id")?, column("object_id")?);
+    let (tenant, object) = (required_column(&headers, "tenant_id")?, required_column(&headers, "object_id")?);
     for (n, record) in reader.records().enumerate() {
         let record = record.with_context(|| format!("line {}", n + 2))?;
         let field = |i: usize| record.get(i).unwrap_or_default().to_owned();

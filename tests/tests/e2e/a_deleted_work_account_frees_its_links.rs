@@ -3,14 +3,10 @@
 //! free for the next employer. For the tenant's admins and enrolment alone; idempotent.
 
 use futures_util::StreamExt;
-use idlink_client::{IdlinkClient, pb};
+use idlink_client::pb;
 use idlink_service::oidc::devidp::{CONTOSO_TENANT, FABRIKAM_TENANT};
 use idlink_tests::*;
 use tonic::Code;
-
-async fn app_client(app: &TestApp, client_id: &str) -> IdlinkClient {
-    app.client_with_token(Some(app.idp.app_token(client_id).unwrap())).await
-}
 
 fn removal(user: &idlink_service::domain::AccountKey) -> pb::RemoveWorkUserRequest {
     let user = pb::AccountRef { tenant_id: user.tenant.as_str().into(), object_id: user.object.as_str().into() };
@@ -26,7 +22,7 @@ async fn a_deleted_work_account_loses_its_links_and_credit_and_frees_its_account
     let learning = link(&alex, ML, "jordan@outlook.example").await.unwrap();
     let university = link(&alex, PU, "sam@outlook.example").await.unwrap();
     assert!(!alex.organization_credit(CONTOSO_TENANT).await.unwrap().areas.is_empty());
-    let watcher = app_client(&app, "partner-university").await;
+    let watcher = app.app_client("partner-university").await;
     let mut events = watcher.watch_link_events(0).await.unwrap();
     for _ in 0..2 {
         events.next().await.unwrap().unwrap(); // the two creations
@@ -43,9 +39,9 @@ async fn a_deleted_work_account_loses_its_links_and_credit_and_frees_its_account
         user: Some(pb::AccountRef { tenant_id: jordan.tenant.as_str().into(), object_id: jordan.object.as_str().into() }),
         ..Default::default()
     };
-    assert_refused(app_client(&app, "enrolment").await.remove_work_user(personal).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_refused(app.app_client("enrolment").await.remove_work_user(personal).await, Code::InvalidArgument, "INVALID_ARGUMENT");
 
-    let enrolment = app_client(&app, "enrolment").await;
+    let enrolment = app.app_client("enrolment").await;
     let removed = enrolment.remove_work_user(removal(&alex_key)).await.unwrap().removed;
     let mut ids: Vec<_> = removed.iter().map(|l| (l.id.clone(), l.removal.as_ref().unwrap().reason.clone())).collect();
     ids.sort();

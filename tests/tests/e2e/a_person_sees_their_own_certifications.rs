@@ -3,13 +3,9 @@
 //! Microsoft Learning account, and nobody else's, admins included. An MCID is an identifier,
 //! shown wherever the link is; the personal email never is.
 
-use idlink_client::{IdlinkClient, pb};
+use idlink_client::pb;
 use idlink_service::{domain::AccountKey, oidc::devidp::CONTOSO_TENANT};
 use idlink_tests::*;
-
-async fn app_client(app: &TestApp, client_id: &str) -> IdlinkClient {
-    app.client_with_token(Some(app.idp.app_token(client_id).unwrap())).await
-}
 
 fn account(key: &AccountKey) -> pb::AccountRef {
     pb::AccountRef { tenant_id: key.tenant.as_str().into(), object_id: key.object.as_str().into() }
@@ -50,7 +46,7 @@ async fn each_achievement_says_what_it_credits_or_why_not_and_only_to_its_owner(
     use pb::{AchievementSource::*, NotCountingReason as Why};
     let app = TestApp::spawn().await;
     let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
-    let feed = app_client(&app, "learning-feed").await;
+    let feed = app.app_client("learning-feed").await;
     let batch = vec![
         achievement(&app, &jordan, MicrosoftLearning, "azure-administrator-associate", 30, Some(400)),
         achievement(&app, &jordan, MicrosoftLearning, "azure-developer-associate", 300, Some(90)),
@@ -91,7 +87,7 @@ async fn each_achievement_says_what_it_credits_or_why_not_and_only_to_its_owner(
         assert!(other.my_certifications().await.unwrap().certifications.is_empty(), "{login} sees only their own: none");
     }
     for service in ["credit-recalculation", "partner-university", "learning-feed"] {
-        assert_refused(app_client(&app, service).await.my_certifications().await, tonic::Code::PermissionDenied, "CALLER_NOT_A_USER");
+        assert_refused(app.app_client(service).await.my_certifications().await, tonic::Code::PermissionDenied, "CALLER_NOT_A_USER");
     }
     assert_eq!(alex.my_certifications_as(account(&alex_key)).await.unwrap(), mine, "naming oneself is the same view");
 
@@ -130,7 +126,7 @@ async fn the_mcid_shows_wherever_the_link_does_and_a_later_profile_replaces_it()
     let app = TestApp::spawn().await;
     let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
     let alex_key = app.idp.user("alex@contoso.example").unwrap().key;
-    let feed = app_client(&app, "learning-feed").await;
+    let feed = app.app_client("learning-feed").await;
     let profiles = vec![
         profile(&jordan, "990123456"),
         profile(&jordan, "990123456"),
@@ -143,7 +139,7 @@ async fn the_mcid_shows_wherever_the_link_does_and_a_later_profile_replaces_it()
     let reasons: Vec<_> = recorded.rejections.iter().map(|r| (r.index, r.reason.as_str())).collect();
     assert_eq!(reasons, [(2, "INVALID_ARGUMENT"), (3, "NOT_A_PERSONAL_ACCOUNT"), (4, "INVALID_ARGUMENT")]);
     // Recording profiles is the Learning feed's alone.
-    let refused = app_client(&app, "partner-university").await.record_learning_profiles(futures_util::stream::iter(vec![])).await;
+    let refused = app.app_client("partner-university").await.record_learning_profiles(futures_util::stream::iter(vec![])).await;
     assert_refused(refused, tonic::Code::PermissionDenied, "NOT_PERMITTED");
 
     let alex = app.client_for("alex@contoso.example").await;
@@ -161,7 +157,7 @@ async fn the_mcid_shows_wherever_the_link_does_and_a_later_profile_replaces_it()
     assert_eq!(learning.mcid, "990999999");
     assert_eq!(learning.personal_account.as_ref().unwrap().email, "jordan@outlook.example", "the owner sees their email");
     let request = pb::ListLinksRequest { organization_id: CONTOSO_TENANT.into(), ..Default::default() };
-    for viewer in [app.client_for("admin@contoso.example").await, app_client(&app, "partner-university").await] {
+    for viewer in [app.client_for("admin@contoso.example").await, app.app_client("partner-university").await] {
         let listed = viewer.list_links(request.clone()).await.unwrap().links;
         let learning = listed.iter().find(|l| l.kind() == ML).unwrap();
         assert_eq!(learning.mcid, "990999999", "an admin and a Links.Read service see the MCID");

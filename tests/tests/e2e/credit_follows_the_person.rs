@@ -43,7 +43,7 @@ async fn partner_university_achievements_count_through_the_partner_university_li
     let app = TestApp::spawn().await;
     let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
     let sam = app.idp.user("sam@outlook.example").unwrap().key;
-    let feed = app_client(&app, "learning-feed").await;
+    let feed = app.app_client("learning-feed").await;
     let batch = vec![
         university(&jordan, "pu-modern-work-technical-assessment"),
         university(&jordan, "pu-modern-work-technical-assessment"),
@@ -69,7 +69,7 @@ async fn partner_university_achievements_count_through_the_partner_university_li
     // Alex's Learning account (Sam's) adds a certification in the same area: still one person.
     link(&alex, ML, "sam@outlook.example").await.unwrap();
     assert_eq!(area(&alex.organization_credit(CONTOSO_TENANT).await.unwrap(), "modern-work"), (1, 2), "one person, two achievements");
-    let job = app_client(&app, "credit-recalculation").await;
+    let job = app.app_client("credit-recalculation").await;
     let (_, summary) = recalculation(&job, Vec::new()).await;
     assert_eq!(summary.drifted, 0, "recalculation agrees");
     // "Remove access" takes exactly the Partner University link's contribution away.
@@ -87,10 +87,6 @@ fn refuse_learning_moves(settings: &mut idlink_service::config::Settings) {
     learning.on_linked_elsewhere = Some(idlink_service::domain::OnLinkedElsewhere::Refuse);
 }
 
-async fn app_client(app: &TestApp, client_id: &str) -> IdlinkClient {
-    app.client_with_token(Some(app.idp.app_token(client_id).unwrap())).await
-}
-
 fn people(credit: &pb::OrganizationCredit, area: &str) -> i64 {
     credit.areas.iter().find(|a| a.area_id == area).map_or(0, |a| a.people)
 }
@@ -100,7 +96,7 @@ async fn certifications_count_for_the_organisation_of_the_linked_person() {
     let app = TestApp::spawn().await;
     let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
     let alex_work = app.idp.user("alex@contoso.example").unwrap().key;
-    let enrolment = app_client(&app, "enrolment").await;
+    let enrolment = app.app_client("enrolment").await;
     let org = enrolment
         .upsert_organization(pb::UpsertOrganizationRequest {
             tenant_id: CONTOSO_TENANT.into(),
@@ -122,7 +118,7 @@ async fn certifications_count_for_the_organisation_of_the_linked_person() {
     assert_refused(bad, Code::InvalidArgument, "INVALID_ARGUMENT");
 
     // The feed runs ahead of the link; one of each kind of bad record.
-    let feed = app_client(&app, "learning-feed").await;
+    let feed = app.app_client("learning-feed").await;
     let batch = vec![
         certification(&jordan, "azure-administrator-associate", Some(365)),
         certification(&jordan, "azure-administrator-associate", Some(365)),
@@ -157,9 +153,9 @@ async fn certifications_count_for_the_organisation_of_the_linked_person() {
         Code::PermissionDenied,
         "NOT_PERMITTED",
     );
-    assert_eq!(app_client(&app, "credit-recalculation").await.organization_credit(CONTOSO_TENANT).await.unwrap(), credit);
+    assert_eq!(app.app_client("credit-recalculation").await.organization_credit(CONTOSO_TENANT).await.unwrap(), credit);
     assert_refused(
-        app_client(&app, "partner-university").await.organization_credit(CONTOSO_TENANT).await,
+        app.app_client("partner-university").await.organization_credit(CONTOSO_TENANT).await,
         Code::PermissionDenied,
         "NOT_PERMITTED",
     );
@@ -173,7 +169,7 @@ async fn certifications_count_for_the_organisation_of_the_linked_person() {
 /// certification.
 async fn one_certified_person_in_each_organisation() -> TestApp {
     let app = TestApp::spawn().await;
-    let feed = app_client(&app, "learning-feed").await;
+    let feed = app.app_client("learning-feed").await;
     for (work, personal) in [("alex@contoso.example", "jordan@outlook.example"), ("casey@fabrikam.example", "sam@outlook.example")] {
         let key = app.idp.user(personal).unwrap().key;
         feed.record_certifications(futures_util::stream::iter(vec![certification(&key, "m365-administrator-expert", None)])).await.unwrap();
@@ -203,7 +199,7 @@ async fn recalculating_named_organisations_answers_those_in_the_order_named() {
     app.store.overwrite_credit(&contoso, &Credit::default()).await.unwrap();
     let untouched = app.store.credit(&fabrikam).await.unwrap();
 
-    let job = app_client(&app, "credit-recalculation").await;
+    let job = app.app_client("credit-recalculation").await;
     let (organisations, summary) = recalculation(&job, vec![FABRIKAM_TENANT.into(), CONTOSO_TENANT.into()]).await;
     let answered: Vec<_> = organisations.into_iter().map(|o| (o.credit.unwrap().organization_id, !o.drift.is_empty())).collect();
     assert_eq!(answered, [(FABRIKAM_TENANT.to_owned(), false), (CONTOSO_TENANT.to_owned(), true)]);
@@ -221,7 +217,7 @@ async fn recalculation_streams_every_organisation_and_repairs_exactly_the_drift(
     wrong.add(&truth, 1);
     app.store.overwrite_credit(&fabrikam, &wrong).await.unwrap();
 
-    let job = app_client(&app, "credit-recalculation").await;
+    let job = app.app_client("credit-recalculation").await;
     let (organisations, summary) = recalculation(&job, vec![]).await;
     assert_eq!((summary.organizations, summary.drifted), (2, 1));
     let drifted: Vec<_> = organisations.iter().filter(|o| !o.drift.is_empty()).collect();
@@ -241,7 +237,7 @@ async fn recalculation_streams_every_organisation_and_repairs_exactly_the_drift(
 async fn a_transfer_moves_the_link_and_its_credit_in_one_step() {
     let app = TestApp::spawn_with(refuse_learning_moves).await;
     let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
-    app_client(&app, "learning-feed")
+    app.app_client("learning-feed")
         .await
         .record_certifications(futures_util::stream::iter(vec![certification(&jordan, "security-operations-analyst-associate", None)]))
         .await
@@ -257,7 +253,7 @@ async fn a_transfer_moves_the_link_and_its_credit_in_one_step() {
     // Two readers watch both organisations' credit while the transfer happens. Reading the
     // old organisation first, an atomic move can never show neither; reading the new one
     // first, it can never show both.
-    let reader = app_client(&app, "credit-recalculation").await;
+    let reader = app.app_client("credit-recalculation").await;
     let done = Arc::new(AtomicBool::new(false));
     let watch = |first: &'static str, second: &'static str, forbidden: (i64, i64)| {
         let (reader, done) = (reader.clone(), done.clone());
@@ -297,7 +293,7 @@ async fn a_transfer_moves_the_link_and_its_credit_in_one_step() {
     assert_eq!(casey.get_links().await.unwrap(), vec![moved.clone()]);
 
     // And the feed says so.
-    let feed = app_client(&app, "partner-university").await;
+    let feed = app.app_client("partner-university").await;
     let mut events = feed.watch_link_events(0).await.unwrap();
     let mut seen = Vec::new();
     while seen.len() < 2 {
@@ -342,7 +338,7 @@ fn by_partner(partner: &str) -> pb::GetOrganizationCreditRequest {
 async fn an_organisation_of_several_tenants_counts_its_people_across_them_each_once() {
     let app = TestApp::spawn_with(refuse_learning_moves).await;
     let (jordan, sam) = (app.idp.user("jordan@outlook.example").unwrap().key, app.idp.user("sam@outlook.example").unwrap().key);
-    let feed = app_client(&app, "learning-feed").await;
+    let feed = app.app_client("learning-feed").await;
     let batch =
         vec![certification(&jordan, "azure-administrator-associate", None), certification(&sam, "azure-administrator-associate", None)];
     feed.record_certifications(futures_util::stream::iter(batch)).await.unwrap();
@@ -350,13 +346,13 @@ async fn an_organisation_of_several_tenants_counts_its_people_across_them_each_o
     link(&alex, ML, "jordan@outlook.example").await.unwrap();
     link(&casey, ML, "sam@outlook.example").await.unwrap();
     // Two organisations of one tenant each, until Fabrikam's tenant joins Contoso's PartnerID.
-    let enrolment = app_client(&app, "enrolment").await;
+    let enrolment = app.app_client("enrolment").await;
     enrol(&enrolment, CONTOSO_TENANT, "4512345").await.unwrap();
     enrol(&enrolment, FABRIKAM_TENANT, "4599999").await.unwrap();
     assert_eq!(area(&alex.organization_credit(CONTOSO_TENANT).await.unwrap(), "infrastructure-azure"), (1, 1));
     enrol(&enrolment, FABRIKAM_TENANT, "4512345").await.unwrap();
 
-    let job = app_client(&app, "credit-recalculation").await;
+    let job = app.app_client("credit-recalculation").await;
     let whole = job.organization_credit_of(by_partner("4512345")).await.unwrap();
     assert_eq!(area(&whole, "infrastructure-azure"), (2, 2), "a person of each tenant");
     let mut tenants = vec![CONTOSO_TENANT.to_owned(), FABRIKAM_TENANT.to_owned()];

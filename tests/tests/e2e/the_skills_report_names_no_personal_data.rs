@@ -8,14 +8,10 @@ use idlink_service::oidc::devidp::{AccountType, CONTOSO_TENANT};
 use idlink_tests::*;
 use tonic::Code;
 
-async fn app_client(app: &TestApp, client_id: &str) -> IdlinkClient {
-    app.client_with_token(Some(app.idp.app_token(client_id).unwrap())).await
-}
-
 async fn enrol(app: &TestApp, tenant: &str, partner: &str) {
     let request =
         pb::UpsertOrganizationRequest { tenant_id: tenant.into(), partner_id: partner.into(), name: "org".into(), ..Default::default() };
-    app_client(app, "enrolment").await.upsert_organization(request).await.unwrap();
+    app.app_client("enrolment").await.upsert_organization(request).await.unwrap();
 }
 
 fn by_partner(partner: &str, page_size: i32) -> pb::ListOrganizationPeopleRequest {
@@ -42,7 +38,7 @@ async fn the_report_pages_through_every_tenant_and_shows_only_ids_and_achievemen
     enrol(&app, CONTOSO_TENANT, "4512345").await;
     enrol(&app, FABRIKAM_TENANT, "4599999").await;
     let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
-    let feed = app_client(&app, "learning-feed").await;
+    let feed = app.app_client("learning-feed").await;
     let account = pb::AccountRef { tenant_id: jordan.tenant.as_str().into(), object_id: jordan.object.as_str().into() };
     let earned = Some(prost_types::Timestamp { seconds: app.now().timestamp() - 86_400, nanos: 0 });
     let achievements = vec![
@@ -81,7 +77,7 @@ async fn the_report_pages_through_every_tenant_and_shows_only_ids_and_achievemen
     // Fabrikam is another organisation: its admin may not see Contoso's people.
     let fabrikam_admin = app.client_for("admin@fabrikam.example").await;
     assert_refused(fabrikam_admin.list_organization_people(by_partner("4512345", 0)).await, Code::PermissionDenied, "NOT_PERMITTED");
-    for refused in [alex.clone(), app_client(&app, "partner-university").await] {
+    for refused in [alex.clone(), app.app_client("partner-university").await] {
         assert_refused(refused.list_organization_people(by_partner("4512345", 0)).await, Code::PermissionDenied, "NOT_PERMITTED");
     }
     // Once Fabrikam's tenant joins the organisation, its admin sees everyone of it.
@@ -95,7 +91,7 @@ async fn the_report_pages_through_every_tenant_and_shows_only_ids_and_achievemen
     expected.extend((0..5).map(|n| format!("worker{n}@contoso.example")));
     expected.sort();
     assert_eq!(upns, expected, "every person once, across both tenants and both kinds");
-    for viewer in [&fabrikam_admin, &app_client(&app, "credit-recalculation").await] {
+    for viewer in [&fabrikam_admin, &app.app_client("credit-recalculation").await] {
         assert_eq!(all_people(viewer, by_partner("4512345", 500)).await.0, people, "the same report for every allowed reader");
     }
 
