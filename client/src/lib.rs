@@ -31,7 +31,15 @@ pub enum ClientError {
     /// The service refused: `reason` is stable, `message` is for a person, `retry_after`
     /// says when trying again makes sense (rate limits, outages).
     #[error("{code:?} {reason}: {message}")]
-    Rpc { code: tonic::Code, reason: String, message: String, retry_after: Option<Duration> },
+    Rpc {
+        code: tonic::Code,
+        reason: String,
+        message: String,
+        retry_after: Option<Duration>,
+        /// What the refusal names for programs (`ErrorInfo.metadata`), e.g. the field of an
+        /// `INVALID_ARGUMENT` or the `next_association_available_at` of an `ASSOCIATION_LIMITED`.
+        metadata: std::collections::BTreeMap<String, String>,
+    },
     #[error("cannot reach idlink: {0}")]
     Transport(String),
     #[error("{0}")]
@@ -78,7 +86,8 @@ impl From<tonic::Status> for ClientError {
         let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
         let message = details.localized_message().map(|m| m.message.clone()).unwrap_or_else(|| status.message().to_owned());
         let retry_after = details.retry_info().and_then(|r| r.retry_delay);
-        ClientError::Rpc { code: status.code(), reason, message, retry_after }
+        let metadata = details.error_info().map(|i| i.metadata.clone().into_iter().collect()).unwrap_or_default();
+        ClientError::Rpc { code: status.code(), reason, message, retry_after, metadata }
     }
 }
 
@@ -341,8 +350,12 @@ impl IdlinkClient {
 
     /// The caller's active links.
     pub async fn get_links(&self) -> Result<Vec<pb::Link>> {
-        let response = self.call(true, rpc!(self.links, get_links, self.request(pb::GetLinksRequest::default()))).await?;
-        Ok(response.links)
+        Ok(self.my_links().await?.links)
+    }
+
+    /// The caller's active links, and when each kind that limits associations allows their next.
+    pub async fn my_links(&self) -> Result<pb::GetLinksResponse> {
+        self.call(true, rpc!(self.links, get_links, self.request(pb::GetLinksRequest::default()))).await
     }
 
     pub async fn get_links_of(&self, user: pb::AccountRef) -> Result<Vec<pb::Link>> {

@@ -67,6 +67,8 @@ pub fn dev_settings(idp_base: &str, clients: &[DevClient], listen: SocketAddr, d
         client_secret: SecretString::from(client.client_secret.clone()),
         redirect_uris: client.redirect_uris.clone(),
         on_linked_elsewhere: None,
+        associations_per_year: None,
+        days_between_associations: None,
     };
     Settings {
         listen,

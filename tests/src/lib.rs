@@ -353,6 +353,15 @@ pub fn assert_refused_in<T: std::fmt::Debug>(
     }
 }
 
+/// For tests that relink or move one personal account on purpose and are not about the limit
+/// on associations: Microsoft Learning without it (`--dev` keeps Partner Center's three a
+/// year, 30 days apart).
+pub fn without_association_limit(settings: &mut idlink_service::config::Settings) {
+    let learning = settings.kinds.microsoft_learning.as_mut().expect("--dev configures Learning");
+    learning.associations_per_year = Some(0);
+    learning.days_between_associations = Some(0);
+}
+
 pub const ML: pb::LinkKind = pb::LinkKind::MicrosoftLearning;
 pub const PU: pb::LinkKind = pb::LinkKind::PartnerUniversity;
 

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::{
     cli::{Cli, LinkCommand},
     credentials::{account, connect, request_id},
-    output::{link_json, link_line, print_link},
+    output::{kind_name, link_json, link_line, print_link},
 };
 
 pub(super) async fn run(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> {
@@ -46,6 +46,7 @@ pub(super) async fn run(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> 
             print_link(cli, &client.complete_link(pb::CompleteLinkRequest { request_id: request_id(cli), ..request }).await?);
         }
         LinkCommand::List { org, of, kind, include_removed } => {
+            let mut next_associations = Vec::new();
             let links = match (org, of) {
                 (Some(org), _) => {
                     let kind = kind.as_deref().map(parse_kind).transpose()?.map_or(0, |k| k as i32);
@@ -59,14 +60,29 @@ pub(super) async fn run(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> 
                         .await?
                 }
                 (None, Some(of)) => client.get_links_of(account(of)?).await?,
-                (None, None) => client.get_links().await?,
+                (None, None) => {
+                    let mine = client.my_links().await?;
+                    next_associations = mine.next_associations;
+                    mine.links
+                }
             };
+            let next_at =
+                |n: &pb::NextAssociation| n.next_association_available_at.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0));
             if cli.json {
-                println!("{}", json!({"links": links.iter().map(link_json).collect::<Vec<_>>()}));
+                let next: Vec<_> = next_associations
+                    .iter()
+                    .map(|n| json!({"kind": kind_name(n.kind), "next_association_available_at": next_at(n).map(|t| t.to_rfc3339())}))
+                    .collect();
+                println!("{}", json!({"links": links.iter().map(link_json).collect::<Vec<_>>(), "next_associations": next}));
             } else if links.is_empty() {
                 println!("No linked accounts.");
             } else {
                 links.iter().for_each(|l| println!("{}", link_line(l)));
+            }
+            if !cli.json {
+                for (n, at) in next_associations.iter().filter_map(|n| next_at(n).map(|at| (n, at))) {
+                    println!("{:<20} next association available on {}", kind_name(n.kind), at.format("%Y-%m-%d %H:%M UTC"));
+                }
             }
         }
         LinkCommand::Remove { kind, of, reason } => {

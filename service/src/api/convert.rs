@@ -309,7 +309,7 @@ pub fn begin_request(r: &pb::BeginLinkRequest) -> Result<BeginRequest<'_>, ApiEr
         kind: kind(r.kind)?,
         redirect_uri: text("redirect_uri", &r.redirect_uri, 2048)?,
         login_hint: optional_text("login_hint", r.login_hint.as_deref(), 256)?,
-        mode: LinkMode { replace_existing: r.replace_existing, transfer: r.transfer },
+        mode: LinkMode { replace_existing: r.replace_existing, transfer: r.transfer, ..LinkMode::default() },
     })
 }
 
@@ -387,6 +387,18 @@ pub fn begun(begun: Begun) -> pb::BeginLinkResponse {
 
 pub fn links(links: &[Link], viewer: &Principal) -> Vec<pb::Link> {
     links.iter().map(|l| link(l, viewer)).collect()
+}
+
+/// GetLinks' answer: the links as `viewer` may see them, and the owner's next associations.
+pub fn links_of(of: &crate::linking::LinksOf, viewer: &Principal) -> pb::GetLinksResponse {
+    pb::GetLinksResponse {
+        links: links(&of.links, viewer),
+        next_associations: of
+            .next_associations
+            .iter()
+            .map(|(kind, at)| pb::NextAssociation { kind: kind_to_proto(*kind) as i32, next_association_available_at: at.map(timestamp) })
+            .collect(),
+    }
 }
 
 pub fn link_page(

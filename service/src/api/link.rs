@@ -50,8 +50,8 @@ impl LinkService for LinkApi {
 
     async fn get_links(&self, request: Request<pb::GetLinksRequest>) -> Result<Response<pb::GetLinksResponse>, Status> {
         respond(request, async |actor, r| {
-            let links = self.linker.links_of(&actor, convert::named_user(r.user.as_ref())?).await?;
-            Ok(pb::GetLinksResponse { links: convert::links(&links, &actor.principal) })
+            let links = self.linker.links_of(&actor, convert::named_user(r.user.as_ref())?, self.clock.now()).await?;
+            Ok(convert::links_of(&links, &actor.principal))
         })
         .await
     }

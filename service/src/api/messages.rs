@@ -368,8 +368,29 @@ pub const ORGANIZATION_FULL: Reason = reason(
     ],
 );
 
+/// Said when the cool-off since the last association has not passed; `{days}` and `{date}`
+/// are filled in (`status.rs`).
+pub const ASSOCIATION_LIMITED: Reason = reason(
+    "ASSOCIATION_LIMITED",
+    Code::FailedPrecondition,
+    [
+        "You've attempted to associate with a partner organization. However, we require a period of {days} days between associations. Your next available date for a subsequent association is {date}.",
+        "Vous avez tenté de vous associer à une organisation partenaire. Toutefois, un délai de {days} jours est requis entre deux associations. Votre prochaine date disponible pour une nouvelle association est le {date}.",
+        "파트너 조직과의 연결을 시도했습니다. 그러나 연결 사이에는 {days}일의 기간이 필요합니다. 다음 연결이 가능한 날짜는 {date}입니다.",
+    ],
+);
+
+/// [`ASSOCIATION_LIMITED`]'s text when the associations of the year are used up; `{count}`
+/// and `{date}` are filled in.
+pub const ASSOCIATIONS_PER_YEAR_USED: [&str; 3] = [
+    "You've attempted to associate with a partner organization. However, only {count} associations are allowed each year. Your next available date for a subsequent association is {date}.",
+    "Vous avez tenté de vous associer à une organisation partenaire. Toutefois, seules {count} associations sont autorisées par an. Votre prochaine date disponible pour une nouvelle association est le {date}.",
+    "파트너 조직과의 연결을 시도했습니다. 그러나 연결은 1년에 {count}번만 허용됩니다. 다음 연결이 가능한 날짜는 {date}입니다.",
+];
+
 /// Every reason, once.
 pub const ALL: &[&Reason] = &[
+    &ASSOCIATION_LIMITED,
     &UNKNOWN_CERTIFICATION,
     &SOURCE_NOT_RECOGNISED,
     &ORGANIZATION_NOT_FOUND,

@@ -6,11 +6,12 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Datelike, Utc};
 use tonic::{Code, Status, metadata::MetadataMap};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::messages::{self, Reason};
-use crate::{domain::DomainError, linking::LinkingError, oidc::AuthError, oidc::OidcError, store::StoreError};
+use crate::{domain::DomainError, domain::LimitMet, linking::LinkingError, oidc::AuthError, oidc::OidcError, store::StoreError};
 
 pub const ERROR_DOMAIN: &str = "idlink";
 
@@ -86,6 +87,68 @@ impl Locale {
             Locale::Ko => "ko-KR",
         }
     }
+
+    fn index(self) -> usize {
+        match self {
+            Locale::En => 0,
+            Locale::Fr => 1,
+            Locale::Ko => 2,
+        }
+    }
+
+    /// A day as the locale writes it in prose: "March 3, 2027", "3 mars 2027", "2027년 3월 3일".
+    pub fn date(self, at: DateTime<Utc>) -> String {
+        const EN: [&str; 12] =
+            ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+        const FR: [&str; 12] =
+            ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"];
+        let (year, month, day) = (at.year(), at.month0() as usize, at.day());
+        match self {
+            Locale::En => format!("{} {day}, {year}", EN[month]),
+            // "1er" for the first of the month, as French writes dates.
+            Locale::Fr if day == 1 => format!("1er {} {year}", FR[month]),
+            Locale::Fr => format!("{day} {} {year}", FR[month]),
+            Locale::Ko => format!("{year}년 {}월 {day}일", month + 1),
+        }
+    }
+}
+
+/// The localized text of a refusal, with what it names filled in.
+fn localized(err: &ApiError, refusal: &Reason, locale: Locale) -> String {
+    match err {
+        ApiError::Linking(LinkingError::Domain(DomainError::AssociationLimited { next_allowed, met, .. }))
+        | ApiError::Linking(LinkingError::Store(StoreError::Domain(DomainError::AssociationLimited { next_allowed, met, .. }))) => {
+            let date = locale.date(*next_allowed);
+            match met {
+                LimitMet::CoolOff { days } => refusal.text[locale.index()].replace("{days}", &days.to_string()),
+                LimitMet::PerYear { count } => messages::ASSOCIATIONS_PER_YEAR_USED[locale.index()].replace("{count}", &count.to_string()),
+            }
+            .replace("{date}", &date)
+        }
+        _ => refusal.text[locale.index()].to_owned(),
+    }
+}
+
+/// What a refusal names for programs (`ErrorInfo.metadata`).
+fn error_metadata(err: &ApiError) -> HashMap<String, String> {
+    let mut metadata = HashMap::new();
+    match err {
+        ApiError::InvalidArgument { field, .. } => {
+            metadata.insert("field".to_owned(), (*field).to_owned());
+        }
+        ApiError::Linking(LinkingError::Domain(DomainError::AssociationLimited { kind, next_allowed, met }))
+        | ApiError::Linking(LinkingError::Store(StoreError::Domain(DomainError::AssociationLimited { kind, next_allowed, met }))) => {
+            metadata.insert("kind".to_owned(), kind.to_string());
+            metadata.insert("next_association_available_at".to_owned(), next_allowed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            let limit = match met {
+                LimitMet::CoolOff { .. } => "days_between_associations",
+                LimitMet::PerYear { .. } => "associations_per_year",
+            };
+            metadata.insert("limit".to_owned(), limit.to_owned());
+        }
+        _ => {}
+    }
+    metadata
 }
 
 fn describe(err: &ApiError) -> &'static Reason {
@@ -162,6 +225,7 @@ fn describe_domain(err: &DomainError) -> &'static Reason {
         DomainError::OrganizationNotFound => &messages::ORGANIZATION_NOT_FOUND,
         DomainError::OrganizationFull { .. } => &messages::ORGANIZATION_FULL,
         DomainError::RedirectUriMismatch => &messages::REDIRECT_URI_MISMATCH,
+        DomainError::AssociationLimited { .. } => &messages::ASSOCIATION_LIMITED,
     }
 }
 
@@ -183,17 +247,8 @@ pub fn to_status(err: &ApiError, locale: Locale) -> Status {
     } else {
         tracing::debug!(reason = refusal.name, error = %err, "request refused");
     }
-    let mut metadata = HashMap::new();
-    if let ApiError::InvalidArgument { field, .. } = err {
-        metadata.insert("field".to_owned(), (*field).to_owned());
-    }
-    let text = refusal.text[match locale {
-        Locale::En => 0,
-        Locale::Fr => 1,
-        Locale::Ko => 2,
-    }];
-    let mut details = ErrorDetails::with_error_info(refusal.name, ERROR_DOMAIN, metadata);
-    details.set_localized_message(locale.tag(), text);
+    let mut details = ErrorDetails::with_error_info(refusal.name, ERROR_DOMAIN, error_metadata(err));
+    details.set_localized_message(locale.tag(), localized(err, refusal, locale));
     match err {
         ApiError::Linking(LinkingError::RateLimited { retry_after_seconds }) | ApiError::RequestIdsExhausted { retry_after_seconds } => {
             details.set_retry_info(Some(std::time::Duration::from_secs(*retry_after_seconds)));
@@ -209,7 +264,7 @@ pub fn to_status(err: &ApiError, locale: Locale) -> Status {
     // The developer-facing message is the English text plus the field, never internals.
     let message = match err {
         ApiError::InvalidArgument { field, why } => format!("{field}: {why}"),
-        _ => refusal.text[0].to_owned(),
+        _ => localized(err, refusal, Locale::En),
     };
     Status::with_error_details(refusal.code, message, details)
 }
@@ -291,6 +346,43 @@ mod tests {
                 assert!(!text.contains(construction), "{} builds a Status ({construction})", file.display());
             }
         }
+    }
+
+    #[test]
+    fn a_limited_association_names_its_date_in_each_language() {
+        let next_allowed: DateTime<Utc> = "2027-03-01T08:30:00Z".parse().unwrap();
+        let kind = crate::domain::LinkKind::MicrosoftLearning;
+        let cool_off = ApiError::from(DomainError::AssociationLimited { kind, next_allowed, met: LimitMet::CoolOff { days: 30 } });
+        let said = |err: &ApiError, locale| {
+            let status = to_status(err, locale);
+            assert_eq!(status.code(), Code::FailedPrecondition);
+            let details = status.get_error_details();
+            let info = details.error_info().unwrap();
+            assert_eq!(info.reason, "ASSOCIATION_LIMITED");
+            assert_eq!(info.metadata["next_association_available_at"], "2027-03-01T08:30:00Z");
+            assert_eq!(info.metadata["kind"], "microsoft_learning");
+            (details.localized_message().unwrap().message.clone(), info.metadata["limit"].clone())
+        };
+        assert_eq!(
+            said(&cool_off, Locale::En),
+            (
+                "You've attempted to associate with a partner organization. However, we require a period of 30 days between \
+                 associations. Your next available date for a subsequent association is March 1, 2027."
+                    .to_owned(),
+                "days_between_associations".to_owned()
+            )
+        );
+        assert!(said(&cool_off, Locale::Fr).0.ends_with("est le 1er mars 2027."), "{:?}", said(&cool_off, Locale::Fr));
+        assert!(said(&cool_off, Locale::Fr).0.contains("un délai de 30 jours"));
+        assert!(said(&cool_off, Locale::Ko).0.contains("30일의 기간") && said(&cool_off, Locale::Ko).0.contains("2027년 3월 1일입니다"));
+        let yearly = ApiError::from(DomainError::AssociationLimited { kind, next_allowed, met: LimitMet::PerYear { count: 3 } });
+        let (english, limit) = said(&yearly, Locale::En);
+        assert!(english.contains("only 3 associations are allowed each year") && english.ends_with("is March 1, 2027."), "{english}");
+        assert_eq!(limit, "associations_per_year");
+        assert!(said(&yearly, Locale::Fr).0.contains("seules 3 associations"));
+        assert!(said(&yearly, Locale::Ko).0.contains("1년에 3번"));
+        assert_eq!(Locale::Fr.date("2027-11-23T00:00:00Z".parse().unwrap()), "23 novembre 2027");
+        assert_eq!(Locale::En.date("2027-12-31T23:59:59Z".parse().unwrap()), "December 31, 2027", "the day in UTC");
     }
 
     #[test]

@@ -119,11 +119,25 @@ impl Settings {
                             client_id: c.client_id.clone(),
                             client_secret: c.client_secret.clone(),
                             redirect_uris: c.redirect_uris.clone(),
-                            on_linked_elsewhere: c.on_linked_elsewhere.unwrap_or(crate::domain::OnLinkedElsewhere::default_for(kind)),
+                            rules: c.rules(kind),
                         },
                     )
                 })
             })
             .collect()
+    }
+}
+
+impl super::KindConfig {
+    /// The kind's rules: what is set here, Partner Center's documented defaults for the rest.
+    fn rules(&self, kind: LinkKind) -> crate::domain::KindRules {
+        let defaults = crate::domain::KindRules::default_for(kind);
+        crate::domain::KindRules {
+            on_linked_elsewhere: self.on_linked_elsewhere.unwrap_or(defaults.on_linked_elsewhere),
+            limit: crate::domain::AssociationLimit {
+                per_year: self.associations_per_year.unwrap_or(defaults.limit.per_year),
+                days_between: self.days_between_associations.unwrap_or(defaults.limit.days_between),
+            },
+        }
     }
 }

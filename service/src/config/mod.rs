@@ -176,6 +176,14 @@ pub struct KindConfig {
     /// "move" or "refuse"; unset: move for Microsoft Learning, refuse for Partner University.
     #[serde(default)]
     pub on_linked_elsewhere: Option<crate::domain::OnLinkedElsewhere>,
+    /// Associations a personal account may make in 365 days (0: no limit); unset: 3 for
+    /// Microsoft Learning, none for Partner University.
+    #[serde(default)]
+    pub associations_per_year: Option<u32>,
+    /// Days a personal account waits between associations (0: none); unset: 30 for Microsoft
+    /// Learning, none for Partner University.
+    #[serde(default)]
+    pub days_between_associations: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

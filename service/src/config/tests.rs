@@ -105,16 +105,37 @@ fn redis_settings_are_checked_and_the_password_stays_out_of_the_url() {
 
 #[test]
 fn an_account_linked_elsewhere_moves_for_learning_unless_configured_to_refuse() {
-    use crate::domain::{LinkKind, LinkMode, OnLinkedElsewhere};
+    use crate::domain::{KindRules, LinkKind, LinkMode, OnLinkedElsewhere};
     let kinds = load(&[]).unwrap().kinds();
-    assert_eq!(kinds[0].1.on_linked_elsewhere, OnLinkedElsewhere::Move, "the documented default for Learning");
+    assert_eq!(kinds[0].1.rules.on_linked_elsewhere, OnLinkedElsewhere::Move, "the documented default for Learning");
     let refusing = load(&[("IDLINK_KINDS__MICROSOFT_LEARNING__ON_LINKED_ELSEWHERE", "refuse")]).unwrap().kinds();
-    assert_eq!(refusing[0].1.on_linked_elsewhere, OnLinkedElsewhere::Refuse);
+    assert_eq!(refusing[0].1.rules.on_linked_elsewhere, OnLinkedElsewhere::Refuse);
     assert!(load(&[("IDLINK_KINDS__MICROSOFT_LEARNING__ON_LINKED_ELSEWHERE", "steal")]).is_err(), "an unknown rule is refused");
     assert_eq!(OnLinkedElsewhere::default_for(LinkKind::PartnerUniversity), OnLinkedElsewhere::Refuse);
     // Refusing still lets a flow begun with `transfer` move the account.
-    let begun = LinkMode { transfer: true, replace_existing: false };
-    assert!(OnLinkedElsewhere::Refuse.applied_to(begun).transfer);
-    assert!(!OnLinkedElsewhere::Refuse.applied_to(LinkMode::default()).transfer);
-    assert!(OnLinkedElsewhere::Move.applied_to(LinkMode::default()).transfer);
+    let begun = LinkMode { transfer: true, ..LinkMode::default() };
+    let refuse = KindRules { on_linked_elsewhere: OnLinkedElsewhere::Refuse, ..KindRules::default_for(LinkKind::MicrosoftLearning) };
+    assert!(refuse.applied_to(begun).transfer);
+    assert!(!refuse.applied_to(LinkMode::default()).transfer);
+    assert!(KindRules::default_for(LinkKind::MicrosoftLearning).applied_to(LinkMode::default()).transfer);
+}
+
+#[test]
+fn learning_limits_associations_as_partner_center_documents_unless_configured() {
+    use crate::domain::{AssociationLimit, LinkKind};
+    let kinds = load(&[]).unwrap().kinds();
+    assert_eq!(kinds[0].0, LinkKind::MicrosoftLearning);
+    assert_eq!(kinds[0].1.rules.limit, AssociationLimit { per_year: 3, days_between: 30 }, "three a year, 30 days apart");
+    assert!(AssociationLimit::default_for(LinkKind::PartnerUniversity).is_none());
+    let set = load(&[
+        ("IDLINK_KINDS__MICROSOFT_LEARNING__ASSOCIATIONS_PER_YEAR", "0"),
+        ("IDLINK_KINDS__MICROSOFT_LEARNING__DAYS_BETWEEN_ASSOCIATIONS", "7"),
+    ])
+    .unwrap()
+    .kinds();
+    assert_eq!(set[0].1.rules.limit, AssociationLimit { per_year: 0, days_between: 7 });
+    // Beyond what a record keeps, start-up refuses the file, naming the key.
+    let too_many = load(&[("IDLINK_KINDS__MICROSOFT_LEARNING__ASSOCIATIONS_PER_YEAR", "101")]).unwrap().kinds();
+    let err = crate::oidc::AssociationClient::check_settings(LinkKind::MicrosoftLearning, &too_many[0].1, false).unwrap_err();
+    assert!(err.to_string().contains("associations_per_year"), "{err}");
 }

@@ -40,6 +40,8 @@ pub enum DomainError {
     OrganizationNotFound,
     #[error("an organisation holds at most {max} tenants")]
     OrganizationFull { max: usize },
+    #[error("the {kind} association limit ({met:?}) allows the next association from {next_allowed}")]
+    AssociationLimited { kind: LinkKind, next_allowed: chrono::DateTime<chrono::Utc>, met: super::LimitMet },
 }
 
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;

@@ -72,11 +72,15 @@ pub struct NewLink {
     pub profile: PersonalProfile,
 }
 
-/// What the work user asked for when beginning the flow.
+/// What the work user asked for when beginning the flow, and the limit on associations the
+/// completion is held to (set from the kind's rules when it completes, never stored with the
+/// flow; none by default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkMode {
     pub replace_existing: bool,
     pub transfer: bool,
+    #[serde(skip)]
+    pub limit: super::AssociationLimit,
 }
 
 /// What a completion does when the personal account is actively linked to another work user
@@ -98,11 +102,25 @@ impl OnLinkedElsewhere {
             LinkKind::PartnerUniversity => Self::Refuse,
         }
     }
+}
+
+/// A kind's association rules (`[kinds.<kind>]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindRules {
+    pub on_linked_elsewhere: OnLinkedElsewhere,
+    pub limit: super::AssociationLimit,
+}
+
+impl KindRules {
+    /// Partner Center's documented rules for the kind.
+    pub fn default_for(kind: LinkKind) -> Self {
+        Self { on_linked_elsewhere: OnLinkedElsewhere::default_for(kind), limit: super::AssociationLimit::default_for(kind) }
+    }
 
     /// The mode a completion runs with: the one the flow was begun with, moving when the kind
-    /// says so.
+    /// says so, held to the kind's limit.
     pub fn applied_to(self, begun: LinkMode) -> LinkMode {
-        LinkMode { transfer: begun.transfer || self == Self::Move, ..begun }
+        LinkMode { transfer: begun.transfer || self.on_linked_elsewhere == OnLinkedElsewhere::Move, limit: self.limit, ..begun }
     }
 }
 

@@ -9,7 +9,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::{
     domain::{
-        AccountKey, DomainError, Flow, Link, LinkKind, LinkMode, NewLink, Operation, Principal, REASON_USER_REQUEST, StateHash, TenantId,
+        AccountKey, Associations, DomainError, Flow, Link, LinkKind, LinkMode, NewLink, Operation, Principal, REASON_USER_REQUEST,
+        StateHash, TenantId,
     },
     limits::BeginLimiter,
     oidc::{AssociationClient, Callback, OidcError},
@@ -118,6 +119,13 @@ pub struct RemoveRequest<'a> {
     pub etag: Option<&'a str>,
 }
 
+/// A work user's active links, and for each kind that limits associations when the personal
+/// account they linked last may be associated again (`None`: now); only for the user themself.
+pub struct LinksOf {
+    pub links: Vec<Link>,
+    pub next_associations: Vec<(LinkKind, Option<DateTime<Utc>>)>,
+}
+
 pub struct Linker {
     store: DynStore,
     kinds: HashMap<LinkKind, AssociationClient>,
@@ -214,7 +222,7 @@ impl Linker {
             profile: personal.profile,
         };
         let span = tracing::info_span!("store.link", kind = %new.kind, link_id = tracing::field::Empty);
-        let mode = client.on_linked_elsewhere().applied_to(flow.mode);
+        let mode = client.rules().applied_to(flow.mode);
         let link = tracing::Instrument::instrument(self.store.link(new, mode, now), span.clone()).await?;
         span.record("link_id", link.id.as_str());
         Ok(self.with_mcids(vec![link]).await?.remove(0))
@@ -235,11 +243,36 @@ impl Linker {
         Ok(links)
     }
 
-    /// The active links of the work user `named` (the caller when it names nobody).
-    pub async fn links_of(&self, actor: &Actor, named: Option<AccountKey>) -> Result<Vec<Link>> {
+    /// The active links of the work user `named` (the caller when it names nobody), and for the
+    /// work user themself when they may next associate each kind that limits it.
+    pub async fn links_of(&self, actor: &Actor, named: Option<AccountKey>, now: DateTime<Utc>) -> Result<LinksOf> {
         let user = actor.principal.subject(named)?;
         actor.authorize(Operation::GetLinks { of: &user })?;
-        self.with_mcids(self.store.active_links(&user).await?).await
+        let links = self.with_mcids(self.store.active_links(&user).await?).await?;
+        let mut next_associations = Vec::new();
+        if actor.principal.user() == Some(&user) {
+            for kind in LinkKind::ALL {
+                let Some(client) = self.kinds.get(&kind) else { continue };
+                let limit = client.rules().limit;
+                if limit.is_none() {
+                    continue;
+                }
+                let active = links.iter().find(|l| l.kind == kind);
+                let personal = match active {
+                    Some(link) => Some(link.personal.clone()),
+                    None => self.store.last_removed(kind, &user).await?.map(|tombstone| tombstone.personal),
+                };
+                let next = match personal {
+                    Some(personal) => {
+                        let history = Associations::recorded_or_held(self.store.associations(kind, &personal).await?, active);
+                        limit.next_allowed(&history).map(|(at, _)| at).filter(|at| *at > now)
+                    }
+                    None => None,
+                };
+                next_associations.push((kind, next));
+            }
+        }
+        Ok(LinksOf { links, next_associations })
     }
 
     /// "Remove access" to the `kind` link of the work user `named` (the caller when it names

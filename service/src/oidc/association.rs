@@ -61,7 +61,7 @@ pub struct KindSettings {
     pub client_id: String,
     pub client_secret: SecretString,
     pub redirect_uris: Vec<String>,
-    pub on_linked_elsewhere: crate::domain::OnLinkedElsewhere,
+    pub rules: crate::domain::KindRules,
 }
 
 /// What BeginLink hands out and what the flow must remember. The verifier and nonce are
@@ -129,6 +129,16 @@ impl AssociationClient {
         if settings.redirect_uris.is_empty() {
             return Err(OidcError::Config { detail: format!("kinds.{kind}.redirect_uris is empty") });
         }
+        let limit = settings.rules.limit;
+        if limit.per_year > crate::domain::MAX_PER_YEAR || limit.days_between > crate::domain::MAX_DAYS_BETWEEN {
+            return Err(OidcError::Config {
+                detail: format!(
+                    "kinds.{kind}: associations_per_year is at most {} and days_between_associations at most {}",
+                    crate::domain::MAX_PER_YEAR,
+                    crate::domain::MAX_DAYS_BETWEEN
+                ),
+            });
+        }
         for uri in &settings.redirect_uris {
             let scheme_ok = match url::Url::parse(uri).map(|u| u.scheme().to_owned()) {
                 Ok(scheme) => scheme == "https" || (scheme == "http" && allow_insecure_http),
@@ -169,9 +179,10 @@ impl AssociationClient {
         })
     }
 
-    /// What a completion of this kind does with an account linked elsewhere.
-    pub fn on_linked_elsewhere(&self) -> crate::domain::OnLinkedElsewhere {
-        self.settings.on_linked_elsewhere
+    /// What a completion of this kind does with an account linked elsewhere, and the limit on
+    /// associations it is held to.
+    pub fn rules(&self) -> crate::domain::KindRules {
+        self.settings.rules
     }
 
     pub fn issuer(&self) -> &str {

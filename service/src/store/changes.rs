@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 pub(crate) use super::keys::*;
 use super::{Recorded, StoreError};
 use crate::domain::{
-    AccountKey, Catalog, Certification, Credit, EventType, LearningProfile, Link, LinkEvent, LinkKind, LinkMode, LinkPlan, Mcid, NewLink,
-    Organization, People, REASON_WORK_ACCOUNT_DELETED, RemovePlan, TenantId, plan_link, plan_remove,
+    AccountKey, Associations, Catalog, Certification, Credit, EventType, LearningProfile, Link, LinkEvent, LinkKind, LinkMode, LinkPlan,
+    Mcid, NewLink, Organization, People, REASON_WORK_ACCOUNT_DELETED, RemovePlan, TenantId, plan_link, plan_remove,
 };
 
 /// The record types a change touches. Keys and values are bytes; see the `*_key` functions.
@@ -43,6 +43,35 @@ pub(crate) enum Table {
     PartnerTenants,
     /// (expiry time, personal account, certification id) → () (ordered).
     Expiry,
+    /// (kind, personal account) → its [`Associations`] of the last year.
+    Associations,
+}
+
+impl Table {
+    /// Every table, in declaration order (`table as usize` is its position).
+    pub(crate) const ALL: [Table; 13] = [
+        Table::Links,
+        Table::ByWork,
+        Table::ByPersonal,
+        Table::LastRemoved,
+        Table::ByTenant,
+        Table::ActiveByTenant,
+        Table::Certs,
+        Table::Credit,
+        Table::Profiles,
+        Table::Orgs,
+        Table::PartnerTenants,
+        Table::Expiry,
+        Table::Associations,
+    ];
+}
+
+#[cfg(test)]
+#[test]
+fn every_table_is_listed_at_its_position() {
+    for (position, table) in Table::ALL.iter().enumerate() {
+        assert_eq!(*table as usize, position, "{table:?}");
+    }
 }
 
 /// One transaction of a backend. A change may be run more than once (conflicts), so it
@@ -163,6 +192,12 @@ pub(crate) fn link<K: Kv>(kv: &K, catalog: &Catalog, new: &NewLink, mode: LinkMo
     let of_personal = load_indexed(kv, Table::ByPersonal, &index_key(new.kind, &new.personal))?;
     let plan = plan_link(new.clone(), mode, of_work.as_ref(), of_personal.as_ref(), now).map_err(StoreError::from)?;
     if let LinkPlan::Create { create, retire: old } = &plan {
+        // A new link is an association of its personal account, within the kind's limit.
+        let key = index_key(new.kind, &new.personal);
+        let mut history = Associations::recorded_or_held(recorded_associations(kv, &key)?, of_personal.as_ref());
+        mode.limit.check(new.kind, &history, now).map_err(StoreError::from)?;
+        history.record(now);
+        kv.insert(Table::Associations, &key, &encode(&history)?)?;
         for old in old {
             retire(kv, catalog, old)?;
         }
@@ -181,6 +216,11 @@ pub(crate) fn link<K: Kv>(kv: &K, catalog: &Catalog, new: &NewLink, mode: LinkMo
     Ok(match plan {
         LinkPlan::Unchanged(link) | LinkPlan::Create { create: link, .. } => link,
     })
+}
+
+/// The associations recorded for this (kind, personal account) [`index_key`].
+pub(crate) fn recorded_associations<K: Kv>(kv: &K, key: &[u8]) -> Result<Option<Associations>, K::Error> {
+    Ok(kv.get(Table::Associations, key)?.map(|bytes| decode(bytes.as_ref())).transpose()?)
 }
 
 /// What a removal asks for: the `kind` link of `work`, removed by `by` for `reason`, when it

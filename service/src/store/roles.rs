@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 
 use super::{IntegrityReport, LinkPage, ListQuery, Recomputed, Recorded, RequestQuota, Reservation, Result, StoredOutcome};
 use crate::domain::{
-    AccountKey, Certification, Credit, LearningProfile, Link, LinkEvent, LinkKind, LinkMode, Mcid, NewLink, Organization, PartnerId,
-    SealedFlow, StateHash, TenantId,
+    AccountKey, Associations, Certification, Credit, LearningProfile, Link, LinkEvent, LinkKind, LinkMode, Mcid, NewLink, Organization,
+    PartnerId, SealedFlow, StateHash, TenantId,
 };
 
 /// Pending association flows.
@@ -53,6 +53,10 @@ pub trait LinkStore: Send + Sync {
 
     /// The work user's latest removed link of this kind (their last tombstone), if any.
     async fn last_removed(&self, kind: LinkKind, work: &AccountKey) -> Result<Option<Link>>;
+
+    /// The associations recorded for this personal account and kind in the last year (`None`
+    /// when none were recorded: its links, if any, predate the records).
+    async fn associations(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Associations>>;
 
     /// The active link holding this personal account for this kind.
     async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>>;

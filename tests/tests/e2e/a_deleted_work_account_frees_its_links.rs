@@ -61,8 +61,12 @@ async fn a_deleted_work_account_loses_its_links_and_credit_and_frees_its_account
     assert!(enrolment.remove_work_user(removal(&alex_key)).await.unwrap().removed.is_empty());
     assert!(app.client_for("admin@contoso.example").await.remove_work_user(removal(&alex_key)).await.unwrap().removed.is_empty());
 
-    // The freed accounts link to the next employer without a transfer.
+    // The freed accounts link to the next employer without a transfer, within the limit on
+    // associations: Jordan's link to Alex was one a moment ago, so 30 days must pass first.
     let casey = app.client_for("casey@fabrikam.example").await;
+    assert_refused(link(&casey, ML, "jordan@outlook.example").await, Code::FailedPrecondition, "ASSOCIATION_LIMITED");
+    app.clock.advance(chrono::Duration::days(30));
+    let (casey, blair) = (app.client_for("casey@fabrikam.example").await, app.client_for("blair@contoso.example").await);
     link(&casey, ML, "jordan@outlook.example").await.unwrap();
     let credit = casey.organization_credit(FABRIKAM_TENANT).await.unwrap();
     assert_eq!(credit.areas.iter().find(|a| a.area_id == "infrastructure-azure").map(|a| a.people), Some(1));

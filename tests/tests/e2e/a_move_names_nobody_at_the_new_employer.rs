@@ -9,7 +9,7 @@ use idlink_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_old_organisation_sees_a_transfer_but_not_its_destination() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(without_association_limit).await;
     let alex = app.client_for("alex@contoso.example").await;
     let old = link(&alex, ML, "jordan@outlook.example").await.unwrap();
     let casey_key = app.idp.user("casey@fabrikam.example").unwrap().key;
@@ -85,7 +85,7 @@ async fn the_old_organisation_sees_a_transfer_but_not_its_destination() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learning_account_signed_in_at_a_new_employer_moves_there() {
     use futures_util::StreamExt;
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(without_association_limit).await;
     let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
     app.record_earned("jordan@outlook.example", "azure-administrator-associate").await;
     let alex = app.client_for("alex@contoso.example").await;

@@ -44,7 +44,7 @@ fn summary(mine: &pb::MyCertifications) -> Vec<(String, pb::NotCountingReason, V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_achievement_says_what_it_credits_or_why_not_and_only_to_its_owner() {
     use pb::{AchievementSource::*, NotCountingReason as Why};
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(without_association_limit).await;
     let jordan = app.idp.user("jordan@outlook.example").unwrap().key;
     let feed = app.app_client("learning-feed").await;
     let batch = vec![

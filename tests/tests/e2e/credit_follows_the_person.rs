@@ -81,8 +81,9 @@ async fn partner_university_achievements_count_through_the_partner_university_li
 }
 
 /// Learning links as Partner University's: an account linked elsewhere is refused unless the
-/// flow asks for a transfer (the tests of transfers).
+/// flow asks for a transfer (the tests of transfers), and no limit on associations.
 fn refuse_learning_moves(settings: &mut idlink_service::config::Settings) {
+    without_association_limit(settings);
     let learning = settings.kinds.microsoft_learning.as_mut().expect("--dev configures Learning");
     learning.on_linked_elsewhere = Some(idlink_service::domain::OnLinkedElsewhere::Refuse);
 }

@@ -88,7 +88,7 @@ async fn the_same_flow_completed_concurrently_links_once() {
 /// every one is answered, one work user holds it in the end, and the indexes agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_learning_completions_each_move_the_account_and_one_holds_it() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(without_association_limit).await;
     let personal = app.new_personal("moving@outlook.example");
     let mut racers = Vec::new();
     for i in 0..16 {

@@ -63,7 +63,12 @@ async fn start_collector(pki: Option<&pki::TestPki>) -> (Collector, std::net::So
 
 /// Links once through a daemon started with `env`, then stops it (flushing the exporter).
 async fn link_through(harness: &Harness, label: &str, env: &[(&str, &str)]) -> String {
-    let daemon = harness.start_with_env(daemon::free_port(), label, env).await;
+    // Jordan is linked once per daemon, again and again: no limit on associations here.
+    let unlimited = [
+        ("IDLINK_KINDS__MICROSOFT_LEARNING__ASSOCIATIONS_PER_YEAR", "0"),
+        ("IDLINK_KINDS__MICROSOFT_LEARNING__DAYS_BETWEEN_ASSOCIATIONS", "0"),
+    ];
+    let daemon = harness.start_with_env(daemon::free_port(), label, &[env, &unlimited[..]].concat()).await;
     let client = harness.user(&daemon.endpoint, "alex@contoso.example").await;
     let link = link(&client, ML, "jordan@outlook.example").await.unwrap();
     client.remove_link(idlink_client::pb::RemoveLinkRequest { kind: ML as i32, ..Default::default() }).await.unwrap();

@@ -88,7 +88,7 @@ pub async fn credit_always_equals_a_recomputation<S: Store + ?Sized>(store: &S) 
         let kind = [LinkKind::MicrosoftLearning, LinkKind::PartnerUniversity][rng.gen_range(0..2)];
         match rng.gen_range(0..10) {
             0..=3 => {
-                let mode = LinkMode { transfer: rng.gen_bool(0.5), replace_existing: rng.gen_bool(0.5) };
+                let mode = LinkMode { transfer: rng.gen_bool(0.5), replace_existing: rng.gen_bool(0.5), ..LinkMode::default() };
                 let new = NewLink { work: worker(w), ..request(kind, 0, p) };
                 // The model's prediction, in the rules' order: the pair already linked, the
                 // personal account held elsewhere, the work user holding another.

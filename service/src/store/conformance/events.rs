@@ -7,7 +7,8 @@ pub async fn events_follow_commit_order_without_personal_data<S: Store + ?Sized>
     let first = store.link(request(KIND, 1, 1), LinkMode::default(), now).await.unwrap();
     let stale = first.etag();
     store.link(request(KIND, 2, 2), LinkMode::default(), now).await.unwrap();
-    let moved = store.link(request(KIND, 2, 1), LinkMode { transfer: true, replace_existing: true }, now).await.unwrap();
+    let moved =
+        store.link(request(KIND, 2, 1), LinkMode { transfer: true, replace_existing: true, ..LinkMode::default() }, now).await.unwrap();
     let err = store.remove(KIND, &work(2), &work(2), "x", Some(&stale), now).await.unwrap_err();
     assert!(matches!(err, StoreError::Domain(DomainError::EtagMismatch)), "{err:?}");
     store.remove(KIND, &work(2), &work(2), "x", Some(&moved.etag()), now).await.unwrap();

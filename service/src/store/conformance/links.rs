@@ -199,3 +199,102 @@ pub async fn a_listing_without_tombstones_never_reads_them<S: Store + ?Sized>(st
     let all = ListQuery { kind: None, include_removed: true, after: None, limit: 10 };
     assert!(matches!(store.links_of_tenant(&tenant, &all).await, Err(StoreError::Corrupt { .. })), "the full listing does read them");
 }
+
+/// Microsoft Learning's documented limit: three associations a year, 30 days apart.
+const LIMIT: LinkMode =
+    LinkMode { replace_existing: false, transfer: true, limit: crate::domain::AssociationLimit { per_year: 3, days_between: 30 } };
+
+fn limited(err: StoreError) -> (chrono::DateTime<Utc>, crate::domain::LimitMet) {
+    match err {
+        StoreError::Domain(DomainError::AssociationLimited { kind, next_allowed, met }) => {
+            assert_eq!(kind, KIND);
+            (next_allowed, met)
+        }
+        other => panic!("expected ASSOCIATION_LIMITED, got {other:?}"),
+    }
+}
+
+/// What a refused association must leave as it was: links, events, the record and credit.
+async fn snapshot<S: Store + ?Sized>(store: &S, p: u32) -> impl PartialEq + std::fmt::Debug {
+    let events = store.events_after(0, 1000).await.unwrap();
+    let tenant = work(1).tenant;
+    let report = store.check_integrity().await.unwrap();
+    (
+        events,
+        store.associations(KIND, &personal(p)).await.unwrap(),
+        store.credit(&tenant).await.unwrap(),
+        report.active_links,
+        report.tombstones,
+    )
+}
+
+pub async fn associations_keep_within_the_yearly_limit_and_cool_off<S: Store + ?Sized>(store: &S) {
+    use crate::domain::LimitMet;
+    let t0: chrono::DateTime<Utc> = "2026-02-01T10:00:00Z".parse().unwrap();
+    let day = Duration::days(1);
+    store.link(request(KIND, 1, 5), LIMIT, t0).await.unwrap();
+    // Signing in again with the active pair is not an association, even in the cool-off.
+    store.link(request(KIND, 1, 5), LIMIT, t0 + day).await.unwrap();
+    store.remove(KIND, &work(1), &work(1), "x", None, t0 + day * 2).await.unwrap();
+
+    // Relinking ten days in: refused, naming t0 + 30 days, and nothing written.
+    let before = snapshot(store, 5).await;
+    let err = store.link(request(KIND, 1, 5), LIMIT, t0 + day * 10).await.unwrap_err();
+    assert_eq!(limited(err), (t0 + day * 30, LimitMet::CoolOff { days: 30 }));
+    assert_eq!(snapshot(store, 5).await, before, "a refused association writes nothing");
+    // Another work user is held to the same limit: it is the personal account's.
+    let err = store.link(request(KIND, 2, 5), LIMIT, t0 + day * 29).await.unwrap_err();
+    assert_eq!(limited(err).0, t0 + day * 30);
+
+    // From the date named, it is allowed; a move to another organisation counts too.
+    store.link(request(KIND, 1, 5), LIMIT, t0 + day * 30).await.unwrap();
+    let err = store.link(request(KIND, 2, 5), LIMIT, t0 + day * 45).await.unwrap_err();
+    assert_eq!(limited(err).0, t0 + day * 60);
+    let moved = store.link(request(KIND, 2, 5), LIMIT, t0 + day * 60).await.unwrap();
+    assert_eq!(moved.work, work(2), "the third association, a move");
+
+    // A fourth within 365 days: refused until the first is a year old.
+    store.remove(KIND, &work(2), &work(2), "x", None, t0 + day * 61).await.unwrap();
+    let err = store.link(request(KIND, 1, 5), LIMIT, t0 + day * 200).await.unwrap_err();
+    assert_eq!(limited(err), (t0 + crate::domain::ASSOCIATION_YEAR, LimitMet::PerYear { count: 3 }));
+    store.link(request(KIND, 1, 5), LIMIT, t0 + crate::domain::ASSOCIATION_YEAR).await.unwrap();
+
+    // A work user replacing their account starts the new account's count, not the old one's.
+    let replace = LinkMode { replace_existing: true, ..LIMIT };
+    store.link(request(KIND, 1, 6), replace, t0 + crate::domain::ASSOCIATION_YEAR + day).await.unwrap();
+    assert_eq!(store.associations(KIND, &personal(6)).await.unwrap().unwrap().times().len(), 1);
+    // Another kind keeps its own count.
+    store.link(request(LinkKind::PartnerUniversity, 1, 5), LIMIT, t0 + day * 200).await.unwrap();
+    assert_consistent(store, 2).await;
+}
+
+/// 16 completions at once for one personal account across two work users: one association,
+/// one holder; every other attempt is refused by the limit or answers that same link.
+pub async fn racing_associations_keep_the_limit_and_uniqueness<S: Store>(store: Arc<S>) {
+    let now: chrono::DateTime<Utc> = "2026-03-01T10:00:00Z".parse().unwrap();
+    let attempts = (0..16u32)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.link(request(KIND, 1 + n % 2, 77), LIMIT, now).await })
+        })
+        .collect::<Vec<_>>(); // spawned all at once
+    let (mut linked, mut refused) = (std::collections::BTreeSet::new(), 0);
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(link) => {
+                linked.insert(link.id);
+            }
+            Err(err) => {
+                assert_eq!(limited(err).0, now + Duration::days(30));
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(linked.len(), 1, "one link, answered to every attempt that succeeded");
+    assert_eq!(refused, 8, "the other work user's eight attempts are refused");
+    let history = store.associations(KIND, &personal(77)).await.unwrap().unwrap();
+    assert_eq!(history.times(), &[now], "exactly one association recorded");
+    let events = store.events_after(0, 100).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.event_type).collect::<Vec<_>>(), vec![EventType::Created], "no move slipped through");
+    assert_consistent(&*store, 1).await;
+}

@@ -107,10 +107,12 @@ macro_rules! suite {
             events_follow_commit_order_without_personal_data,
             certifications_count_while_linked_and_unexpired,
             credit_always_equals_a_recomputation,
-            a_stale_recomputation_is_not_committed);
+            a_stale_recomputation_is_not_committed,
+            associations_keep_within_the_yearly_limit_and_cool_off);
         $crate::store::conformance::suite!(@by_arc $open,
             racing_links_of_one_personal_account_have_one_winner,
             racing_links_of_one_work_user_have_one_winner,
+            racing_associations_keep_the_limit_and_uniqueness,
             racing_takes_of_one_flow_have_one_winner,
             an_idempotency_key_is_reserved_once_and_remembers_its_answer,
             request_ids_are_counted_against_their_caller,

@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 
 use super::{RedisStore, read::*};
 use crate::{
-    domain::{AccountKey, Link, LinkId, LinkKind, LinkMode, NewLink, TenantId},
+    domain::{AccountKey, Associations, Link, LinkId, LinkKind, LinkMode, NewLink, TenantId},
     store::{
         LinkPage, LinkStore, ListQuery, Result, StoreError,
         changes::{self, active_key, active_prefix, decode, entry_link_id, index_key, partner_tenant_key, tenant_key},
@@ -46,6 +46,10 @@ impl LinkStore for RedisStore {
     async fn last_removed(&self, kind: LinkKind, work: &AccountKey) -> Result<Option<Link>> {
         let Some(entry) = self.get(self.keys.entry("last_removed", &index_key(kind, work))).await? else { return Ok(None) };
         Ok(self.load_by_ids(&[entry_link_id(&entry).to_vec()]).await?.pop())
+    }
+
+    async fn associations(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Associations>> {
+        self.get(self.keys.entry("associations", &index_key(kind, personal))).await?.map(|bytes| decode(&bytes)).transpose()
     }
 
     async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>> {

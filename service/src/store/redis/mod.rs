@@ -287,6 +287,7 @@ impl Keys {
             Table::Certs => "certs",
             Table::Credit => "credit",
             Table::Profiles => "profiles",
+            Table::Associations => "associations",
         };
         Slot::Value(self.entry(name, key))
     }

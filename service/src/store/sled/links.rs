@@ -44,6 +44,10 @@ impl LinkStore for SledStore {
         self.load_indexed(&self.trees.last_removed, &index_key(kind, work))
     }
 
+    async fn associations(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Associations>> {
+        self.trees.associations.get(index_key(kind, personal)).map_err(unavailable)?.map(|bytes| decode(&bytes)).transpose()
+    }
+
     async fn active_link_of_personal(&self, kind: LinkKind, personal: &AccountKey) -> Result<Option<Link>> {
         self.load_indexed(&self.trees.by_personal, &index_key(kind, personal))
     }

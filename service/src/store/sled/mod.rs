@@ -23,12 +23,13 @@ use super::{
     CreditStore, EventFeed, FlowStore, IntegrityReport, LinkPage, LinkStore, ListQuery, Recomputed, Recorded, RequestLog, RequestQuota,
     RequestRecord, Reservation, Result, Store, StoreError, StoredOutcome,
     changes::{
-        self, StoredCredit, active_prefix, decode, encode, entry_link_id, entry_tenant, expiry_bound, index_key, index_prefix,
+        self, StoredCredit, Table, active_prefix, decode, encode, entry_link_id, entry_tenant, expiry_bound, index_key, index_prefix,
         partner_key_tenant, partner_prefix, partner_tenant_key, personal_key, tenant_key,
     },
 };
 use crate::domain::{
-    AccountKey, Catalog, Certification, Credit, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, SealedFlow, StateHash, TenantId,
+    AccountKey, Associations, Catalog, Certification, Credit, Link, LinkEvent, LinkKind, LinkMode, NewLink, Organization, SealedFlow,
+    StateHash, TenantId,
 };
 
 struct Trees {
@@ -59,6 +60,29 @@ struct Trees {
     orgs: sled::Tree,
     /// (PartnerID, tenant) → (): each organisation's tenants.
     partner_tenants: sled::Tree,
+    /// (kind, personal account) → its associations of the last year.
+    associations: sled::Tree,
+}
+
+impl Trees {
+    /// The tree of a table of [`changes`].
+    fn of(&self, table: Table) -> &sled::Tree {
+        match table {
+            Table::Links => &self.links,
+            Table::ByWork => &self.by_work,
+            Table::ByPersonal => &self.by_personal,
+            Table::LastRemoved => &self.last_removed,
+            Table::ByTenant => &self.by_tenant,
+            Table::ActiveByTenant => &self.active_by_tenant,
+            Table::Certs => &self.certs,
+            Table::Credit => &self.credit,
+            Table::Profiles => &self.profiles,
+            Table::Orgs => &self.orgs,
+            Table::PartnerTenants => &self.partner_tenants,
+            Table::Expiry => &self.expiry,
+            Table::Associations => &self.associations,
+        }
+    }
 }
 
 pub struct SledStore {
@@ -128,6 +152,7 @@ impl SledStore {
             expiry: tree("certification_expiry")?,
             orgs: tree("organizations")?,
             partner_tenants: tree("organizations_by_partner")?,
+            associations: tree("associations")?,
         };
         let last_event = read_u64(trees.meta.get(tx::EVENT_SEQ).map_err(unavailable)?);
         if trees.meta.get(ACTIVE_INDEX).map_err(unavailable)?.is_none() {
@@ -189,59 +214,12 @@ impl SledStore {
     /// the cursor of the last event it appended.
     fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> std::result::Result<T, TxError>) -> Result<(T, Option<u64>)> {
         let t = &self.trees;
-        let trees = (
-            &t.links,
-            &t.by_work,
-            &t.by_personal,
-            &t.last_removed,
-            &t.by_tenant,
-            &t.active_by_tenant,
-            &t.events,
-            &t.meta,
-            &t.certs,
-            &t.credit,
-            &t.expiry,
-            &t.profiles,
-            &t.orgs,
-            &t.partner_tenants,
-        );
-        let result = trees.transaction(
-            |(
-                links,
-                by_work,
-                by_personal,
-                last_removed,
-                by_tenant,
-                active_by_tenant,
-                events,
-                meta,
-                certs,
-                credit,
-                expiry,
-                profiles,
-                orgs,
-                partner_tenants,
-            )| {
-                let tx = Tx {
-                    links,
-                    by_work,
-                    by_personal,
-                    last_removed,
-                    by_tenant,
-                    active_by_tenant,
-                    events,
-                    meta,
-                    certs,
-                    credit,
-                    expiry,
-                    profiles,
-                    orgs,
-                    partner_tenants,
-                    last_event: std::cell::Cell::new(None),
-                };
-                Ok((f(&tx)?, tx.last_event.get()))
-            },
-        );
+        let mut trees: Vec<&sled::Tree> = Table::ALL.iter().map(|table| t.of(*table)).collect();
+        trees.extend([&t.events, &t.meta]);
+        let result = trees.as_slice().transaction(|views| {
+            let tx = Tx { views, last_event: std::cell::Cell::new(None) };
+            Ok((f(&tx)?, tx.last_event.get()))
+        });
         result.map_err(|e| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => unavailable(e),

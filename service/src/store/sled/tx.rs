@@ -16,41 +16,25 @@ pub(super) type TxError = ConflictableTransactionError<StoreError>;
 
 pub(super) const EVENT_SEQ: &[u8] = b"event_seq";
 
+/// The views of one transaction: the trees of [`Table::ALL`] in order, then `events` and
+/// `meta`.
 pub(super) struct Tx<'a> {
-    pub links: &'a TransactionalTree,
-    pub by_work: &'a TransactionalTree,
-    pub by_personal: &'a TransactionalTree,
-    pub last_removed: &'a TransactionalTree,
-    pub by_tenant: &'a TransactionalTree,
-    pub active_by_tenant: &'a TransactionalTree,
-    pub events: &'a TransactionalTree,
-    pub meta: &'a TransactionalTree,
-    pub certs: &'a TransactionalTree,
-    pub credit: &'a TransactionalTree,
-    pub profiles: &'a TransactionalTree,
-    pub orgs: &'a TransactionalTree,
-    pub partner_tenants: &'a TransactionalTree,
-    pub expiry: &'a TransactionalTree,
+    pub views: &'a [TransactionalTree],
     /// The cursor of the last event this transaction appended.
     pub last_event: Cell<Option<u64>>,
 }
 
 impl Tx<'_> {
     fn tree(&self, table: Table) -> &TransactionalTree {
-        match table {
-            Table::Links => self.links,
-            Table::ByWork => self.by_work,
-            Table::ByPersonal => self.by_personal,
-            Table::LastRemoved => self.last_removed,
-            Table::ByTenant => self.by_tenant,
-            Table::ActiveByTenant => self.active_by_tenant,
-            Table::Certs => self.certs,
-            Table::Credit => self.credit,
-            Table::Profiles => self.profiles,
-            Table::Orgs => self.orgs,
-            Table::PartnerTenants => self.partner_tenants,
-            Table::Expiry => self.expiry,
-        }
+        &self.views[table as usize]
+    }
+
+    fn events(&self) -> &TransactionalTree {
+        &self.views[Table::ALL.len()]
+    }
+
+    fn meta(&self) -> &TransactionalTree {
+        &self.views[Table::ALL.len() + 1]
     }
 }
 
@@ -73,13 +57,13 @@ impl Kv for Tx<'_> {
     }
 
     fn append_event(&self, mut event: LinkEvent) -> Result<(), TxError> {
-        let last = match self.meta.get(EVENT_SEQ)? {
+        let last = match self.meta().get(EVENT_SEQ)? {
             Some(bytes) => u64::from_be_bytes(bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt { detail: "event_seq".into() })?),
             None => 0,
         };
         event.cursor = last + 1;
-        self.meta.insert(EVENT_SEQ, &event.cursor.to_be_bytes())?;
-        self.events.insert(&event.cursor.to_be_bytes(), encode(&event)?)?;
+        self.meta().insert(EVENT_SEQ, &event.cursor.to_be_bytes())?;
+        self.events().insert(&event.cursor.to_be_bytes(), encode(&event)?)?;
         self.last_event.set(Some(event.cursor));
         Ok(())
     }
