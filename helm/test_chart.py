@@ -208,6 +208,18 @@ def _():
     refused(merged(BASE, {"config": {"auth": {"serviceTenant": "contoso", "serviceApps": ["app"]}}}), "serviceTenant")
 
 
+@case("a kind's association rules reach the configuration only when set, a limit of 0 included; out of range is refused")
+def _():
+    toml = config_of(render(BASE))
+    assert "associations_per_year" not in toml and "on_linked_elsewhere" not in toml, "unset: idlinkd's documented defaults"
+    rules = {"onLinkedElsewhere": "refuse", "associationsPerYear": 0, "daysBetweenAssociations": 14}
+    toml = config_of(render(merged(BASE, {"config": {"kinds": {"microsoftLearning": rules}}})))
+    learning = toml.split("[kinds.microsoft_learning]")[1].split("\n[")[0]
+    assert 'on_linked_elsewhere = "refuse"\nassociations_per_year = 0\ndays_between_associations = 14' in learning, toml
+    refused(merged(BASE, {"config": {"kinds": {"microsoftLearning": {"associationsPerYear": 101}}}}), "associationsPerYear")
+    refused(merged(BASE, {"config": {"kinds": {"partnerUniversity": {"onLinkedElsewhere": "steal"}}}}), "onLinkedElsewhere")
+
+
 @case("hostile values are refused: multi-tenant authority, http redirect, writable root, no Secret, redis without URL")
 def _():
     refused(merged(BASE, {"config": {"authority": "https://login.microsoftonline.com/common/v2.0"}}), "authority")

@@ -138,8 +138,11 @@ pub(crate) enum Command {
     Demo {
         #[arg(long, default_value = "alex@contoso.example")]
         work_user: String,
-        #[arg(long, default_value = "jordan@outlook.example")]
-        personal: String,
+        /// The personal account that signs in. Unset: a new one added to the development
+        /// provider for this run, so the demo can be run again and again under the limit on
+        /// associations (which a fixture account such as jordan@outlook.example soon meets).
+        #[arg(long)]
+        personal: Option<String>,
         #[arg(long, default_value = "microsoft-learning")]
         kind: String,
         #[arg(long, default_value = browser::DEV_REDIRECT_URI)]

@@ -23,7 +23,8 @@ pub enum Target {
     OrgCredit,
     /// Link completions end to end against the development provider (BeginLink, sign-in,
     /// CompleteLink), each followed by its RemoveLink: reported as `link` and `remove`. Each
-    /// caller is a work user and a personal account of its own, added to the provider.
+    /// caller is a work user of its own, and each link a personal account new to the provider
+    /// (so the limit on associations, counted per personal account, never refuses a rerun).
     Link,
 }
 
@@ -128,22 +129,33 @@ async fn run_links(s: &Settings, json_output: bool) -> anyhow::Result<()> {
     let http = browser::http_client()?;
     let mut callers = Vec::new();
     for i in 0..s.concurrency.max(1) {
-        let (work, personal) = (format!("bench-{i}@contoso.example"), format!("bench-{i}@outlook.example"));
+        let work = format!("bench-{i}@contoso.example");
         crate::credentials::dev_user(&s.idp, &work, Some(&tenant)).await?;
-        crate::credentials::dev_user(&s.idp, &personal, None).await?;
         let options = ClientOptions::new(s.endpoint.clone()).token(crate::credentials::dev_token(&s.idp, "user", &work).await?);
         let client = IdlinkClient::with_channel(channels[i % channels.len()].clone(), options)?;
         // A link left by an earlier run: start from none (no link to remove is fine too).
         let _ = client.remove_link(remove_request()).await;
-        callers.push((client, personal));
+        callers.push((client, i));
     }
+    // Each link is a new personal account's first association (the limit counts per personal
+    // account): the accounts of this run are new to the provider, so runs can be repeated.
+    let run = rand::random::<u32>();
     let window = Window::new(s.duration);
     let mut workers = Vec::new();
-    for (client, personal) in callers {
-        let http = http.clone();
+    for (client, i) in callers {
+        let (http, idp) = (http.clone(), s.idp.clone());
         workers.push(tokio::spawn(async move {
             let (mut linked, mut removed) = (Sample::default(), Sample::default());
-            while window.open() {
+            for n in 0u64.. {
+                if !window.open() {
+                    break;
+                }
+                // Added before the clock starts: the provider's bookkeeping is not idlink's cost.
+                let personal = format!("bench-{run:08x}-{i}-{n}@outlook.example");
+                if let Err(e) = crate::credentials::dev_user(&idp, &personal, None).await {
+                    linked.record(&window, Instant::now(), Err(e.to_string()));
+                    continue;
+                }
                 let started = Instant::now();
                 let begin = pb::BeginLinkRequest {
                     kind: pb::LinkKind::MicrosoftLearning as i32,

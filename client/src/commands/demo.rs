@@ -4,11 +4,18 @@ use idlink_client::{browser, parse_kind, pb};
 
 use crate::{
     cli::Cli,
-    credentials::{connect, request_id},
+    credentials::{connect, dev_user, request_id},
     output::{kind_name, print_link},
 };
 
-pub(super) async fn run(cli: &Cli, work_user: &str, personal: &str, kind: &str, redirect_uri: &str, keep: bool) -> anyhow::Result<()> {
+pub(super) async fn run(
+    cli: &Cli,
+    work_user: &str,
+    personal: Option<&str>,
+    kind: &str,
+    redirect_uri: &str,
+    keep: bool,
+) -> anyhow::Result<()> {
     let kind = parse_kind(kind)?;
     let client = connect(cli, Some(work_user)).await?;
     let step = |n: u8, text: &str| {
@@ -16,6 +23,17 @@ pub(super) async fn run(cli: &Cli, work_user: &str, personal: &str, kind: &str, 
             println!("{n}. {text}")
         }
     };
+    let personal = match personal {
+        Some(personal) => personal.to_owned(),
+        None => {
+            // Each personal account may be associated three times a year, 30 days apart: a
+            // fresh one per run keeps the demo repeatable, as a new person's first link is.
+            let fresh = format!("demo-{:08x}@outlook.example", rand::random::<u32>());
+            dev_user(&cli.idp, &fresh, None).await?;
+            fresh
+        }
+    };
+    let personal = personal.as_str();
 
     step(1, &format!("BeginLink as {work_user} ({})", kind_name(kind as i32)));
     let begun = client
@@ -24,6 +42,8 @@ pub(super) async fn run(cli: &Cli, work_user: &str, personal: &str, kind: &str, 
             redirect_uri: redirect_uri.to_owned(),
             login_hint: Some(personal.to_owned()),
             request_id: request_id(cli),
+            // A link kept by an earlier `demo --keep` gives way to this run's account.
+            replace_existing: true,
             ..Default::default()
         })
         .await?;
@@ -34,8 +54,16 @@ pub(super) async fn run(cli: &Cli, work_user: &str, personal: &str, kind: &str, 
     let link = client.complete_link(pb::CompleteLinkRequest { request_id: request_id(cli), ..redirect.into_complete_request() }).await?;
     print_link(cli, &link);
     step(4, "GetLinks");
-    for l in client.get_links().await? {
-        print_link(cli, &l);
+    let mine = client.my_links().await?;
+    for l in &mine.links {
+        print_link(cli, l);
+    }
+    for next in &mine.next_associations {
+        if let Some(at) = next.next_association_available_at.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+            && !cli.json
+        {
+            println!("   {personal}'s next {} association is available from {}", kind_name(next.kind), at.format("%Y-%m-%d"));
+        }
     }
     if keep {
         return Ok(());

@@ -29,7 +29,7 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Link(command) => link::run(cli, command).await?,
         Command::Demo { work_user, personal, kind, redirect_uri, keep } => {
-            demo::run(cli, work_user, personal, kind, redirect_uri, *keep).await?
+            demo::run(cli, work_user, personal.as_deref(), kind, redirect_uri, *keep).await?
         }
         Command::Health { wait, timeout_seconds } => health::run(cli, *wait, *timeout_seconds).await?,
         Command::Orgs(OrgsCommand::Upsert { tenant_id, partner_id, name }) => {

@@ -134,3 +134,13 @@ tolerations: {{- toYaml . | nindent 2 }}
 affinity: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* A kind's association rules, only those set (0 is a value: no limit). */}}
+{{- define "idlink.kindRules" -}}
+{{- if hasKey . "onLinkedElsewhere" }}on_linked_elsewhere = {{ .onLinkedElsewhere | quote }}
+{{ end -}}
+{{- if hasKey . "associationsPerYear" }}associations_per_year = {{ .associationsPerYear | int }}
+{{ end -}}
+{{- if hasKey . "daysBetweenAssociations" }}days_between_associations = {{ .daysBetweenAssociations | int }}
+{{ end -}}
+{{- end -}}
