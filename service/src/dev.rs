@@ -11,8 +11,8 @@ use crate::{
     domain::CONSUMER_TENANT,
     limits::LimitSettings,
     oidc::devidp::{
-        CONTOSO_TENANT, DEV_AUDIENCE, DEV_PORTAL_CLIENT, DEV_REDIRECT_URI, DevClient, DevIdp, FABRIKAM_TENANT, SERVICES_TENANT, authority,
-        default_apps,
+        CONTOSO_TENANT, DEV_AUDIENCE, DEV_PORTAL_CLIENT, DEV_PORTAL_SIGNIN_URI, DEV_REDIRECT_URI, DevClient, DevIdp, FABRIKAM_TENANT,
+        SERVICES_TENANT, authority, default_apps,
     },
 };
 
@@ -52,11 +52,19 @@ pub fn shared_dev_clients() -> Vec<DevClient> {
     clients(|id| format!("{id}-development-secret"))
 }
 
+/// The link kinds' clients (Partner University's first, then Learning's), then the reference
+/// portal's (its work users' sign-in).
 fn clients(secret: impl Fn(&str) -> String) -> Vec<DevClient> {
-    CLIENT_IDS
+    let mut clients: Vec<DevClient> = CLIENT_IDS
         .into_iter()
         .map(|id| DevClient { client_id: id.to_owned(), client_secret: secret(id), redirect_uris: vec![DEV_REDIRECT_URI.to_owned()] })
-        .collect()
+        .collect();
+    clients.push(DevClient {
+        client_id: DEV_PORTAL_CLIENT.to_owned(),
+        client_secret: secret(DEV_PORTAL_CLIENT),
+        redirect_uris: vec![DEV_PORTAL_SIGNIN_URI.to_owned()],
+    });
+    clients
 }
 
 /// Settings pointing idlinkd at the development provider served from `idp_base`.

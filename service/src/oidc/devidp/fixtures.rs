@@ -13,6 +13,8 @@ pub const DEV_AUDIENCE: &str = "api://idlink";
 /// The client the development provider issues work users' delegated tokens to (the portal).
 pub const DEV_PORTAL_CLIENT: &str = "idlink-portal";
 pub const DEV_REDIRECT_URI: &str = "http://localhost:8080/profile/link/callback";
+/// Where the development provider sends the reference portal's work sign-in back to.
+pub const DEV_PORTAL_SIGNIN_URI: &str = "http://localhost:8080/signin/callback";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccountType {

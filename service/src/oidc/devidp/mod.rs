@@ -17,8 +17,8 @@ use std::{
 };
 
 pub use fixtures::{
-    AccountType, CONTOSO_TENANT, DEV_AUDIENCE, DEV_PORTAL_CLIENT, DEV_REDIRECT_URI, DevApp, DevUser, FABRIKAM_TENANT, SERVICES_TENANT,
-    default_apps, default_users,
+    AccountType, CONTOSO_TENANT, DEV_AUDIENCE, DEV_PORTAL_CLIENT, DEV_PORTAL_SIGNIN_URI, DEV_REDIRECT_URI, DevApp, DevUser,
+    FABRIKAM_TENANT, SERVICES_TENANT, default_apps, default_users,
 };
 use keys::SigningKey;
 use openidconnect::core::CoreJsonWebKey;
@@ -68,6 +68,9 @@ struct Grant {
     user: DevUser,
     issuer: String,
     issued_at: i64,
+    /// The scopes asked for: `api://idlink/Links.Manage` among them gets an access token for
+    /// idlink (what a portal signing in its work user asks Entra for).
+    scope: String,
 }
 
 struct Keys {
@@ -114,6 +117,10 @@ impl Drop for DevIdp {
         self.server.abort();
     }
 }
+
+/// Entra's multi-tenant work authority: any work tenant's members sign in there, and the
+/// issuer of their tokens is their own tenant's (discovery says `{tenantid}`).
+pub const ORGANIZATIONS: &str = "organizations";
 
 /// The authority and issuer of `tenant` at the development provider served from `base`.
 pub fn authority(base: &str, tenant: &str) -> String {
@@ -322,6 +329,7 @@ impl Inner {
 
     fn known_tenant(&self, tenant: &str) -> bool {
         tenant == CONSUMER_TENANT
+            || tenant == ORGANIZATIONS
             || self.apps.iter().any(|a| a.tenant == tenant)
             || lock(&self.users).iter().any(|u| u.key.tenant.as_str() == tenant)
     }
@@ -331,12 +339,17 @@ impl Inner {
     }
 
     fn access_token_claims(&self, user: &DevUser, scope: &str) -> serde_json::Value {
+        self.access_token_claims_for(user, scope, fixtures::DEV_PORTAL_CLIENT)
+    }
+
+    /// Delegated claims for idlink as issued to `client_id` (its `azp`).
+    fn access_token_claims_for(&self, user: &DevUser, scope: &str, client_id: &str) -> serde_json::Value {
         let now = self.clock.now().timestamp();
         let tenant = user.key.tenant.as_str();
         let mut claims = json!({
             "iss": self.issuer(tenant), "aud": DEV_AUDIENCE, "tid": tenant,
             "oid": user.key.object.as_str(), "sub": format!("sub-{}", user.key.object.as_str()),
-            "scp": scope, "ver": "2.0", "azp": fixtures::DEV_PORTAL_CLIENT,
+            "scp": scope, "ver": "2.0", "azp": client_id,
             "preferred_username": user.login, "name": user.name,
             "iat": now, "nbf": now, "exp": now + 3600,
         });
@@ -364,7 +377,11 @@ impl Inner {
     }
 
     fn access_token(&self, user: &DevUser, scope: &str) -> String {
-        let token = lock(&self.keys).active.sign(&self.access_token_claims(user, scope));
+        self.access_token_for(user, scope, fixtures::DEV_PORTAL_CLIENT)
+    }
+
+    fn access_token_for(&self, user: &DevUser, scope: &str, client_id: &str) -> String {
+        let token = lock(&self.keys).active.sign(&self.access_token_claims_for(user, scope, client_id));
         self.remember_secret(&token);
         token
     }

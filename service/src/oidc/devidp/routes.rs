@@ -16,7 +16,7 @@ use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose:
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{AccountType, DevUser, Grant, Inner, Misbehaviour, lock};
+use super::{AccountType, DEV_AUDIENCE, DevUser, Grant, Inner, Misbehaviour, ORGANIZATIONS, lock};
 use crate::domain::{CONSUMER_TENANT, TenantId};
 
 type Shared = State<Arc<Inner>>;
@@ -54,8 +54,10 @@ async fn discovery(State(idp): Shared, Path(tenant): Path<String>) -> Response {
         return not_found();
     }
     let base = &idp.base;
+    // Like Entra's: the multi-tenant work authority names a template, not one issuer.
+    let issuer = if tenant == ORGANIZATIONS { idp.issuer("{tenantid}") } else { idp.issuer(&tenant) };
     Json(json!({
-        "issuer": idp.issuer(&tenant),
+        "issuer": issuer,
         "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
         "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),
         "jwks_uri": format!("{base}/{tenant}/discovery/v2.0/keys"),
@@ -119,13 +121,15 @@ async fn authorize(State(idp): Shared, Path(tenant): Path<String>, Query(q): Que
     if q.contains_key("login_hint") && get("prompt") == "select_account" {
         return invalid("prompt=select_account cannot be combined with login_hint");
     }
-    let Some(user) = idp.find_user(get("login_hint")) else {
-        return account_picker(&idp, &q);
+    let organizations = tenant == ORGANIZATIONS;
+    let Some(user) = idp.find_user(get("login_hint")).filter(|u| !organizations || u.account_type != AccountType::Personal) else {
+        return account_picker(&idp, &q, organizations);
     };
     idp.remember_secret(get("nonce"));
     let code = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     idp.remember_secret(&code);
-    let issuer = idp.issuer(&tenant);
+    // At the multi-tenant authority, the issuer is the account's own tenant's.
+    let issuer = if organizations { idp.issuer(user.key.tenant.as_str()) } else { idp.issuer(&tenant) };
     lock(&idp.codes).insert(
         code.clone(),
         Grant {
@@ -136,6 +140,7 @@ async fn authorize(State(idp): Shared, Path(tenant): Path<String>, Query(q): Que
             user,
             issuer: issuer.clone(),
             issued_at: idp.clock.now().timestamp(),
+            scope: get("scope").to_owned(),
         },
     );
     match *lock(&idp.misbehaviour) {
@@ -147,21 +152,41 @@ async fn authorize(State(idp): Shared, Path(tenant): Path<String>, Query(q): Que
     }
 }
 
-/// Without a known `login_hint`: a small page to pick a fixture account (browser use).
-fn account_picker(idp: &Inner, q: &HashMap<String, String>) -> Response {
+/// Without a known `login_hint`: a small page to pick a fixture account (browser use). The
+/// multi-tenant work authority offers work accounts only, as Entra's does.
+fn account_picker(idp: &Inner, q: &HashMap<String, String>, organizations: bool) -> Response {
     let mut items = String::new();
-    for user in lock(&idp.users).iter() {
+    for user in lock(&idp.users).iter().filter(|u| !organizations || u.account_type != AccountType::Personal) {
         let mut params: Vec<(&str, &str)> =
             q.iter().filter(|(k, _)| *k != "prompt" && *k != "login_hint").map(|(k, v)| (k.as_str(), v.as_str())).collect();
         params.push(("login_hint", &user.login));
         let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
-        items.push_str(&format!("<li><a href=\"?{query}\">{}</a> ({:?})</li>", user.login, user.account_type));
+        let login = html_escape(&user.login);
+        items.push_str(&format!("<li><a href=\"?{}\">{login}</a> ({:?})</li>", html_escape(&query), user.account_type));
     }
+    // Cancelling answers the client as Microsoft's does: `access_denied`, with the state.
+    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    let cancel = url::Url::parse(get("redirect_uri"))
+        .map(|mut url| {
+            url.query_pairs_mut().extend_pairs([
+                ("error", "access_denied"),
+                ("error_description", "the user cancelled the sign-in"),
+                ("state", get("state")),
+            ]);
+            url.to_string()
+        })
+        .unwrap_or_default();
     Html(format!(
-        "<!doctype html><title>Development sign-in</title><h1>Pick an account</h1>\
-         <p>This is idlink's development identity provider. Choose who signs in:</p><ul>{items}</ul>"
+        "<!doctype html><html lang=\"en\"><title>Development sign-in</title><h1>Pick an account</h1>\
+         <p>This is idlink's development identity provider. Choose who signs in:</p><ul>{items}</ul>\
+         <p><a href=\"{}\">Cancel</a></p>",
+        html_escape(&cancel)
     ))
     .into_response()
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -222,7 +247,12 @@ async fn token(State(idp): Shared, Path(tenant): Path<String>, headers: HeaderMa
         return token_error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE verification failed");
     }
     let id_token = id_token(&idp, &grant, now);
-    let access_token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let idlink_scope = format!("{DEV_AUDIENCE}/Links.Manage");
+    let access_token = if grant.scope.split(' ').any(|s| s == idlink_scope) {
+        idp.access_token_for(&grant.user, "Links.Manage", &grant.client_id)
+    } else {
+        URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+    };
     idp.remember_secret(&id_token);
     idp.remember_secret(&access_token);
     Json(json!({
