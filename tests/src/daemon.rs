@@ -176,7 +176,7 @@ impl Harness {
     /// The daemon's output of run `label`.
     pub fn logs(&self, label: &str) -> String {
         let read = |suffix: &str| std::fs::read_to_string(log_path(self.dir.path(), label, suffix)).unwrap_or_default();
-        read("out") + &read("err")
+        read("out") + read("err").as_str()
     }
 }
 

@@ -15,7 +15,7 @@ use idlink_service::{
     clock::ManualClock,
     dev::{dev_clients, dev_settings},
     domain::AccountKey,
-    oidc::devidp::{AccountType, CONTOSO_TENANT, DEV_REDIRECT_URI, DevIdp},
+    oidc::devidp::{AccountType, CONTOSO_TENANT, DEV_PORTAL_CLIENT, DEV_REDIRECT_URI, DevClient, DevIdp},
     store::DynStore,
 };
 
@@ -23,6 +23,7 @@ pub use idlink_service::oidc::devidp::{FABRIKAM_TENANT, Misbehaviour};
 
 pub mod daemon;
 pub mod pki;
+pub mod portal;
 pub mod proxy;
 pub mod redis;
 
@@ -101,6 +102,8 @@ pub struct TestApp {
     pub client_tls: Option<ClientTls>,
     /// The plaintext health port, when `server.health_listen` is set.
     pub health_addr: Option<SocketAddr>,
+    /// The development provider's registration of the reference portal (its work sign-in).
+    pub portal_client: DevClient,
     _data: tempfile::TempDir,
     _redis: Option<redis::SharedRedis>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -123,7 +126,14 @@ impl TestApp {
     /// Starts with the development settings changed by `adjust`. The global BeginLink limit
     /// is lifted first: the manual clock never refills it, and the races begin 1,280 flows.
     pub async fn spawn_with(adjust: impl FnOnce(&mut idlink_service::config::Settings)) -> Self {
-        Self::spawn_serving(adjust, None).await
+        Self::spawn_serving(adjust, None, None).await
+    }
+
+    /// For a portal served at `origin`: the development provider sends the link kinds' flows
+    /// back to `{origin}/profile/link/callback` and the portal's work sign-in to
+    /// `{origin}/signin/callback`, and idlinkd's kinds allow that redirect URI.
+    pub async fn spawn_for_portal(origin: &str, adjust: impl FnOnce(&mut idlink_service::config::Settings)) -> Self {
+        Self::spawn_serving(adjust, None, Some(origin)).await
     }
 
     /// Serves TLS with a server certificate of `pki` (for 127.0.0.1); with `mtls`, requires
@@ -139,14 +149,25 @@ impl TestApp {
                 adjust(settings);
             },
             Some(client_tls),
+            None,
         )
         .await
     }
 
-    async fn spawn_serving(adjust: impl FnOnce(&mut idlink_service::config::Settings), client_tls: Option<ClientTls>) -> Self {
+    async fn spawn_serving(
+        adjust: impl FnOnce(&mut idlink_service::config::Settings),
+        client_tls: Option<ClientTls>,
+        portal: Option<&str>,
+    ) -> Self {
         capture_logs();
         let clock = Arc::new(ManualClock::default());
-        let clients = dev_clients();
+        let mut clients = dev_clients();
+        if let Some(origin) = portal {
+            for client in &mut clients {
+                let path = if client.client_id == DEV_PORTAL_CLIENT { "/signin/callback" } else { "/profile/link/callback" };
+                client.redirect_uris = vec![format!("{origin}{path}")];
+            }
+        }
         let idp = DevIdp::start("127.0.0.1:0".parse().unwrap(), clients.clone(), clock.clone()).await.unwrap();
         let data = tempfile::tempdir().unwrap();
         let mut settings = dev_settings(idp.base_url(), &clients, "127.0.0.1:0".parse().unwrap(), data.path().join("data"));
@@ -165,7 +186,8 @@ impl TestApp {
         tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
         }));
-        let app = Self { idp, clock, addr, store, client_tls, health_addr, _data: data, _redis: redis, shutdown: Some(tx) };
+        let portal_client = clients.iter().find(|c| c.client_id == DEV_PORTAL_CLIENT).expect("--dev registers the portal").clone();
+        let app = Self { idp, clock, addr, store, client_tls, health_addr, portal_client, _data: data, _redis: redis, shutdown: Some(tx) };
         wait_until_serving_with(&app.endpoint(), app.client_tls.as_ref()).await;
         app
     }

@@ -228,7 +228,7 @@ async fn require_durable_refuses_a_redis_without_an_append_only_file() {
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(20), run).await.expect("idlinkd exits").unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + String::from_utf8_lossy(&output.stderr).as_ref();
     assert!(!output.status.success());
     assert!(text.contains("appendonly=no") && text.contains("require_durable"), "names the setting: {text}");
 }
