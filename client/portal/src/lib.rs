@@ -79,11 +79,7 @@ pub async fn router(config: PortalConfig) -> anyhow::Result<Router> {
         providers.join(" ")
     );
     let portal = Arc::new(Portal { templates: panel::templates()?, csp: HeaderValue::from_str(&csp)?, config, signin, channel });
-    let sessions = SessionManagerLayer::new(MemoryStore::default())
-        .with_name("idlink_portal")
-        .with_http_only(true)
-        .with_same_site(SameSite::Lax)
-        .with_secure(!portal.config.development);
+    let sessions = sessions(portal.config.development);
     let csp_header = portal.csp.clone();
     Ok(Router::new()
         .route("/", get(panel::home))
@@ -108,6 +104,16 @@ pub async fn router(config: PortalConfig) -> anyhow::Result<Router> {
                 response
             }
         })))
+}
+
+/// Server-side sessions; the cookie holds only the session's id: `HttpOnly`, `SameSite=Lax`,
+/// and `Secure` unless in development (plain http on loopback).
+fn sessions(development: bool) -> SessionManagerLayer<MemoryStore> {
+    SessionManagerLayer::new(MemoryStore::default())
+        .with_name("idlink_portal")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(!development)
 }
 
 /// Serves the portal on `listener` until `shutdown` resolves.
@@ -143,4 +149,31 @@ pub const DEV_LISTEN: &str = "127.0.0.1:8080";
 
 pub fn dev_listen() -> SocketAddr {
     DEV_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cookie a browser gets: HttpOnly and SameSite=Lax always, Secure outside development.
+    #[tokio::test]
+    async fn the_session_cookie_is_secure_outside_development() {
+        for (development, secure) in [(false, true), (true, false)] {
+            let app = Router::new()
+                .route(
+                    "/",
+                    get(|session: tower_sessions::Session| async move {
+                        session.insert("k", 1).await.unwrap();
+                    }),
+                )
+                .layer(sessions(development));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            let response = reqwest::get(format!("http://{addr}/")).await.unwrap();
+            let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+            assert!(cookie.starts_with("idlink_portal=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+            assert_eq!(cookie.contains("Secure"), secure, "development {development}: {cookie}");
+        }
+    }
 }

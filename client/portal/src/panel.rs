@@ -263,6 +263,19 @@ fn certification_view(c: &pb::MyCertification, locale: Locale) -> minijinja::Val
     }
 }
 
+/// A box's form, accepted: a known kind, this session's CSRF token, a signed-in user. Otherwise
+/// the answer to give (a form from another page or session changes nothing).
+async fn accepted(session: &Session, kind: &str, csrf: &str, locale: Locale) -> Result<(pb::LinkKind, WorkUser), Response> {
+    let Some(link_kind) = kind_of(kind) else { return Err((StatusCode::BAD_REQUEST, "unknown kind").into_response()) };
+    if !csrf_ok(session, csrf).await {
+        let text = own_refusal(OwnRefusal::FormExpired, locale);
+        notify(session, Notice { text, kind: Some(kind.to_owned()), action: Some(Action::TryAgain), ..Notice::default() }).await;
+        return Err(see_other("/profile"));
+    }
+    let user = user(session).await.ok_or_else(|| see_other("/profile"))?;
+    Ok((link_kind, user))
+}
+
 #[derive(Deserialize)]
 pub(crate) struct LinkForm {
     kind: String,
@@ -279,13 +292,10 @@ pub(crate) struct LinkForm {
 /// to the provider's sign-in page.
 pub(crate) async fn begin_link(State(portal): Shared, session: Session, headers: HeaderMap, Form(form): Form<LinkForm>) -> Response {
     let locale = locale(&session, &headers).await;
-    let Some(kind) = kind_of(&form.kind) else { return (StatusCode::BAD_REQUEST, "unknown kind").into_response() };
-    if !csrf_ok(&session, &form.csrf).await {
-        let text = own_refusal(OwnRefusal::FormExpired, locale);
-        notify(&session, Notice { text, kind: Some(form.kind), action: Some(Action::TryAgain), ..Notice::default() }).await;
-        return see_other("/profile");
-    }
-    let Some(user) = user(&session).await else { return see_other("/profile") };
+    let (kind, user) = match accepted(&session, &form.kind, &form.csrf, locale).await {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
+    };
     let outcome = async {
         let client = idlink(&portal, &user, locale)?;
         // The shortcut's account is the one linked for Partner University, read here, never
@@ -386,13 +396,10 @@ pub(crate) struct RemoveForm {
 /// "remove access".
 pub(crate) async fn remove_access(State(portal): Shared, session: Session, headers: HeaderMap, Form(form): Form<RemoveForm>) -> Response {
     let locale = locale(&session, &headers).await;
-    let Some(kind) = kind_of(&form.kind) else { return (StatusCode::BAD_REQUEST, "unknown kind").into_response() };
-    if !csrf_ok(&session, &form.csrf).await {
-        let text = own_refusal(OwnRefusal::FormExpired, locale);
-        notify(&session, Notice { text, kind: Some(form.kind), ..Notice::default() }).await;
-        return see_other("/profile");
-    }
-    let Some(user) = user(&session).await else { return see_other("/profile") };
+    let (kind, user) = match accepted(&session, &form.kind, &form.csrf, locale).await {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
+    };
     let outcome = async {
         idlink(&portal, &user, locale)?
             .remove_link(pb::RemoveLinkRequest { kind: kind as i32, reason: "user_request".into(), ..Default::default() })

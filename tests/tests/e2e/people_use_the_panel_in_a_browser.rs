@@ -125,6 +125,13 @@ async fn a_work_user_links_and_removes_both_kinds_by_clicking() {
     let ml = browser.text_of("ml").await;
     assert!(ml.contains("Associate Microsoft Learning account"), "{ml}");
     assert!(portal.app.store.active_links(&alex).await.unwrap().is_empty());
+
+    // The language switch, kept for the session, over the browser's English.
+    browser.click("Français").await;
+    assert_clean(&browser, "switched-to-french").await;
+    assert!(browser.text().await.contains("Obtenir l'accès à Partner University"));
+    browser.open(&format!("{}/profile", portal.url)).await;
+    assert_keyboard_reachable_and_labelled(&browser, "fr").await;
     browser.quit().await;
 }
 
