@@ -54,7 +54,22 @@ fn proc_status_mib(field: &str) -> f64 {
 }
 
 fn open(dir: &Path) -> DynStore {
-    Arc::new(SledStore::open(dir, Arc::new(Catalog::default_catalog())).unwrap())
+    Arc::new(when_unlocked(|| SledStore::open(dir, Arc::new(Catalog::default_catalog()))))
+}
+
+/// Opens the database once the previous process's (or phase's) sled lets go of its lock:
+/// sled's own flusher thread still holds it for a moment after the database is dropped.
+fn when_unlocked<T, E: std::fmt::Debug>(mut open: impl FnMut() -> Result<T, E>) -> T {
+    let mut attempts = 0;
+    loop {
+        match open() {
+            Err(e) if attempts < 100 && format!("{e:?}").contains("could not acquire lock") => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            opened => return opened.expect("the database opens (within 10 s of its previous user)"),
+        }
+    }
 }
 
 /// Whether person `l` of an organisation also holds a Partner University link.
@@ -131,7 +146,7 @@ async fn load(dir: &Path, orgs: u64, per_org: u64, certs_per: u64) {
 /// The baseline, in its own process: every record the recalculation reads, in key order,
 /// through sled with idlinkd's cache, decoding nothing. Prints seconds, records and peak RSS.
 fn baseline(dir: &Path) {
-    let db = sled::Config::new().path(dir).cache_capacity(idlink_service::store::sled::DEFAULT_CACHE_BYTES).open().unwrap();
+    let db = when_unlocked(|| sled::Config::new().path(dir).cache_capacity(idlink_service::store::sled::DEFAULT_CACHE_BYTES).open());
     let started = Instant::now();
     let mut records = 0u64;
     let mut bytes = 0usize;
