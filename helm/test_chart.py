@@ -69,6 +69,8 @@ def case(name):
 
 def assert_valid_and_hardened(docs):
     for d in docs:
+        if d["kind"] == "ServiceMonitor":
+            continue  # a CRD (prometheus-operator): checked by its own case
         kubernetes_validate.validate(d, KUBE, strict=True)
     for workload in (d for d in docs if d["kind"] in ("StatefulSet", "Deployment")):
         spec = workload["spec"]["template"]["spec"]
@@ -81,7 +83,7 @@ def assert_valid_and_hardened(docs):
         for probe, service in (("startupProbe", ""), ("readinessProbe", ""), ("livenessProbe", "liveness")):
             assert container[probe]["grpc"] == {"port": 8081, "service": service}, (probe, container[probe])
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert ports == {"grpc": 50051, "health": 8081}, ports
+        assert ports in ({"grpc": 50051, "health": 8081}, {"grpc": 50051, "health": 8081, "metrics": 9464}), ports
         assert container["lifecycle"]["preStop"]["sleep"]["seconds"] >= 1
         for env in container.get("env", []):
             assert "value" not in env or "SECRET" not in env["name"], "secrets only from secretKeyRef"
@@ -172,11 +174,13 @@ def _():
 @case("the NetworkPolicy is on by default and admits callers to gRPC only (never the health port)")
 def _():
     policy = kinds(render(BASE))["NetworkPolicy"]
-    (rule,) = policy["spec"]["ingress"]
+    (rule, scrape) = policy["spec"]["ingress"]
     assert rule["ports"] == [{"port": "grpc", "protocol": "TCP"}], rule
     assert rule["from"] == [{"podSelector": {}}], "same namespace unless allowFrom says otherwise"
+    assert scrape["ports"] == [{"port": "metrics", "protocol": "TCP"}], scrape
+    assert scrape["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}], scrape
     service = kinds(render(BASE))["Service"]
-    assert [p["name"] for p in service["spec"]["ports"]] == ["grpc"], "the health port is not in the Service"
+    assert [p["name"] for p in service["spec"]["ports"]] == ["grpc", "metrics"], "the health port is not in the Service"
     assert "NetworkPolicy" not in kinds(render(merged(BASE, {"networkPolicy": {"enabled": False}})))
 
 
@@ -218,6 +222,26 @@ def _():
     assert 'on_linked_elsewhere = "refuse"\nassociations_per_year = 0\ndays_between_associations = 14' in learning, toml
     refused(merged(BASE, {"config": {"kinds": {"microsoftLearning": {"associationsPerYear": 101}}}}), "associationsPerYear")
     refused(merged(BASE, {"config": {"kinds": {"partnerUniversity": {"onLinkedElsewhere": "steal"}}}}), "onLinkedElsewhere")
+
+
+@case("metrics: their own port in the config, the pod, the Service and the policy; a ServiceMonitor on request; off leaves none")
+def _():
+    docs = render(BASE)
+    assert 'metrics_listen = "0.0.0.0:9464"' in config_of(docs), config_of(docs)
+    assert "ServiceMonitor" not in kinds(docs), "off by default: it needs prometheus-operator's CRD"
+    assert_valid_and_hardened(docs)
+    k = kinds(render(merged(BASE, {"metrics": {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"}}}})))
+    monitor = k["ServiceMonitor"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}], monitor
+    assert monitor["spec"]["selector"]["matchLabels"] == workload(render(BASE))["spec"]["selector"]["matchLabels"]
+    off = render(merged(BASE, {"metrics": {"enabled": False}}))
+    assert "metrics_listen" not in config_of(off) and "metrics" not in str(kinds(off)["Service"]["spec"]["ports"])
+    assert len(kinds(off)["NetworkPolicy"]["spec"]["ingress"]) == 1
+    assert_valid_and_hardened(off)
+    refused(merged(BASE, {"metrics": {"port": 8081}}), "port")
+    refused(merged(BASE, {"metrics": {"serviceMonitor": {"interval": "often"}}}), "interval")
+    refused(merged(BASE, {"metrics": {"scrape": True}}), "scrape")
 
 
 @case("hostile values are refused: multi-tenant authority, http redirect, writable root, no Secret, redis without URL")

@@ -13,6 +13,7 @@ pub mod dev;
 pub mod domain;
 pub mod limits;
 pub mod linking;
+pub mod metrics;
 pub mod oidc;
 pub mod sealing;
 pub mod store;

@@ -26,6 +26,9 @@ pub struct TelemetrySettings {
     /// One JSON object per log line.
     #[serde(default)]
     pub json_logs: bool,
+    /// Where `GET /metrics` answers (OpenMetrics text, plaintext), e.g. `0.0.0.0:9464`; off when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Keeps the exporter; [`Telemetry::shutdown`] flushes it.

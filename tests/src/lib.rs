@@ -104,6 +104,8 @@ pub struct TestApp {
     pub health_addr: Option<SocketAddr>,
     /// The development provider's registration of the reference portal (its work sign-in).
     pub portal_client: DevClient,
+    /// The metrics port, when `telemetry.metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     _data: tempfile::TempDir,
     _redis: Option<redis::SharedRedis>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -182,12 +184,25 @@ impl TestApp {
         adjust(&mut settings);
         let app = Application::build(&settings, clock.clone()).await.unwrap();
         let (addr, health_addr, store) = (app.addr(), app.health_addr(), app.store().expect("the test store answers at start"));
+        let metrics_addr = app.metrics_addr();
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
         }));
         let portal_client = clients.iter().find(|c| c.client_id == DEV_PORTAL_CLIENT).expect("--dev registers the portal").clone();
-        let app = Self { idp, clock, addr, store, client_tls, health_addr, portal_client, _data: data, _redis: redis, shutdown: Some(tx) };
+        let app = Self {
+            idp,
+            clock,
+            addr,
+            store,
+            client_tls,
+            health_addr,
+            portal_client,
+            metrics_addr,
+            _data: data,
+            _redis: redis,
+            shutdown: Some(tx),
+        };
         wait_until_serving_with(&app.endpoint(), app.client_tls.as_ref()).await;
         app
     }

@@ -38,6 +38,11 @@ containers:
       - name: health
         containerPort: {{ .Values.health.port }}
         protocol: TCP
+      {{- if .Values.metrics.enabled }}
+      - name: metrics
+        containerPort: {{ .Values.metrics.port }}
+        protocol: TCP
+      {{- end }}
     env:
       {{- if .Values.config.kinds.partnerUniversity.enabled }}
       - name: IDLINK_KINDS__PARTNER_UNIVERSITY__CLIENT_SECRET

@@ -14,6 +14,8 @@ use super::{
     refusals::RefusalLog,
     status::{self, ApiError, Locale, to_status},
 };
+use futures_util::FutureExt;
+
 use crate::{clock::DynClock, oidc::Authenticator};
 
 #[derive(Clone)]
@@ -75,9 +77,17 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (auth, clock, refusals) = (self.auth.clone(), self.clock.clone(), self.refusals.clone());
+        // One request id per call: the caller's `x-request-id` when it is sane, else one of ours,
+        // put back on the request (the audit reads it there) and echoed on the answer.
+        let request_id = super::request_id(header(&req, "x-request-id"));
+        let echoed = http::HeaderValue::from_str(&request_id).ok();
+        if let Some(value) = &echoed {
+            req.headers_mut().insert("x-request-id", value.clone());
+        }
         // One span per RPC, continuing the caller's trace (W3C traceparent).
         let path = super::rpc_name(req.uri().path());
-        let span = tracing::info_span!("rpc", otel.name = %path, rpc.system = "grpc", rpc.method = %path);
+        let span = tracing::info_span!("rpc", otel.name = %path, otel.kind = "server", rpc.system = "grpc", rpc.method = %path,
+            request_id = %request_id, rpc.grpc.status_code = tracing::field::Empty);
         let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&crate::telemetry::HeaderExtractor(req.headers())));
         let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
         Box::pin(tracing::Instrument::instrument(
@@ -103,10 +113,23 @@ where
                     }
                 }
                 inner.call(req).await
-            },
+            }
+            .map(move |answer| answer.map(|response| answered(response, echoed))),
             span,
         ))
     }
+}
+
+/// The answer as it leaves: the call's request id echoed, and its gRPC code on the RPC span
+/// (read from the headers of a trailers-only answer; an answer that sends messages began well:
+/// 0, its final code is in its trailers and in the metrics).
+fn answered(mut response: http::Response<tonic::body::Body>, request_id: Option<http::HeaderValue>) -> http::Response<tonic::body::Body> {
+    let code = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
+    tracing::Span::current().record("rpc.grpc.status_code", code);
+    if let Some(request_id) = request_id {
+        response.headers_mut().insert("x-request-id", request_id);
+    }
+    response
 }
 
 /// While idlinkd starts, every RPC but health and reflection is answered UNAVAILABLE.

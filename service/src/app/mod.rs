@@ -42,6 +42,7 @@ use crate::{
 
 mod health;
 mod listen;
+mod scrape;
 mod tls;
 
 pub use health::LIVENESS;
@@ -87,6 +88,9 @@ pub struct Application {
     retention: chrono::Duration,
     server: ServerSettings,
     providers: Providers,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// `[telemetry] metrics_listen`, bound.
+    metrics_listener: Option<TcpListener>,
 }
 
 /// The store, or — when Redis did not answer at start — how to reach it once it does.
@@ -101,6 +105,7 @@ struct Providers {
     http: openidconnect::reqwest::Client,
     allow_insecure_http: bool,
     jwks_refetch: Duration,
+    jwks_counted: crate::metrics::JwksCounters,
     flow_ttl: chrono::Duration,
     limits: LimitSettings,
 }
@@ -189,17 +194,25 @@ impl Application {
             Some(health) => Some(Arc::new(bind(health).await?)),
             None => None,
         };
+        let metrics_listener = match settings.telemetry.metrics_listen {
+            Some(at) => Some(bind(at).await?),
+            None => None,
+        };
+        let metrics = crate::metrics::Metrics::new();
         Ok(Self {
+            metrics_listener,
+            metrics: metrics.clone(),
             listener: Arc::new(listener),
             addr,
             tls,
             health_listener,
-            auth: Arc::new(Authenticator::new(inbound.clone(), http.clone())),
+            auth: Arc::new(Authenticator::new(inbound.clone(), http.clone(), metrics.jwks.clone())),
             providers: Providers {
                 kinds,
                 http,
                 allow_insecure_http: settings.dev.allow_insecure_http,
                 jwks_refetch: inbound.jwks_refetch_interval,
+                jwks_counted: metrics.jwks.clone(),
                 flow_ttl: chrono::Duration::seconds(i64::try_from(settings.flows.ttl_seconds).unwrap_or(600)),
                 limits: settings.limits.clone(),
             },
@@ -214,6 +227,11 @@ impl Application {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics port's address, when one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The plaintext health port's address, when one is configured.
@@ -254,7 +272,15 @@ impl Application {
         let mut kinds = HashMap::new();
         for (kind, settings) in &p.kinds {
             let discovered = until_up(&format!("the {kind} identity provider"), stop, || async {
-                Ok(AssociationClient::discover(*kind, settings.clone(), p.http.clone(), p.allow_insecure_http, p.jwks_refetch).await?)
+                Ok(AssociationClient::discover(
+                    *kind,
+                    settings.clone(),
+                    p.http.clone(),
+                    p.allow_insecure_http,
+                    p.jwks_refetch,
+                    p.jwks_counted.clone(),
+                )
+                .await?)
             })
             .await?;
             match discovered {
@@ -266,12 +292,16 @@ impl Application {
             }
         }
         let linker = Linker::new(store.clone(), kinds, p.flow_ttl, BeginLimiter::new(p.limits.clone()), p.limits.watch_streams_per_caller);
-        let credits = Arc::new(Credits::new(store.clone(), self.catalog.clone()).with_expiring_soon_days(self.expiring_soon_days));
+        let credits = Arc::new(
+            Credits::new(store.clone(), self.catalog.clone())
+                .with_expiring_soon_days(self.expiring_soon_days)
+                .counting_into(self.metrics.recalculation.clone()),
+        );
         Some(Ok(Ready { store, page_tokens, linker: Arc::new(linker), credits }))
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight RPCs finish (within the grace period).
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
+    pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_ready(&health, ServingStatus::NotServing).await;
         health.set_service_status(LIVENESS, ServingStatus::Serving).await;
@@ -287,6 +317,9 @@ impl Application {
             tokio::spawn(server.serve_with_incoming(incoming(listener, None)))
         });
 
+        // The metrics port, from start to exit: a scrape while starting says the store is down.
+        let serving = Arc::new(std::sync::OnceLock::new());
+        let metrics_port = self.metrics_listener.take().map(|listener| scrape::spawn(listener, self.metrics.clone(), serving.clone()));
         // Starting: only health answers (NOT_SERVING); every other RPC is UNAVAILABLE.
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
         let starting = tonic::transport::Server::builder()
@@ -305,10 +338,10 @@ impl Application {
             None => return Ok(()),
             Some(ready) => ready?,
         };
+        let _ = serving.set(scrape::Serving { store: ready.store.clone(), linker: ready.linker.clone() });
         let result = self.serve(ready, health, health_service, stop).await;
-        if let Some(port) = health_port {
-            port.abort();
-        }
+        health_port.inspect(tokio::task::JoinHandle::abort);
+        metrics_port.inspect(tokio::task::JoinHandle::abort);
         result
     }
 
@@ -327,6 +360,12 @@ impl Application {
             .register_encoded_file_descriptor_set(idlink_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
+            .map_err(|e| StartupError::Serve(e.to_string()))?;
+        // The older protocol too: some tools (Postman, Kreya, older grpcurl) ask only v1alpha.
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(idlink_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
             .map_err(|e| StartupError::Serve(e.to_string()))?;
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
@@ -351,10 +390,12 @@ impl Application {
             .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_seconds)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .tcp_keepalive(Some(Duration::from_secs(limits.keepalive_seconds)))
+            .layer(crate::metrics::MetricsLayer { metrics: self.metrics.clone() })
             .layer(DetachedLayer { timeout: Duration::from_secs(limits.request_timeout_seconds) })
             .layer(AuthLayer::new(self.auth.clone(), self.clock.clone()))
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(LinkServiceServer::new(link_api).max_decoding_message_size(max).max_encoding_message_size(max))
             .add_service(
                 CreditServiceServer::new(CreditApi::new(ready.credits.clone(), self.clock.clone(), ready.page_tokens.clone()))

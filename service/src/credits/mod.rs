@@ -34,6 +34,8 @@ pub struct Credits {
     parallel: usize,
     /// An achievement expiring within this is "expiring soon" in its owner's view.
     expiring_soon: chrono::Duration,
+    /// What recalculations found, for the metrics.
+    pub(crate) counted: crate::metrics::RecalculationCounters,
 }
 
 /// A person's own view of their achievements.
@@ -81,7 +83,14 @@ impl Credits {
             workers: Arc::new(tokio::sync::Semaphore::new(parallel)),
             parallel,
             expiring_soon: chrono::Duration::days(DEFAULT_EXPIRING_SOON_DAYS.into()),
+            counted: crate::metrics::RecalculationCounters::default(),
         }
+    }
+
+    /// Counts what recalculations find into these (the service's metrics).
+    pub fn counting_into(mut self, counters: crate::metrics::RecalculationCounters) -> Self {
+        self.counted = counters;
+        self
     }
 
     /// Sets the window in which an achievement is "expiring soon".

@@ -143,7 +143,13 @@ impl Streaming {
             Some(Ok((tenant, outcome))) => match self.recalculations.credits.store.organization(&tenant).await {
                 Ok(organization) => {
                     self.organizations += 1;
-                    self.drifted += u64::from(outcome.stored != outcome.recomputed);
+                    let drifted = outcome.stored != outcome.recomputed;
+                    self.drifted += u64::from(drifted);
+                    let counted = &self.recalculations.credits.counted;
+                    counted.organizations.inc();
+                    if drifted {
+                        counted.drifted.inc();
+                    }
                     Ok(RecalculationItem::Organization { tenant, outcome, organization })
                 }
                 Err(e) => Err(e.into()),

@@ -153,6 +153,11 @@ impl Linker {
         &self.kinds
     }
 
+    /// Change-feed streams open on this replica (the metrics).
+    pub fn watch_streams(&self) -> u64 {
+        self.watchers.open()
+    }
+
     fn client(&self, kind: LinkKind) -> Result<&AssociationClient> {
         self.kinds.get(&kind).ok_or(LinkingError::KindNotConfigured { kind })
     }

@@ -31,6 +31,11 @@ impl Watchers {
     pub(super) fn new(limit: u32) -> Self {
         Self { limit, open: Mutex::default() }
     }
+
+    /// Streams open now, of every caller.
+    pub(super) fn open(&self) -> u64 {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner).values().map(|n| u64::from(*n)).sum()
+    }
 }
 
 /// One open change-feed stream: its caller's count goes down when it is dropped.

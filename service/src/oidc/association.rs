@@ -161,13 +161,20 @@ impl AssociationClient {
         http: reqwest::Client,
         allow_insecure_http: bool,
         jwks_refetch_interval: Duration,
+        jwks_counted: crate::metrics::JwksCounters,
     ) -> Result<Self, OidcError> {
         Self::check_settings(kind, &settings, allow_insecure_http)?;
         let issuer = IssuerUrl::new(settings.authority.clone()).map_err(|e| OidcError::Config { detail: e.to_string() })?;
         let metadata = Metadata::discover_async(issuer, &http)
             .await
             .map_err(|e| OidcError::Provider { detail: format!("discovery of {} failed: {e}", settings.authority) })?;
-        let jwks = Arc::new(JwksCache::new(metadata.jwks_uri().clone(), http.clone(), metadata.jwks().clone(), jwks_refetch_interval));
+        let jwks = Arc::new(JwksCache::new(
+            metadata.jwks_uri().clone(),
+            http.clone(),
+            metadata.jwks().clone(),
+            jwks_refetch_interval,
+            jwks_counted,
+        ));
         Ok(Self {
             kind,
             settings,

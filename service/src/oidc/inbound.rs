@@ -93,6 +93,7 @@ pub struct Authenticator {
     /// they expire: a signature check and two JSON parses per call otherwise (see
     /// BENCHMARKS.md). Refusals are never cached.
     validated: Mutex<HashMap<[u8; 32], (Principal, i64)>>,
+    jwks_counted: crate::metrics::JwksCounters,
 }
 
 /// Past this many cached tokens, expired ones are dropped (and all, if none had expired).
@@ -153,9 +154,9 @@ fn decode_part(part: &str) -> Result<Vec<u8>, AuthError> {
 }
 
 impl Authenticator {
-    pub fn new(config: InboundConfig, http: reqwest::Client) -> Self {
+    pub fn new(config: InboundConfig, http: reqwest::Client, jwks_counted: crate::metrics::JwksCounters) -> Self {
         let issuers = config.allowed_tenants.iter().chain(config.services.tenant()).map(|t| (t.clone(), Issuer::default())).collect();
-        Self { config, http, issuers, validated: Mutex::new(HashMap::new()) }
+        Self { config, http, issuers, validated: Mutex::new(HashMap::new()), jwks_counted }
     }
 
     fn issuer_of(&self, tenant: &TenantId) -> String {
@@ -183,7 +184,8 @@ impl Authenticator {
                     AuthError::ProviderUnavailable
                 })?;
                 let uri = metadata.jwks_uri().clone();
-                Ok(Arc::new(JwksCache::new(uri, self.http.clone(), metadata.jwks().clone(), self.config.jwks_refetch_interval)))
+                let (keys, interval, counted) = (metadata.jwks().clone(), self.config.jwks_refetch_interval, self.jwks_counted.clone());
+                Ok(Arc::new(JwksCache::new(uri, self.http.clone(), keys, interval, counted)))
             })
             .await
     }

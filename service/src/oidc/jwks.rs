@@ -22,10 +22,17 @@ pub struct JwksCache {
     /// When the last refetch on an unknown `kid` happened; held while one is in flight.
     last_unknown_kid_fetch: tokio::sync::Mutex<Option<Instant>>,
     min_refetch_interval: Duration,
+    counted: crate::metrics::JwksCounters,
 }
 
 impl JwksCache {
-    pub fn new(uri: JsonWebKeySetUrl, http: reqwest::Client, keys: CoreJsonWebKeySet, min_refetch_interval: Duration) -> Self {
+    pub fn new(
+        uri: JsonWebKeySetUrl,
+        http: reqwest::Client,
+        keys: CoreJsonWebKeySet,
+        min_refetch_interval: Duration,
+        counted: crate::metrics::JwksCounters,
+    ) -> Self {
         Self {
             uri,
             http,
@@ -33,7 +40,18 @@ impl JwksCache {
             generation: AtomicU64::new(0),
             last_unknown_kid_fetch: tokio::sync::Mutex::new(None),
             min_refetch_interval,
+            counted,
         }
+    }
+
+    /// A fetch of these keys, counted (and its failure too).
+    async fn counted_fetch(&self) -> Result<CoreJsonWebKeySet, OidcError> {
+        self.counted.fetches.inc();
+        let fetched = Self::fetch(&self.uri, &self.http).await;
+        if fetched.is_err() {
+            self.counted.failures.inc();
+        }
+        fetched
     }
 
     pub async fn fetch(uri: &JsonWebKeySetUrl, http: &reqwest::Client) -> Result<CoreJsonWebKeySet, OidcError> {
@@ -55,7 +73,7 @@ impl JwksCache {
 
     /// Scheduled refresh (hourly). Failure keeps the last good keys.
     pub async fn refresh(&self) {
-        match Self::fetch(&self.uri, &self.http).await {
+        match self.counted_fetch().await {
             Ok(keys) => self.replace(keys),
             Err(e) => tracing::warn!(error = %e, "JWKS refresh failed; keeping the last good keys"),
         }
@@ -74,7 +92,7 @@ impl JwksCache {
             return false;
         }
         *last = Some(Instant::now());
-        match Self::fetch(&self.uri, &self.http).await {
+        match self.counted_fetch().await {
             Ok(keys) => {
                 self.replace(keys);
                 true

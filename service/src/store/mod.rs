@@ -48,6 +48,17 @@ pub struct IntegrityReport {
     pub problems: Vec<String>,
 }
 
+/// What a store holds, as its metrics report it. Each backend answers what it can measure.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// sled: its files on disk.
+    pub bytes_on_disk: Option<u64>,
+    /// Redis: `used_memory` (the whole server's, shared by every prefix on it).
+    pub memory_bytes: Option<u64>,
+    /// Flows begun and neither completed nor purged yet.
+    pub flows_pending: u64,
+}
+
 /// Which of an organisation's links to list, and where to resume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {

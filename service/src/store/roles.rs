@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{IntegrityReport, LinkPage, ListQuery, Recomputed, Recorded, RequestQuota, Reservation, Result, StoredOutcome};
+use super::{Footprint, IntegrityReport, LinkPage, ListQuery, Recomputed, Recorded, RequestQuota, Reservation, Result, StoredOutcome};
 use crate::domain::{
     AccountKey, Associations, Certification, Credit, LearningProfile, Link, LinkEvent, LinkKind, LinkMode, Mcid, NewLink, Organization,
     PartnerId, SealedFlow, StateHash, TenantId,
@@ -179,4 +179,7 @@ pub trait Store: FlowStore + LinkStore + EventFeed + CreditStore + RequestLog + 
     async fn ping(&self) -> Result<()> {
         Ok(())
     }
+
+    /// What the store holds now, for the metrics (cheap: no scan).
+    async fn footprint(&self) -> Result<Footprint>;
 }

@@ -25,13 +25,58 @@ async fn health_and_reflection_need_no_token_and_say_serving() {
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
         server_reflection_response::MessageResponse,
     };
-    let mut reflection = ServerReflectionClient::new(channel);
+    let mut reflection = ServerReflectionClient::new(channel.clone());
     let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
     let mut stream = reflection.server_reflection_info(tokio_stream_once(request)).await.unwrap().into_inner();
     let Some(Ok(response)) = stream.next().await else { panic!("no reflection answer") };
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("unexpected answer") };
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"idlink.v1.LinkService".to_owned()), "{names:?}");
+
+    // The older protocol too, for the tools that ask only v1alpha.
+    use tonic_reflection::pb::v1alpha as alpha;
+    let mut old = alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = old.server_reflection_info(tokio_stream_once(request)).await.unwrap().into_inner();
+    let Some(Ok(response)) = stream.next().await else { panic!("no v1alpha reflection answer") };
+    let Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected v1alpha answer")
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"idlink.v1.CreditService".to_owned()), "{names:?}");
+}
+
+/// Every answer carries the call's `x-request-id`: the caller's when it sent a sane one, else
+/// one of ours — refusals included, so a caller can quote it to the operators.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_echoes_its_request_id() {
+    use idlink_client::pb::link_service_client::LinkServiceClient;
+    let app = TestApp::spawn().await;
+    let channel = tonic::transport::Endpoint::from_shared(app.endpoint()).unwrap().connect().await.unwrap();
+    let mut links = LinkServiceClient::new(channel);
+    let call = |request_id: Option<&str>, token: Option<String>| {
+        let mut request = tonic::Request::new(pb::GetLinksRequest::default());
+        if let Some(id) = request_id {
+            request.metadata_mut().insert("x-request-id", id.parse().unwrap());
+        }
+        if let Some(token) = token {
+            request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        request
+    };
+    let echoed = |metadata: &tonic::metadata::MetadataMap| metadata.get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+    let token = || Some(app.idp.access_token("alex@contoso.example").unwrap());
+    let answer = links.get_links(call(Some("portal-7f3a"), token())).await.unwrap();
+    assert_eq!(echoed(answer.metadata()).as_deref(), Some("portal-7f3a"));
+    let refused = links.get_links(call(Some("portal-7f3b"), None)).await.unwrap_err();
+    assert_eq!(echoed(refused.metadata()).as_deref(), Some("portal-7f3b"), "refusals too");
+    let ours = echoed(links.get_links(call(None, token())).await.unwrap().metadata()).expect("one of ours when none was sent");
+    let insane = "x".repeat(200);
+    let replaced = echoed(links.get_links(call(Some(&insane), token())).await.unwrap().metadata()).unwrap();
+    assert!(ours.len() >= 16 && replaced != insane && replaced != ours, "{ours} {replaced}");
 }
 
 fn tokio_stream_once<T: Send + 'static>(item: T) -> impl futures_util::Stream<Item = T> + Send + 'static {

@@ -18,6 +18,7 @@ mod links_have_a_lifecycle;
 mod no_caller_runs_up_an_unbounded_cost;
 mod no_secret_rests_in_the_store;
 mod only_our_own_services_act_as_services;
+mod operators_see_it_in_metrics;
 mod organisations_list_their_links_in_sealed_pages;
 mod people_use_the_panel_in_a_browser;
 mod probes_never_restart_a_healthy_pod;

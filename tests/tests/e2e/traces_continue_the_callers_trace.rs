@@ -124,6 +124,9 @@ async fn rpc_spans_are_children_of_the_callers_trace_and_carry_no_secrets() {
         assert_eq!(hex(&by_name(rpc).parent_span_id), parent_span, "{rpc} continues the caller's span");
     }
     let complete_rpc = by_name("/idlink.v1.LinkService/CompleteLink");
+    assert_eq!(complete_rpc.kind, opentelemetry_proto::tonic::trace::v1::span::SpanKind::Server as i32, "a server span");
+    let attributes = all_text(&complete_rpc.attributes);
+    assert!(attributes.contains("rpc.grpc.status_code=IntValue(0)") && attributes.contains("request_id="), "{attributes}");
     for step in ["oidc.complete", "store.link"] {
         assert_eq!(by_name(step).parent_span_id, complete_rpc.span_id, "{step} is a step of CompleteLink");
     }

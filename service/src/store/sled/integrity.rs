@@ -20,6 +20,12 @@ impl Store for SledStore {
         }
     }
 
+    async fn footprint(&self) -> Result<crate::store::Footprint> {
+        // Flows live ten minutes and BeginLink is rate limited: counting them stays small.
+        let flows_pending = u64::try_from(self.flows.len()).unwrap_or(u64::MAX);
+        Ok(crate::store::Footprint { bytes_on_disk: Some(self.db.size_on_disk().map_err(unavailable)?), memory_bytes: None, flows_pending })
+    }
+
     async fn check_integrity(&self) -> Result<IntegrityReport> {
         let mut report = IntegrityReport::default();
         self.check_index(&self.trees.by_work, "by_work", |l| &l.work, &mut report)?;
