@@ -7,7 +7,6 @@ use idlink_client::{IdlinkClient, pb};
 
 use crate::cli::ImportArgs;
 use serde_json::json;
-use tokio::io::AsyncBufReadExt;
 use tokio_stream::StreamExt;
 
 /// Progress on stderr, drawn only for a person watching a terminal (indicatif hides itself
@@ -52,25 +51,126 @@ fn source(raw: &str) -> Result<pb::AchievementSource, (&'static str, String)> {
     }
 }
 
-/// One line of a CSV (`personal_tenant_id,personal_object_id,certification_id,earned_at,expires_at`
-/// and optionally `,source`) or JSON-lines file; a refusal is (reason, detail).
-fn parse_line(line: &str, jsonl: bool) -> Result<pb::Certification, (&'static str, String)> {
-    let malformed = |why: String| ("MALFORMED", why);
-    let (tenant, object, id, earned, expires, from) = if jsonl {
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| malformed(format!("not JSON: {e}")))?;
-        let s = |ptr: &str| v.pointer(ptr).and_then(|x| x.as_str()).unwrap_or_default().to_owned();
-        let fields =
-            ["/personal_account/tenant_id", "/personal_account/object_id", "/certification_id", "/earned_at", "/expires_at", "/source"];
-        let [a, b, c, d, e, f] = fields.map(s);
-        (a, b, c, d, e, f)
-    } else {
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        if !(5..=6).contains(&f.len()) {
-            return Err(malformed(format!("expected 5 or 6 comma-separated fields, found {}", f.len())));
+/// A certification's fields as a file gives them: (tenant, object, id, earned_at, expires_at,
+/// source).
+type CertificationFields = (String, String, String, String, String, String);
+
+/// One line of a JSON-lines certification file.
+fn certification_of_json(line: &str) -> Result<pb::Certification, (&'static str, String)> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| ("MALFORMED", format!("not JSON: {e}")))?;
+    let s = |ptr: &str| v.pointer(ptr).and_then(|x| x.as_str()).unwrap_or_default().to_owned();
+    let fields =
+        ["/personal_account/tenant_id", "/personal_account/object_id", "/certification_id", "/earned_at", "/expires_at", "/source"];
+    let [a, b, c, d, e, f] = fields.map(s);
+    certification((a, b, c, d, e, f))
+}
+
+/// Where a CSV's certification fields are: named by its header, or — a file without one — in
+/// the documented order `personal_tenant_id,personal_object_id,certification_id,earned_at,
+/// expires_at[,source]`.
+struct CertificationColumns {
+    tenant: Option<usize>,
+    object: usize,
+    id: usize,
+    earned: usize,
+    expires: Option<usize>,
+    source: Option<usize>,
+    /// Without a header, a record must have exactly the documented fields.
+    positional: bool,
+}
+
+impl CertificationColumns {
+    const POSITIONAL: Self = Self { tenant: Some(0), object: 1, id: 2, earned: 3, expires: Some(4), source: Some(5), positional: true };
+
+    /// The documented order, as a header names it.
+    const DOCUMENTED: [&str; 6] = ["personal_tenant_id", "personal_object_id", "certification_id", "earned_at", "expires_at", "source"];
+
+    /// The header's columns when `first` is a header (it names `certification_id`). A header in
+    /// the documented order keeps the documented rules (an unnamed sixth field is the source).
+    fn of(first: &csv::StringRecord) -> anyhow::Result<Option<Self>> {
+        if column(first, "certification_id").is_none() {
+            return Ok(None);
         }
-        let at = |i: usize| f.get(i).copied().unwrap_or_default().to_owned();
-        (at(0), at(1), at(2), at(3), at(4), at(5))
-    };
+        let names: Vec<String> = first.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect();
+        if (5..=6).contains(&names.len()) && names.iter().zip(Self::DOCUMENTED).all(|(name, documented)| name == documented) {
+            return Ok(Some(Self::POSITIONAL));
+        }
+        Ok(Some(Self {
+            tenant: column(first, "personal_tenant_id"),
+            object: required_column(first, "personal_object_id")?,
+            id: required_column(first, "certification_id")?,
+            earned: required_column(first, "earned_at")?,
+            expires: column(first, "expires_at"),
+            source: column(first, "source"),
+            positional: false,
+        }))
+    }
+
+    fn fields(&self, record: &csv::StringRecord) -> Result<CertificationFields, (&'static str, String)> {
+        if self.positional && !(5..=6).contains(&record.len()) {
+            return Err(("MALFORMED", format!("expected 5 or 6 comma-separated fields, found {}", record.len())));
+        }
+        let needed = [self.object, self.id, self.earned].into_iter().max().unwrap_or_default() + 1;
+        if record.len() < needed {
+            return Err(("MALFORMED", format!("expected at least {needed} fields, as the header says, found {}", record.len())));
+        }
+        let field = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or_default().trim().to_owned();
+        let tenant = field(self.tenant);
+        let tenant = if tenant.is_empty() && !self.positional { idlink_client::CONSUMER_TENANT.to_owned() } else { tenant };
+        Ok((tenant, field(Some(self.object)), field(Some(self.id)), field(Some(self.earned)), field(self.expires), field(self.source)))
+    }
+}
+
+/// The line a record starts on, counting from 1 (of the input as [`Lf`] hands it over).
+fn record_line(record: &csv::StringRecord) -> Option<u64> {
+    record.position().map(csv::Position::line)
+}
+
+/// The input with each CRLF as LF. csv ends a record at a CR and counts its line once the LF
+/// after it is read, with the next record: a CRLF file's records would be numbered a line short.
+struct Lf<R> {
+    inner: std::io::BufReader<R>,
+}
+
+impl<R: std::io::Read> Lf<R> {
+    fn new(inner: R) -> Self {
+        Self { inner: std::io::BufReader::new(inner) }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Lf<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::BufRead;
+        // Waits for input only while nothing is written yet: a pipe's records go on as they come.
+        let mut written = 0;
+        while written < out.len() {
+            let buffered = if written == 0 { self.inner.fill_buf()? } else { self.inner.buffer() };
+            let (byte, more) = match buffered {
+                [] => break,
+                [b'\r'] if written > 0 => break, // what follows the CR decides: next read
+                [byte, rest @ ..] => (*byte, rest.first().copied()),
+            };
+            self.inner.consume(1);
+            if byte == b'\r' {
+                let next = match more {
+                    Some(next) => Some(next),
+                    None => self.inner.fill_buf()?.first().copied(),
+                };
+                if next == Some(b'\n') {
+                    continue; // the LF that follows ends the line
+                }
+            }
+            out[written] = byte;
+            written += 1;
+        }
+        Ok(written)
+    }
+}
+
+/// A certification from its fields; a refusal is (reason, detail).
+fn certification(fields: CertificationFields) -> Result<pb::Certification, (&'static str, String)> {
+    let malformed = |why: String| ("MALFORMED", why);
+    let (tenant, object, id, earned, expires, from) = fields;
     Ok(pb::Certification {
         personal_account: Some(pb::AccountRef { tenant_id: tenant, object_id: object }),
         certification_id: id,
@@ -252,26 +352,50 @@ fn is_jsonl(path: &Path, jsonl: bool) -> bool {
 /// how far it got; rerunning is safe (what was recorded counts as duplicates).
 pub async fn import(client: &IdlinkClient, args: &ImportArgs, json_output: bool) -> anyhow::Result<()> {
     let path = args.file.as_path();
-    let jsonl = is_jsonl(path, args.jsonl);
-    let input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = if path == Path::new("-") {
-        Box::new(tokio::io::BufReader::new(tokio::io::stdin()))
-    } else {
-        Box::new(tokio::io::BufReader::new(tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?))
-    };
-    let mut lines = input.lines();
     let send = async |batch: &[pb::Certification]| client.record_certification_batch(batch).await;
     let mut batches = Batches::new(args.batch_lines as usize);
-    let mut number = 0u64;
-    while let Some(line) = lines.next_line().await.with_context(|| format!("reading line {}", number + 1))? {
-        number += 1;
-        let header = number == 1 && line.starts_with("personal_tenant_id");
-        if line.trim().is_empty() || header {
+    let input = open_input(path)?;
+    if is_jsonl(path, args.jsonl) {
+        let mut number = 0u64;
+        for line in std::io::BufRead::lines(std::io::BufReader::new(input)) {
+            number += 1;
+            let line = line.with_context(|| format!("reading line {number}"))?;
+            if !line.trim().is_empty() {
+                batches.push(number, certification_of_json(&line), &send).await?;
+            }
             batches.imported.lines = number;
-            continue;
         }
-        batches.push(number, parse_line(&line, jsonl), &send).await?;
+        return batches.finish(&send, json_output).await;
     }
-    batches.imported.lines = number;
+    // Quoting, CRLF, a byte-order mark and columns in any order (with a header) are the csv
+    // crate's; each record is numbered by the line it starts on.
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).from_reader(Lf::new(input));
+    let mut record = csv::StringRecord::new();
+    let mut columns = None;
+    loop {
+        let read = reader.read_record(&mut record);
+        let line = record_line(&record).unwrap_or(batches.imported.lines + 1);
+        let parsed = match read {
+            Ok(false) => break,
+            Err(e) => Err(("MALFORMED", e.to_string())),
+            Ok(true) if record.iter().all(str::is_empty) => {
+                batches.imported.lines = line;
+                continue;
+            }
+            Ok(true) => {
+                // The first record says whether the file has a header.
+                if columns.is_none()
+                    && let Some(named) = CertificationColumns::of(&record)?
+                {
+                    columns = Some(named);
+                    batches.imported.lines = line;
+                    continue;
+                }
+                columns.get_or_insert(CertificationColumns::POSITIONAL).fields(&record).and_then(certification)
+            }
+        };
+        batches.push(line, parsed, &send).await?;
+    }
     batches.finish(&send, json_output).await
 }
 
@@ -349,22 +473,21 @@ pub async fn import_profiles(client: &IdlinkClient, args: &ImportArgs, json_outp
         }
         batches.imported.lines = number;
     } else {
-        let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
+        let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(Lf::new(input));
         let columns = ProfileColumns::of(reader.headers().context("reading the header")?)?;
         let mut record = csv::StringRecord::new();
-        // Records are numbered as lines, the header being line 1 (a quoted field holding a
-        // line break would shift the count; ids and MCIDs never do).
-        let mut number = 1u64;
+        batches.imported.lines = 1;
+        // Each record numbered by the line it starts on (the header is line 1).
         loop {
-            let parsed = match reader.read_record(&mut record) {
+            let read = reader.read_record(&mut record);
+            let line = record_line(&record).unwrap_or(batches.imported.lines + 1);
+            let parsed = match read {
                 Ok(false) => break,
                 Ok(true) => profile_of_record(&columns, &record),
                 Err(e) => Err(("MALFORMED", e.to_string())),
             };
-            number += 1;
-            batches.push(number, parsed, &send).await?;
+            batches.push(line, parsed, &send).await?;
         }
-        batches.imported.lines = number;
     }
     batches.finish(&send, json_output).await
 }
@@ -677,7 +800,7 @@ fn users_of(path: &Path, jsonl: bool) -> anyhow::Result<Vec<(u64, pb::AccountRef
         }
         return Ok(users);
     }
-    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(Lf::new(input));
     let headers = reader.headers().context("reading the header")?.clone();
     let (tenant, object) = (required_column(&headers, "tenant_id")?, required_column(&headers, "object_id")?);
     for (n, record) in reader.records().enumerate() {

@@ -125,3 +125,49 @@ async fn learning_profiles_import_by_column_name_and_the_person_reads_their_mcid
     assert_eq!(mine["certifications"][0]["credits"][0]["area_id"], "infrastructure-azure", "{mine}");
     assert_eq!(mine["certifications"][0]["not_counting"], "", "{mine}");
 }
+
+/// A certification file as a spreadsheet writes it — a byte-order mark, CRLF, a header with its
+/// columns in its own order (and one more), quoted fields with commas, quotes and a line break —
+/// records what the plain file records; a malformed row is reported by its line, the rest go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spreadsheets_certification_file_imports_as_the_plain_one_does() {
+    let person = |n: u32| format!("00000000-0000-4000-8000-{n:012x}");
+    let consumer = idlink_client::CONSUMER_TENANT;
+    let plain = format!(
+        "{consumer},{},azure-administrator-associate,2026-01-15T09:00:00Z,2029-01-15T09:00:00Z\n\
+         {consumer},{},azure-developer-associate,2026-02-01T00:00:00Z,\n",
+        person(1),
+        person(2)
+    );
+    let spreadsheet = format!(
+        "\u{feff}certification_id,\"earned_at\",personal_object_id,expires_at,notes\r\n\
+         \"azure-administrator-associate\",2026-01-15T09:00:00Z,{},2029-01-15T09:00:00Z,\"said \"\"renew\"\", twice\"\r\n\
+         this,is,not,a,row\r\n\
+         azure-developer-associate,2026-02-01T00:00:00Z,\"{}\",,\"two\r\nlines\"\r\n",
+        person(1),
+        person(2)
+    );
+    let mut recorded = Vec::new();
+    for (name, text) in [("plain.csv", plain), ("spreadsheet.csv", spreadsheet)] {
+        let app = TestApp::spawn().await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let summary = idlink_json(&app, &["--as-app", "learning-feed", "certs", "import", path.to_str().unwrap()]).await;
+        assert_eq!(summary["accepted"], 2, "{name}: {summary}");
+        let mut achievements = Vec::new();
+        for n in [1, 2] {
+            let key = idlink_service::domain::AccountKey::parse(consumer, &person(n)).unwrap();
+            achievements.push(app.store.achievements(&key).await.unwrap());
+        }
+        recorded.push((achievements, summary));
+    }
+    assert_eq!(recorded[0].0, recorded[1].0, "the same achievements, however the file was written");
+    let spreadsheet = &recorded[1].1;
+    assert_eq!(spreadsheet["rejected"], 1, "{spreadsheet}");
+    assert_eq!(
+        (spreadsheet["rejections"][0]["line"].as_u64(), spreadsheet["rejections"][0]["reason"].as_str()),
+        (Some(3), Some("MALFORMED"))
+    );
+    assert_eq!(recorded[0].1["rejected"], 0);
+}
