@@ -1,6 +1,9 @@
 //! The command line: every command, flag and its help.
 
 use clap::{Args, Parser, Subcommand};
+
+/// The link kinds as the command line names them.
+const KINDS: [&str; 4] = ["partner-university", "microsoft-learning", "pu", "ml"];
 use idlink_client::browser;
 
 use crate::commands::bench;
@@ -97,6 +100,10 @@ pub(crate) enum Command {
     /// The change feed.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Shell completions for bash, zsh, fish, elvish or powershell, on standard output.
+    Completions { shell: clap_complete::Shell },
+    /// The manual page (roff), on standard output: `idlink man | man -l -`.
+    Man,
     /// Health of the server; with --wait, polls until SERVING and prints how long that took.
     Health {
         #[arg(long)]
@@ -126,7 +133,8 @@ pub(crate) enum Command {
     },
     /// Services: the work user a personal account is linked to.
     Resolve {
-        #[arg(long)]
+        /// Which link: partner-university (pu) or microsoft-learning (ml).
+        #[arg(long, value_parser = KINDS)]
         kind: String,
         /// The personal account's object id (consumer tenant).
         #[arg(long)]
@@ -143,7 +151,8 @@ pub(crate) enum Command {
         /// associations (which a fixture account such as jordan@outlook.example soon meets).
         #[arg(long)]
         personal: Option<String>,
-        #[arg(long, default_value = "microsoft-learning")]
+        /// Which link: partner-university (pu) or microsoft-learning (ml).
+        #[arg(long, default_value = "microsoft-learning", value_parser = KINDS)]
         kind: String,
         #[arg(long, default_value = browser::DEV_REDIRECT_URI)]
         redirect_uri: String,
@@ -303,26 +312,34 @@ pub(crate) enum LinkCommand {
         /// Another user's links (admins): TENANT_ID/OBJECT_ID.
         #[arg(long, conflicts_with = "org")]
         of: Option<String>,
-        #[arg(long, requires = "org")]
+        /// Only links of this kind: partner-university (pu) or microsoft-learning (ml).
+        #[arg(long, requires = "org", value_parser = KINDS)]
         kind: Option<String>,
         #[arg(long, requires = "org")]
         include_removed: bool,
     },
     /// Remove access (idempotent); admins may name a user of their organisation.
     Remove {
-        #[arg(long)]
+        /// Which link: partner-university (pu) or microsoft-learning (ml).
+        #[arg(long, value_parser = KINDS)]
         kind: String,
         /// TENANT_ID/OBJECT_ID of the user whose access to remove (admins).
         #[arg(long)]
         of: Option<String>,
+        /// Why, for the audit log.
         #[arg(long, default_value = "user_request")]
         reason: String,
+        /// Remove only if the link still has this etag (from `link list --json`): FAILED_PRECONDITION
+        /// ETAG_MISMATCH when it changed since.
+        #[arg(long)]
+        etag: Option<String>,
     },
 }
 
 #[derive(Args)]
 pub(crate) struct BeginArgs {
-    #[arg(long)]
+    /// Which link: partner-university (pu) or microsoft-learning (ml).
+    #[arg(long, value_parser = KINDS)]
     pub(crate) kind: String,
     #[arg(long, default_value = browser::DEV_REDIRECT_URI)]
     pub(crate) redirect_uri: String,

@@ -28,7 +28,7 @@ pub(crate) fn link_json(link: &pb::Link) -> serde_json::Value {
         "state": if link.state == pb::LinkState::Active as i32 { "active" } else { "removed" },
         "work_user": {"tenant_id": work.tenant_id, "object_id": work.object_id, "upn": work.user_principal_name},
         "personal_account": {"tenant_id": personal.tenant_id, "object_id": personal.object_id, "email": personal.email, "name": personal.display_name},
-        "created_at": link.created_at.map(|t| t.seconds), "removal": removal,
+        "created_at": link.created_at.map(|t| t.seconds), "removal": removal, "etag": link.etag,
     })
 }
 

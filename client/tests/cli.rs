@@ -25,3 +25,32 @@ fn missing_credentials_and_missing_files_are_explained() {
     let (ok, _, stderr) = idlink(&["--token", "t", "--endpoint", "http://127.0.0.1:9", "credit", "recalc"]);
     assert!(!ok && stderr.contains("--all"), "{stderr}");
 }
+
+fn exit_code(args: &[&str]) -> Option<i32> {
+    Command::new(env!("CARGO_BIN_EXE_idlink")).args(args).env_remove("IDLINK_TOKEN").output().ok()?.status.code()
+}
+
+#[test]
+fn completions_and_a_man_page_are_generated() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let (ok, stdout, stderr) = idlink(&["completions", shell]);
+        assert!(ok && stdout.contains("idlink") && stdout.contains("remove"), "{shell}: {stderr}");
+    }
+    let (ok, man, _) = idlink(&["man"]);
+    assert!(ok && man.contains(".TH idlink") && man.contains("Link work accounts"), "{man}");
+}
+
+/// Exit codes scripts can rely on: 2 for a wrong command line, 69 for an idlink that cannot be
+/// reached, and every option says what it takes (`--kind` lists its values).
+#[test]
+fn exit_codes_say_what_went_wrong_and_options_their_values() {
+    assert_eq!(exit_code(&["link", "remove", "--kind", "exams"]), Some(2), "an unknown kind is a usage error");
+    let (_, _, stderr) = idlink(&["link", "remove", "--kind", "exams"]);
+    assert!(stderr.contains("partner-university") && stderr.contains("microsoft-learning"), "{stderr}");
+    let (_, _, stderr) = idlink(&["lnik"]);
+    assert!(stderr.contains("link"), "a suggestion: {stderr}");
+    let unreachable = ["--token", "t", "--endpoint", "http://127.0.0.1:9", "--retry-seconds", "0", "link", "list"];
+    assert_eq!(exit_code(&unreachable), Some(69));
+    let (_, help, _) = idlink(&["link", "remove", "--help"]);
+    assert!(help.contains("--etag") && help.contains("[possible values: partner-university, microsoft-learning, pu, ml]"), "{help}");
+}

@@ -184,27 +184,7 @@ fn method_label(path: &str) -> &'static str {
 }
 
 fn code_name(status: Option<i32>) -> &'static str {
-    use tonic::Code::*;
-    match status.map(tonic::Code::from) {
-        None => "UNKNOWN",
-        Some(Ok) => "OK",
-        Some(Cancelled) => "CANCELLED",
-        Some(Unknown) => "UNKNOWN",
-        Some(InvalidArgument) => "INVALID_ARGUMENT",
-        Some(DeadlineExceeded) => "DEADLINE_EXCEEDED",
-        Some(NotFound) => "NOT_FOUND",
-        Some(AlreadyExists) => "ALREADY_EXISTS",
-        Some(PermissionDenied) => "PERMISSION_DENIED",
-        Some(ResourceExhausted) => "RESOURCE_EXHAUSTED",
-        Some(FailedPrecondition) => "FAILED_PRECONDITION",
-        Some(Aborted) => "ABORTED",
-        Some(OutOfRange) => "OUT_OF_RANGE",
-        Some(Unimplemented) => "UNIMPLEMENTED",
-        Some(Internal) => "INTERNAL",
-        Some(Unavailable) => "UNAVAILABLE",
-        Some(DataLoss) => "DATA_LOSS",
-        Some(Unauthenticated) => "UNAUTHENTICATED",
-    }
+    status.map_or("UNKNOWN", |status| idlink_proto::code_name(tonic::Code::from(status)))
 }
 
 /// The gRPC status and idlink's reason a header map (headers of a trailers-only answer, or

@@ -85,15 +85,15 @@ pub(super) async fn run(cli: &Cli, command: &LinkCommand) -> anyhow::Result<()> 
                 }
             }
         }
-        LinkCommand::Remove { kind, of, reason } => {
+        LinkCommand::Remove { kind, of, reason, etag } => {
             let user = of.as_deref().map(account).transpose()?;
             let tombstone = client
                 .remove_link(pb::RemoveLinkRequest {
                     kind: parse_kind(kind)? as i32,
                     user,
                     reason: reason.clone(),
+                    etag: etag.clone().unwrap_or_default(),
                     request_id: request_id(cli),
-                    ..Default::default()
                 })
                 .await?;
             print_link(cli, &tombstone);

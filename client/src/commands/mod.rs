@@ -28,6 +28,11 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
             if cli.json { println!("{}", json!({"access_token": token})) } else { println!("{token}") }
         }
         Command::Link(command) => link::run(cli, command).await?,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "idlink", &mut std::io::stdout());
+        }
+        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?,
         Command::Demo { work_user, personal, kind, redirect_uri, keep } => {
             demo::run(cli, work_user, personal.as_deref(), kind, redirect_uri, *keep).await?
         }

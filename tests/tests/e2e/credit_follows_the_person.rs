@@ -317,7 +317,24 @@ async fn a_stale_etag_cannot_remove_a_link() {
     let stale = alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, etag: first.etag.clone(), ..Default::default() }).await;
     assert_refused(stale, Code::FailedPrecondition, "ETAG_MISMATCH");
     assert_eq!(alex.get_links().await.unwrap().len(), 1);
-    alex.remove_link(pb::RemoveLinkRequest { kind: ML as i32, etag: second.etag, ..Default::default() }).await.unwrap();
+
+    // The CLI: `link remove --etag`, a refusal in --json with gRPC's code name, exit code 1.
+    let remove = |etag: &str| {
+        let mut command = app.idlink();
+        command.args(["--user", "alex@contoso.example", "--json", "link", "remove", "--kind", "ml", "--etag", etag]);
+        command
+    };
+    let refused = remove(&first.etag).output().await.unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!((error["error"]["code"].as_str(), error["error"]["reason"].as_str()), (Some("FAILED_PRECONDITION"), Some("ETAG_MISMATCH")));
+    let listed = app.idlink().args(["--user", "alex@contoso.example", "--json", "link", "list"]).output().await.unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let etag = listed["links"][0]["etag"].as_str().unwrap().to_owned();
+    assert_eq!(etag, second.etag, "link list --json shows the etag");
+    let removed = remove(&etag).output().await.unwrap();
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    assert!(alex.get_links().await.unwrap().is_empty());
 }
 
 async fn enrol(enrolment: &IdlinkClient, tenant: &str, partner: &str) -> Result<pb::Organization, idlink_client::ClientError> {
