@@ -139,3 +139,44 @@ fn learning_limits_associations_as_partner_center_documents_unless_configured() 
     let err = crate::oidc::AssociationClient::check_settings(LinkKind::MicrosoftLearning, &too_many[0].1, false).unwrap_err();
     assert!(err.to_string().contains("associations_per_year"), "{err}");
 }
+
+/// docs/configuration.md lists exactly the keys idlinkd reads: the fields of every settings
+/// struct (read from their source), no more, no fewer.
+#[test]
+fn the_configuration_reference_lists_every_key() {
+    let doc = include_str!("../../../docs/configuration.md");
+    let documented: Vec<String> = doc
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `").and_then(|rest| rest.split_once('`')).map(|(key, _)| key.to_owned()))
+        .collect();
+    assert!(documented.len() > 50, "{documented:?}");
+    let sections: &[(&str, &str, &str)] = &[
+        ("store", "pub struct StoreSettings {", include_str!("mod.rs")),
+        ("auth", "pub struct AuthSettings {", include_str!("mod.rs")),
+        ("kinds.<kind>", "pub struct KindConfig {", include_str!("mod.rs")),
+        ("flows", "pub struct FlowSettings {", include_str!("mod.rs")),
+        ("server", "pub struct ServerSettings {", include_str!("mod.rs")),
+        ("server.tls", "pub struct TlsSettings {", include_str!("mod.rs")),
+        ("credit", "pub struct CreditSettings {", include_str!("mod.rs")),
+        ("events", "pub struct EventSettings {", include_str!("mod.rs")),
+        ("dev", "pub struct DevSettings {", include_str!("mod.rs")),
+        ("telemetry", "pub struct TelemetrySettings {", include_str!("../telemetry.rs")),
+        ("limits", "pub struct LimitSettings {", include_str!("../limits.rs")),
+    ];
+    let mut read = vec!["listen".to_owned()];
+    for (section, start, source) in sections {
+        let body = &source[source.find(start).unwrap() + start.len()..];
+        let body = &body[..body.find("\n}").unwrap()];
+        for line in body.lines().map(str::trim) {
+            if let Some(field) = line.strip_prefix("pub ").and_then(|l| l.split_once(':')).map(|(f, _)| f)
+                && field != "tls"
+            {
+                read.push(format!("{section}.{field}"));
+            }
+        }
+    }
+    read.sort();
+    let mut listed = documented.clone();
+    listed.sort();
+    assert_eq!(listed, read, "docs/configuration.md and the settings disagree");
+}
