@@ -45,9 +45,19 @@ def render(values):
     finally:
         chart.close()
     docs = []
-    for text in rendered.values():
-        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    for path, text in rendered.items():
+        if not path.endswith("NOTES.txt"):
+            docs.extend(d for d in yaml.safe_load_all(text) if d)
     return docs
+
+
+def notes(values):
+    chart = helm.Chart.load(str(CHART))
+    try:
+        rendered = chart.render(values, name="idlink", namespace="partner-center")
+    finally:
+        chart.close()
+    return next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
 
 
 def kinds(docs):
@@ -242,6 +252,50 @@ def _():
     refused(merged(BASE, {"metrics": {"port": 8081}}), "port")
     refused(merged(BASE, {"metrics": {"serviceMonitor": {"interval": "often"}}}), "interval")
     refused(merged(BASE, {"metrics": {"scrape": True}}), "scrape")
+
+
+@case("operators' values reach the config and the pod: logs, [server], [limits], cache, catalog, Redis CA, env, volumes, annotations, pull secrets, spread")
+def _():
+    values = merged(BASE, {
+        "store": {"cacheMb": 256},
+        "config": {"jsonLogs": False, "catalogConfigMap": "catalog", "server": {"request_timeout_seconds": 60}, "limits": {"begin_per_user_burst": 20}},
+        "extraEnv": [{"name": "RUST_LOG", "value": "info"}],
+        "extraVolumes": [{"name": "scratch", "emptyDir": {}}],
+        "extraVolumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+        "podAnnotations": {"team": "partner-center"},
+        "podLabels": {"tier": "identity"},
+        "serviceAccount": {"annotations": {"azure.workload.identity/client-id": "abc"}},
+        "imagePullSecrets": [{"name": "registry"}],
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+                                       "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "idlink"}}}],
+    })
+    docs = render(values)
+    toml = config_of(docs)
+    for line in ["json_logs = false", "request_timeout_seconds = 60", "[limits]\nbegin_per_user_burst = 20", "cache_mb = 256",
+                 '[credit]\ncatalog = "/etc/idlink-catalog/catalog.toml"']:
+        assert line in toml, (line, toml)
+    pod = workload(docs)["spec"]["template"]
+    spec = pod["spec"]
+    (container,) = spec["containers"]
+    assert {"name": "RUST_LOG", "value": "info"} in container["env"]
+    assert {"name": "scratch", "mountPath": "/scratch"} in container["volumeMounts"]
+    assert {"name": "catalog", "mountPath": "/etc/idlink-catalog", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "catalog", "configMap": {"name": "catalog"}} in spec["volumes"] and {"name": "scratch", "emptyDir": {}} in spec["volumes"]
+    assert pod["metadata"]["annotations"]["team"] == "partner-center" and "checksum/config" in pod["metadata"]["annotations"]
+    assert pod["metadata"]["labels"]["tier"] == "identity"
+    assert spec["imagePullSecrets"] == [{"name": "registry"}] and spec["topologySpreadConstraints"][0]["maxSkew"] == 1
+    assert kinds(docs)["ServiceAccount"]["metadata"]["annotations"] == {"azure.workload.identity/client-id": "abc"}
+    assert_valid_and_hardened(docs)
+    redis = render(merged(values, {"store": {"backend": "redis", "redis": {"url": "rediss://redis:6379", "caConfigMap": "redis-ca"}}}))
+    assert 'redis_ca_file = "/etc/idlink-redis-ca/ca.crt"' in config_of(redis)
+    assert {"name": "redis-ca", "configMap": {"name": "redis-ca"}} in workload(redis)["spec"]["template"]["spec"]["volumes"]
+    assert_valid_and_hardened(redis)
+    text = notes(BASE)
+    assert "idlink.partner-center.svc:50051" in text and "helm test idlink" in text and "GET /metrics on port 9464" in text, text
+    # Typos and secrets in the wrong place are refused.
+    refused(merged(BASE, {"replicas": 3}), "replicas")
+    refused(merged(BASE, {"config": {"server": {"request_timeout": 60}}}), "request_timeout")
+    refused(merged(BASE, {"extraEnv": [{"name": "IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET", "value": "x"}]}), "extraEnv")
 
 
 @case("hostile values are refused: multi-tenant authority, http redirect, writable root, no Secret, redis without URL")

@@ -24,6 +24,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "idlink.podSpec" -}}
 serviceAccountName: {{ include "idlink.fullname" . }}
 automountServiceAccountToken: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.topologySpreadConstraints }}
+topologySpreadConstraints: {{- toYaml . | nindent 2 }}
+{{- end }}
 terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
 securityContext: {{- toYaml .Values.podSecurityContext | nindent 2 }}
 containers:
@@ -73,6 +79,9 @@ containers:
       - name: IDLINK_TELEMETRY__OTLP_CA_FILE
         value: /etc/idlink-otlp-ca/ca.crt
       {{- end }}
+      {{- with .Values.extraEnv }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
     # On the health port. Readiness and startup follow the store and the identity providers
     # (""); liveness only asks whether the process answers, so an outage of Redis takes the
     # pods out of the Service and never restarts them.
@@ -113,6 +122,19 @@ containers:
       - name: data
         mountPath: /var/lib/idlink
       {{- end }}
+      {{- if .Values.config.catalogConfigMap }}
+      - name: catalog
+        mountPath: /etc/idlink-catalog
+        readOnly: true
+      {{- end }}
+      {{- if and (ne (include "idlink.sled" .) "true") .Values.store.redis.caConfigMap }}
+      - name: redis-ca
+        mountPath: /etc/idlink-redis-ca
+        readOnly: true
+      {{- end }}
+      {{- with .Values.extraVolumeMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
 volumes:
   - name: config
     configMap:
@@ -128,6 +150,19 @@ volumes:
   - name: otlp-ca
     configMap:
       name: {{ . }}
+  {{- end }}
+  {{- with .Values.config.catalogConfigMap }}
+  - name: catalog
+    configMap:
+      name: {{ . }}
+  {{- end }}
+  {{- if and (ne (include "idlink.sled" .) "true") .Values.store.redis.caConfigMap }}
+  - name: redis-ca
+    configMap:
+      name: {{ .Values.store.redis.caConfigMap }}
+  {{- end }}
+  {{- with .Values.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- with .Values.nodeSelector }}
 nodeSelector: {{- toYaml . | nindent 2 }}
