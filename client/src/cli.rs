@@ -101,18 +101,24 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Events(EventsCommand),
     /// Shell completions for bash, zsh, fish, elvish or powershell, on standard output.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
+    },
     /// The manual page (roff), on standard output: `idlink man | man -l -`.
     Man,
     /// Health of the server; with --wait, polls until SERVING and prints how long that took.
     Health {
+        /// Poll until SERVING instead of asking once.
         #[arg(long)]
         wait: bool,
+        /// With --wait: give up after this long.
         #[arg(long, default_value_t = 30.0)]
         timeout_seconds: f64,
     },
     /// Load generator: requests/s and latency percentiles of one RPC at each concurrency.
     Bench {
+        /// What to load.
         #[arg(value_enum)]
         target: bench::Target,
         /// Comma-separated concurrency levels.
@@ -139,11 +145,13 @@ pub(crate) enum Command {
         /// The personal account's object id (consumer tenant).
         #[arg(long)]
         object_id: String,
+        /// The tenant id (a GUID).
         #[arg(long, default_value = "9188040d-6c67-4c5b-b112-36a304b66dad")]
         tenant_id: String,
     },
     /// Runs a whole flow against `idlinkd --dev`: begin, sign in, complete, list, remove.
     Demo {
+        /// The development work user who links.
         #[arg(long, default_value = "alex@contoso.example")]
         work_user: String,
         /// The personal account that signs in. Unset: a new one added to the development
@@ -154,6 +162,7 @@ pub(crate) enum Command {
         /// Which link: partner-university (pu) or microsoft-learning (ml).
         #[arg(long, default_value = "microsoft-learning", value_parser = KINDS)]
         kind: String,
+        /// Where the provider sends the browser back (registered for the kind).
         #[arg(long, default_value = browser::DEV_REDIRECT_URI)]
         redirect_uri: String,
         /// Stop after listing: keep the link.
@@ -166,10 +175,13 @@ pub(crate) enum Command {
 pub(crate) enum OrgsCommand {
     /// Create or update a tenant's organisation (Organizations.Write).
     Upsert {
+        /// The tenant id (a GUID).
         #[arg(long)]
         tenant_id: String,
+        /// The organisation's PartnerID.
         #[arg(long)]
         partner_id: String,
+        /// The organisation's name, for people.
         #[arg(long)]
         name: String,
     },
@@ -201,10 +213,13 @@ pub(crate) enum UsersCommand {
     /// One user, or a --file (CSV with tenant_id and object_id columns, or JSON lines) with a
     /// progress line; rerunnable.
     Remove {
+        /// The tenant id (a GUID).
         #[arg(long, requires = "object_id", conflicts_with = "file")]
         tenant_id: Option<String>,
+        /// The object id (a GUID).
         #[arg(long, requires = "tenant_id")]
         object_id: Option<String>,
+        /// The file to read (`-`: standard input); CSV with a header, or JSON lines (.jsonl or --jsonl).
         #[arg(long)]
         file: Option<std::path::PathBuf>,
         /// Read standard input (`--file -`) as JSON lines.
@@ -252,6 +267,8 @@ pub(crate) enum ProfilesCommand {
 /// A file the Learning feed sends, in calls of --batch-lines lines.
 #[derive(Args)]
 pub(crate) struct ImportArgs {
+    /// The file to send (`-`: standard input): CSV with a header naming its columns, or JSON
+    /// lines (`.jsonl`, or `--jsonl`).
     pub(crate) file: std::path::PathBuf,
     /// Read standard input as JSON lines (a file is JSON lines when it ends .jsonl/.ndjson/.json).
     #[arg(long)]
@@ -264,12 +281,16 @@ pub(crate) struct ImportArgs {
 #[derive(Subcommand)]
 pub(crate) enum CreditCommand {
     /// An organisation's credit per competency area.
-    Show { organization_id: String },
+    Show {
+        /// The organisation, by one of its tenants' ids.
+        organization_id: String,
+    },
     /// Recompute from the source records and repair drift (Credits.Recalculate).
     Recalc {
         /// Every organisation.
         #[arg(long, conflicts_with = "org")]
         all: bool,
+        /// Recalculate only these organisations (tenant ids; repeat --org for several).
         #[arg(long)]
         org: Vec<String>,
     },
@@ -280,6 +301,7 @@ pub(crate) enum EventsCommand {
     /// Follow the change feed (Links.Read). Reconnects when the server restarts, from the last
     /// cursor printed; to resume later, pass that cursor as --from.
     Watch {
+        /// Resume after this cursor (0: from the oldest event kept).
         #[arg(long, default_value_t = 0)]
         from: u64,
         /// Stop after this many events.
@@ -294,10 +316,13 @@ pub(crate) enum LinkCommand {
     Begin(BeginArgs),
     /// Finish linking with what the redirect carried (or the whole redirect URL).
     Complete {
+        /// The `state` the redirect carried.
         #[arg(long, required_unless_present = "callback_url")]
         state: Option<String>,
+        /// The `code` the redirect carried.
         #[arg(long)]
         code: Option<String>,
+        /// The `iss` the redirect carried (RFC 9207), when it had one.
         #[arg(long)]
         iss: Option<String>,
         /// The full URL the browser was redirected to.
@@ -315,6 +340,7 @@ pub(crate) enum LinkCommand {
         /// Only links of this kind: partner-university (pu) or microsoft-learning (ml).
         #[arg(long, requires = "org", value_parser = KINDS)]
         kind: Option<String>,
+        /// List removed links (tombstones) too.
         #[arg(long, requires = "org")]
         include_removed: bool,
     },
@@ -341,12 +367,38 @@ pub(crate) struct BeginArgs {
     /// Which link: partner-university (pu) or microsoft-learning (ml).
     #[arg(long, value_parser = KINDS)]
     pub(crate) kind: String,
+    /// Where the provider sends the browser back (registered for the kind).
     #[arg(long, default_value = browser::DEV_REDIRECT_URI)]
     pub(crate) redirect_uri: String,
+    /// The personal account to sign in with (skips the provider's account picker).
     #[arg(long)]
     pub(crate) login_hint: Option<String>,
+    /// Replace the personal account you already linked for this kind.
     #[arg(long)]
     pub(crate) replace_existing: bool,
+    /// Move an account linked at another organisation to you (kinds that refuse by default).
     #[arg(long)]
     pub(crate) transfer: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every option of every command says what it is for (`--help`, the man page, completions).
+    #[test]
+    fn every_option_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&<super::Cli as clap::CommandFactory>::command(), "idlink", &mut missing);
+        assert!(missing.is_empty(), "options without help: {missing:#?}");
+    }
 }
