@@ -21,6 +21,18 @@ impl Progress {
         }
         Self(bar)
     }
+    /// Bytes of an input read so far, against its size when known: rate and ETA for a file.
+    fn reading(input: &Input) -> Self {
+        let (bar, template) = match input.size {
+            Some(size) => (indicatif::ProgressBar::new(size), "{bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}"),
+            None => (indicatif::ProgressBar::new_spinner(), "{spinner} {bytes} read ({bytes_per_sec}, {elapsed}) {msg}"),
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        Self(bar)
+    }
+
     fn update(&self, text: &str) {
         self.0.set_message(text.to_owned());
         self.0.tick();
@@ -268,16 +280,19 @@ struct Batches<T> {
     sent_lines: Vec<u64>,
     imported: Imported,
     progress: Progress,
+    /// Bytes of the input read so far.
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<T> Batches<T> {
-    fn new(batch_lines: usize) -> Self {
+    fn new(batch_lines: usize, input: &Input) -> Self {
         Self {
             batch_lines,
             batch: Vec::with_capacity(batch_lines),
             sent_lines: Vec::with_capacity(batch_lines),
             imported: Imported::default(),
-            progress: Progress::new(),
+            progress: Progress::reading(input),
+            read: input.read.clone(),
         }
     }
 
@@ -318,6 +333,7 @@ impl<T> Batches<T> {
         self.imported.add(answer.into(), &self.sent_lines);
         self.batch.clear();
         self.sent_lines.clear();
+        self.progress.0.set_position(self.read.load(std::sync::atomic::Ordering::Relaxed));
         self.progress.update(&format!("{} lines sent", self.imported.lines));
         Ok(())
     }
@@ -335,11 +351,36 @@ impl<T> Batches<T> {
     }
 }
 
-fn open_input(path: &Path) -> anyhow::Result<Box<dyn std::io::Read + Send>> {
-    if path == Path::new("-") {
-        return Ok(Box::new(std::io::stdin()));
+/// An import's input: a file (its size known) or standard input, counting the bytes read.
+struct Input {
+    reader: Counting,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    size: Option<u64>,
+}
+
+struct Counting {
+    inner: Box<dyn std::io::Read + Send>,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::io::Read for Counting {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
     }
-    Ok(Box::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?))
+}
+
+fn open_input(path: &Path) -> anyhow::Result<Input> {
+    let (inner, size): (Box<dyn std::io::Read + Send>, _) = if path == Path::new("-") {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), size)
+    };
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    Ok(Input { reader: Counting { inner, read: read.clone() }, read, size })
 }
 
 fn is_jsonl(path: &Path, jsonl: bool) -> bool {
@@ -353,8 +394,9 @@ fn is_jsonl(path: &Path, jsonl: bool) -> bool {
 pub async fn import(client: &IdlinkClient, args: &ImportArgs, json_output: bool) -> anyhow::Result<()> {
     let path = args.file.as_path();
     let send = async |batch: &[pb::Certification]| client.record_certification_batch(batch).await;
-    let mut batches = Batches::new(args.batch_lines as usize);
     let input = open_input(path)?;
+    let mut batches = Batches::new(args.batch_lines as usize, &input);
+    let input = input.reader;
     if is_jsonl(path, args.jsonl) {
         let mut number = 0u64;
         for line in std::io::BufRead::lines(std::io::BufReader::new(input)) {
@@ -457,9 +499,10 @@ fn profile_of_json(line: &str) -> Result<pb::LearningProfile, (&'static str, Str
 /// rerun: profiles already recorded count as duplicates.
 pub async fn import_profiles(client: &IdlinkClient, args: &ImportArgs, json_output: bool) -> anyhow::Result<()> {
     let send = async |batch: &[pb::LearningProfile]| client.record_learning_profile_batch(batch).await;
-    let mut batches = Batches::new(args.batch_lines as usize);
     let path = args.file.as_path();
     let input = open_input(path)?;
+    let mut batches = Batches::new(args.batch_lines as usize, &input);
+    let input = input.reader;
     if is_jsonl(path, args.jsonl) {
         let mut number = 0u64;
         for line in std::io::BufRead::lines(std::io::BufReader::new(input)) {
@@ -786,7 +829,7 @@ pub async fn remove_user(
 /// or JSON lines `{"tenant_id": …, "object_id": …}`; a line that names nobody is an error
 /// naming it.
 fn users_of(path: &Path, jsonl: bool) -> anyhow::Result<Vec<(u64, pb::AccountRef)>> {
-    let input = open_input(path)?;
+    let input = open_input(path)?.reader;
     let mut users = Vec::new();
     if is_jsonl(path, jsonl) {
         for (n, line) in std::io::BufRead::lines(std::io::BufReader::new(input)).enumerate() {
