@@ -7,6 +7,7 @@ pub mod v1 {
 }
 
 pub mod locale;
+pub mod reference;
 
 /// A gRPC code as the specification writes it (`ALREADY_EXISTS`): the names metrics labels and
 /// `--json` errors use.
