@@ -38,26 +38,24 @@ def merged(*layers):
     return out
 
 
-def render(values):
+def rendered_files(values):
     chart = helm.Chart.load(str(CHART))
     try:
-        rendered = chart.render(values, name="idlink", namespace="partner-center")
+        return chart.render(values, name="idlink", namespace="partner-center")
     finally:
         chart.close()
+
+
+def render(values):
     docs = []
-    for path, text in rendered.items():
+    for path, text in rendered_files(values).items():
         if not path.endswith("NOTES.txt"):
             docs.extend(d for d in yaml.safe_load_all(text) if d)
     return docs
 
 
 def notes(values):
-    chart = helm.Chart.load(str(CHART))
-    try:
-        rendered = chart.render(values, name="idlink", namespace="partner-center")
-    finally:
-        chart.close()
-    return next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
+    return next(text for path, text in rendered_files(values).items() if path.endswith("NOTES.txt"))
 
 
 def kinds(docs):

@@ -338,6 +338,29 @@ impl<T> Batches<T> {
         Ok(())
     }
 
+    /// Every line of a JSON-lines input, parsed by `parse` (blank lines skipped, still counted).
+    async fn push_json_lines<F, A>(
+        &mut self,
+        input: impl std::io::Read,
+        parse: impl Fn(&str) -> Result<T, (&'static str, String)>,
+        send: &F,
+    ) -> anyhow::Result<()>
+    where
+        F: AsyncFn(&[T]) -> Result<A, idlink_client::ClientError>,
+        A: Into<Answer>,
+    {
+        for (n, line) in std::io::BufRead::lines(std::io::BufReader::new(input)).enumerate() {
+            let number = n as u64 + 1;
+            let line = line.with_context(|| format!("reading line {number}"))?;
+            if line.trim().is_empty() {
+                self.imported.lines = number;
+            } else {
+                self.push(number, parse(&line), send).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sends the rest and prints the summary.
     async fn finish<F, A>(mut self, send: &F, json_output: bool) -> anyhow::Result<()>
     where
@@ -398,15 +421,7 @@ pub async fn import(client: &IdlinkClient, args: &ImportArgs, json_output: bool)
     let mut batches = Batches::new(args.batch_lines as usize, &input);
     let input = input.reader;
     if is_jsonl(path, args.jsonl) {
-        let mut number = 0u64;
-        for line in std::io::BufRead::lines(std::io::BufReader::new(input)) {
-            number += 1;
-            let line = line.with_context(|| format!("reading line {number}"))?;
-            if !line.trim().is_empty() {
-                batches.push(number, certification_of_json(&line), &send).await?;
-            }
-            batches.imported.lines = number;
-        }
+        batches.push_json_lines(input, certification_of_json, &send).await?;
         return batches.finish(&send, json_output).await;
     }
     // Quoting, CRLF, a byte-order mark and columns in any order (with a header) are the csv
@@ -504,17 +519,7 @@ pub async fn import_profiles(client: &IdlinkClient, args: &ImportArgs, json_outp
     let mut batches = Batches::new(args.batch_lines as usize, &input);
     let input = input.reader;
     if is_jsonl(path, args.jsonl) {
-        let mut number = 0u64;
-        for line in std::io::BufRead::lines(std::io::BufReader::new(input)) {
-            number += 1;
-            let line = line.with_context(|| format!("reading line {number}"))?;
-            if line.trim().is_empty() {
-                batches.imported.lines = number;
-                continue;
-            }
-            batches.push(number, profile_of_json(&line), &send).await?;
-        }
-        batches.imported.lines = number;
+        batches.push_json_lines(input, profile_of_json, &send).await?;
     } else {
         let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(Lf::new(input));
         let columns = ProfileColumns::of(reader.headers().context("reading the header")?)?;

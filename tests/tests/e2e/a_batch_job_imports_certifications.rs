@@ -147,8 +147,18 @@ async fn a_spreadsheets_certification_file_imports_as_the_plain_one_does() {
         person(1),
         person(2)
     );
+    let json = |n: u32, id: &str, earned: &str, expires: &str| {
+        serde_json::json!({"personal_account": {"tenant_id": consumer, "object_id": person(n)}, "certification_id": id,
+                           "earned_at": earned, "expires_at": expires})
+        .to_string()
+    };
+    let lines = format!(
+        "{}\n\n{{not json\n{}\n",
+        json(1, "azure-administrator-associate", "2026-01-15T09:00:00Z", "2029-01-15T09:00:00Z"),
+        json(2, "azure-developer-associate", "2026-02-01T00:00:00Z", "")
+    );
     let mut recorded = Vec::new();
-    for (name, text) in [("plain.csv", plain), ("spreadsheet.csv", spreadsheet)] {
+    for (name, text) in [("plain.csv", plain), ("spreadsheet.csv", spreadsheet), ("feed.jsonl", lines)] {
         let app = TestApp::spawn().await;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
@@ -163,6 +173,9 @@ async fn a_spreadsheets_certification_file_imports_as_the_plain_one_does() {
         recorded.push((achievements, summary));
     }
     assert_eq!(recorded[0].0, recorded[1].0, "the same achievements, however the file was written");
+    assert_eq!(recorded[0].0, recorded[2].0, "JSON lines too");
+    let jsonl = &recorded[2].1;
+    assert_eq!((jsonl["lines"].as_u64(), jsonl["rejections"][0]["line"].as_u64()), (Some(4), Some(3)), "{jsonl}");
     let spreadsheet = &recorded[1].1;
     assert_eq!(spreadsheet["rejected"], 1, "{spreadsheet}");
     assert_eq!(
