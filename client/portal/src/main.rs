@@ -70,9 +70,22 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("--dev listens on loopback addresses only");
     }
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    println!("idlink-portal: open {}/profile", config.public_url.trim_end_matches('/'));
-    idlink_portal::serve(listener, config, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    let public = config.public_url.trim_end_matches('/').to_owned();
+    // The work authority may still be starting (idlinkd --dev starts its provider): wait for it.
+    let app = loop {
+        match idlink_portal::router(config.clone()).await {
+            Ok(app) => break app,
+            Err(e) => {
+                eprintln!("idlink-portal: waiting for the work authority {} ({e}); retrying in 2 s", config.work_authority);
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
+    };
+    println!("idlink-portal: open {public}/profile");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
 }
