@@ -60,9 +60,6 @@ pub(crate) struct Portal {
     signin: WorkSignIn,
     channel: tonic::transport::Channel,
     templates: minijinja::Environment<'static>,
-    /// The Content-Security-Policy of every page: nothing but this origin's stylesheet, forms
-    /// that post here or go on to the identity providers.
-    csp: HeaderValue,
 }
 
 /// The portal's routes, ready to serve: it discovers the work authority and connects to
@@ -74,13 +71,15 @@ pub async fn router(config: PortalConfig) -> anyhow::Result<Router> {
     let origin = |u: &str| url::Url::parse(u).map(|u| u.origin().ascii_serialization());
     let mut providers = vec![origin(&config.work_authority)?, origin(signin.authorization_endpoint())?];
     providers.dedup();
+    // The Content-Security-Policy of every page: nothing but this origin's stylesheet, forms
+    // that post here or go on to the identity providers.
     let csp = format!(
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
         providers.join(" ")
     );
-    let portal = Arc::new(Portal { templates: panel::templates()?, csp: HeaderValue::from_str(&csp)?, config, signin, channel });
+    let csp_header = HeaderValue::from_str(&csp)?;
+    let portal = Arc::new(Portal { templates: panel::templates()?, config, signin, channel });
     let sessions = sessions(portal.config.development);
-    let csp_header = portal.csp.clone();
     Ok(Router::new()
         .route("/", get(panel::home))
         .route("/profile", get(panel::profile))

@@ -18,7 +18,7 @@ use tower_sessions::Session;
 use crate::{
     Portal,
     signin::{PendingSignIn, WorkUser, constant_time_eq},
-    text::{Action, Locale, OwnRefusal, action_for, kind_key, kind_of, own_refusal, words},
+    text::{Action, Locale, OwnRefusal, action_for, kind_key, kind_of, own_refusal, word, words},
 };
 
 type Shared = State<Arc<Portal>>;
@@ -216,9 +216,7 @@ pub(crate) async fn profile(State(portal): Shared, session: Session, headers: He
     });
     let pu_account = links.links.iter().find(|l| l.kind == pb::LinkKind::PartnerUniversity as i32).map(personal_label);
     let learning_linked = links.links.iter().any(|l| l.kind == pb::LinkKind::MicrosoftLearning as i32);
-    let shortcut = pu_account
-        .filter(|_| !learning_linked)
-        .map(|account| words(locale)["shortcut"].as_str().unwrap_or_default().replace("{account}", &account));
+    let shortcut = pu_account.filter(|_| !learning_linked).map(|account| word(locale, "shortcut").replace("{account}", &account));
     let certifications: Vec<_> = certifications.certifications.iter().map(|c| certification_view(c, locale)).collect();
     render(
         &portal,
@@ -245,14 +243,12 @@ fn personal_label(link: &pb::Link) -> String {
 
 fn certification_view(c: &pb::MyCertification, locale: Locale) -> minijinja::Value {
     let why = match pb::NotCountingReason::try_from(c.not_counting).unwrap_or_default() {
-        pb::NotCountingReason::Expired => Some(["expired", "expirée", "만료됨"]),
-        pb::NotCountingReason::NotInCatalog => {
-            Some(["does not count for an organization", "ne compte pas pour une organisation", "조직에 반영되지 않음"])
-        }
-        pb::NotCountingReason::NotLinked => Some(["not linked now", "non liée actuellement", "현재 연결되지 않음"]),
+        pb::NotCountingReason::Expired => Some("not_counting_expired"),
+        pb::NotCountingReason::NotInCatalog => Some("not_counting_not_in_catalog"),
+        pb::NotCountingReason::NotLinked => Some("not_counting_not_linked"),
         pb::NotCountingReason::Unspecified => None,
     }
-    .map(|texts| texts[locale.index()]);
+    .map(|key| word(locale, key));
     minijinja::context! {
         id => c.certification_id,
         title => if c.title.is_empty() { c.certification_id.clone() } else { c.title.clone() },
@@ -375,12 +371,7 @@ pub(crate) async fn link_callback(State(portal): Shared, session: Session, heade
     }
     .await;
     let notice = match outcome {
-        Ok(_) => Notice {
-            ok: true,
-            text: words(locale)["linked"].as_str().unwrap_or_default().to_owned(),
-            kind: Some(kind),
-            ..Notice::default()
-        },
+        Ok(_) => Notice { ok: true, text: word(locale, "linked").to_owned(), kind: Some(kind), ..Notice::default() },
         Err(e) => refusal_notice(&e, Some(&kind), locale),
     };
     notify(&session, notice).await;
@@ -407,12 +398,7 @@ pub(crate) async fn remove_access(State(portal): Shared, session: Session, heade
     }
     .await;
     let notice = match outcome {
-        Ok(_) => Notice {
-            ok: true,
-            text: words(locale)["removed"].as_str().unwrap_or_default().to_owned(),
-            kind: Some(form.kind),
-            ..Notice::default()
-        },
+        Ok(_) => Notice { ok: true, text: word(locale, "removed").to_owned(), kind: Some(form.kind), ..Notice::default() },
         Err(e) => refusal_notice(&e, Some(&form.kind), locale),
     };
     notify(&session, notice).await;

@@ -5,8 +5,18 @@
 use idlink_client::pb;
 pub use idlink_proto::locale::Locale;
 
-/// The page's words, one table per language, handed to the template as `t`.
-pub(crate) fn words(locale: Locale) -> serde_json::Value {
+/// The page's words in `locale`, handed to the template as `t`: built once per language.
+pub(crate) fn words(locale: Locale) -> &'static serde_json::Value {
+    static WORDS: std::sync::OnceLock<[serde_json::Value; 3]> = std::sync::OnceLock::new();
+    &WORDS.get_or_init(|| [Locale::En, Locale::Fr, Locale::Ko].map(table))[locale.index()]
+}
+
+/// One of the page's words.
+pub(crate) fn word(locale: Locale, key: &str) -> &'static str {
+    words(locale)[key].as_str().unwrap_or_default()
+}
+
+fn table(locale: Locale) -> serde_json::Value {
     let pick = |texts: [&str; 3]| texts[locale.index()].to_owned();
     serde_json::json!({
         "your_learning": pick(["Your learning", "Votre apprentissage", "내 학습"]),
@@ -45,6 +55,13 @@ pub(crate) fn words(locale: Locale) -> serde_json::Value {
         "expires": pick(["expires", "expire le", "만료일"]),
         "expiring_soon": pick(["expires soon: renew it", "expire bientôt : renouvelez-la", "곧 만료됨: 갱신하세요"]),
         "counts_for": pick(["counts for", "compte pour", "반영 대상"]),
+        "not_counting_expired": pick(["expired", "expirée", "만료됨"]),
+        "not_counting_not_in_catalog": pick([
+            "does not count for an organization",
+            "ne compte pas pour une organisation",
+            "조직에 반영되지 않음",
+        ]),
+        "not_counting_not_linked": pick(["not linked now", "non liée actuellement", "현재 연결되지 않음"]),
         "next_association": pick([
             "Next available date for a subsequent association",
             "Prochaine date disponible pour une nouvelle association",
