@@ -45,11 +45,18 @@ impl From<DomainError> for ApiError {
 
 pub use idlink_proto::locale::Locale;
 
+/// The domain's refusal inside an error, raised by the orchestration or by the store.
+fn domain_error(err: &ApiError) -> Option<&DomainError> {
+    match err {
+        ApiError::Linking(LinkingError::Domain(d) | LinkingError::Store(StoreError::Domain(d))) => Some(d),
+        _ => None,
+    }
+}
+
 /// The localized text of a refusal, with what it names filled in.
 fn localized(err: &ApiError, refusal: &Reason, locale: Locale) -> String {
-    match err {
-        ApiError::Linking(LinkingError::Domain(DomainError::AssociationLimited { next_allowed, met, .. }))
-        | ApiError::Linking(LinkingError::Store(StoreError::Domain(DomainError::AssociationLimited { next_allowed, met, .. }))) => {
+    match domain_error(err) {
+        Some(DomainError::AssociationLimited { next_allowed, met, .. }) => {
             let date = locale.date(*next_allowed);
             match met {
                 LimitMet::CoolOff { days } => refusal.text[locale.index()].replace("{days}", &days.to_string()),
@@ -64,21 +71,17 @@ fn localized(err: &ApiError, refusal: &Reason, locale: Locale) -> String {
 /// What a refusal names for programs (`ErrorInfo.metadata`).
 fn error_metadata(err: &ApiError) -> HashMap<String, String> {
     let mut metadata = HashMap::new();
-    match err {
-        ApiError::InvalidArgument { field, .. } => {
-            metadata.insert("field".to_owned(), (*field).to_owned());
-        }
-        ApiError::Linking(LinkingError::Domain(DomainError::AssociationLimited { kind, next_allowed, met }))
-        | ApiError::Linking(LinkingError::Store(StoreError::Domain(DomainError::AssociationLimited { kind, next_allowed, met }))) => {
-            metadata.insert("kind".to_owned(), kind.to_string());
-            metadata.insert("next_association_available_at".to_owned(), next_allowed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            let limit = match met {
-                LimitMet::CoolOff { .. } => "days_between_associations",
-                LimitMet::PerYear { .. } => "associations_per_year",
-            };
-            metadata.insert("limit".to_owned(), limit.to_owned());
-        }
-        _ => {}
+    if let ApiError::InvalidArgument { field, .. } = err {
+        metadata.insert("field".to_owned(), (*field).to_owned());
+    }
+    if let Some(DomainError::AssociationLimited { kind, next_allowed, met }) = domain_error(err) {
+        metadata.insert("kind".to_owned(), kind.to_string());
+        metadata.insert("next_association_available_at".to_owned(), next_allowed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let limit = match met {
+            LimitMet::CoolOff { .. } => "days_between_associations",
+            LimitMet::PerYear { .. } => "associations_per_year",
+        };
+        metadata.insert("limit".to_owned(), limit.to_owned());
     }
     metadata
 }
