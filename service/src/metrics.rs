@@ -103,7 +103,7 @@ impl Metrics {
             registry.register(name, help, gauge.clone());
             gauge
         };
-        let store_up = gauge(&mut registry, "store_up", "1 when the store answered the scrape's ping");
+        let store_up = gauge(&mut registry, "store_up", "1 when the store answered the scrape (within 1 s)");
         let store_bytes_on_disk = gauge(&mut registry, "store_bytes_on_disk", "sled: the size of its files");
         let store_memory_bytes = gauge(&mut registry, "store_memory_bytes", "Redis: used_memory of the server");
         let flows_pending = gauge(&mut registry, "flows_pending", "Association flows begun and not yet completed or purged");
@@ -155,25 +155,15 @@ impl Metrics {
 fn methods() -> &'static HashSet<&'static str> {
     static METHODS: OnceLock<HashSet<&'static str>> = OnceLock::new();
     METHODS.get_or_init(|| {
-        use prost::Message;
-        let mut paths: Vec<String> = ["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"]
-            .iter()
-            .map(|p| (*p).to_owned())
-            .chain(
-                ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]
-                    .iter()
-                    .map(|s| format!("/{s}/ServerReflectionInfo")),
-            )
-            .collect();
-        if let Ok(set) = prost_types::FileDescriptorSet::decode(idlink_proto::FILE_DESCRIPTOR_SET) {
-            for file in set.file {
-                for service in &file.service {
-                    for method in &service.method {
-                        paths.push(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
-                    }
-                }
-            }
-        }
+        let mut paths: Vec<String> = [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        paths.extend(idlink_proto::rpc_paths());
         // Once per process, a few dozen names: labels borrow them for good.
         paths.into_iter().map(|p| &*Box::leak(p.into_boxed_str())).collect()
     })

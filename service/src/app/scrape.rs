@@ -1,6 +1,6 @@
 //! The metrics port: `GET /metrics` on `[telemetry] metrics_listen`, plaintext (like the
-//! probes' port, it carries nothing personal). Each scrape pings the store (at most a second)
-//! and reads its footprint, so `idlink_store_up` is what the scrape itself saw.
+//! probes' port, it carries nothing personal). Each scrape reads the store's footprint (at
+//! most a second): `idlink_store_up` is whether that answer came, what the scrape itself saw.
 
 use std::{
     sync::{Arc, OnceLock},
@@ -40,11 +40,7 @@ pub(super) fn spawn(listener: TcpListener, metrics: Arc<Metrics>, serving: Arc<O
 async fn scrape(State(scrape): State<Scrape>) -> impl IntoResponse {
     let mut sample = Sample::default();
     if let Some(serving) = scrape.serving.get() {
-        let answered = tokio::time::timeout(Duration::from_secs(1), async {
-            serving.store.ping().await?;
-            serving.store.footprint().await
-        })
-        .await;
+        let answered = tokio::time::timeout(Duration::from_secs(1), serving.store.footprint()).await;
         if let Ok(Ok(footprint)) = answered {
             sample.store_up = true;
             sample.footprint = Some(footprint);
