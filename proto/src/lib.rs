@@ -9,6 +9,22 @@ pub mod v1 {
 pub mod locale;
 pub mod reference;
 
+/// The full path of every RPC of the contract (`/idlink.v1.LinkService/GetLinks`), in the
+/// order the files declare them.
+pub fn rpc_paths() -> Vec<String> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).unwrap_or_default();
+    let mut paths = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                paths.push(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
+            }
+        }
+    }
+    paths
+}
+
 /// A gRPC code as the specification writes it (`ALREADY_EXISTS`): the names metrics labels and
 /// `--json` errors use.
 pub fn code_name(code: tonic::Code) -> &'static str {

@@ -101,7 +101,7 @@ impl Browser {
     /// Clicks the button or link whose text is `text`, exactly, and waits for the page it leads
     /// to (every control of the panel navigates).
     pub async fn click(&self, text: &str) {
-        let xpath = format!("//*[(self::button or self::a) and normalize-space()={}]", xpath_literal(text));
+        let xpath = control(text);
         let element = self.driver.find(By::XPath(xpath)).await.unwrap_or_else(|e| panic!("no button {text:?}: {e}"));
         self.navigating(element).await;
     }
@@ -135,7 +135,7 @@ impl Browser {
     }
 
     pub async fn has_button(&self, text: &str) -> bool {
-        let xpath = format!("//*[(self::button or self::a) and normalize-space()={}]", xpath_literal(text));
+        let xpath = control(text);
         !self.driver.find_all(By::XPath(xpath)).await.unwrap().is_empty()
     }
 
@@ -173,6 +173,11 @@ impl Browser {
     async fn sign_in_label(&self) -> String {
         self.driver.find(By::Id("sign-in")).await.unwrap().text().await.unwrap()
     }
+}
+
+/// The XPath of a button or link whose text is `text`, exactly.
+fn control(text: &str) -> String {
+    format!("//*[(self::button or self::a) and normalize-space()={}]", xpath_literal(text))
 }
 
 fn xpath_literal(text: &str) -> String {
