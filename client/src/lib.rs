@@ -77,9 +77,11 @@ impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
         let details = status.get_error_details();
         // tonic reports a connection lost mid-call (or a stream cut by a server going away) as
-        // UNKNOWN or CANCELLED, without the ErrorInfo every idlink refusal carries: no answer
-        // came, so it is a transport failure, not a refusal.
-        if details.error_info().is_none() && matches!(status.code(), tonic::Code::Unknown | tonic::Code::Cancelled) {
+        // UNKNOWN, CANCELLED or — an HTTP/2 reset — INTERNAL ("h2 protocol error"), without the
+        // ErrorInfo every idlink refusal carries: no answer came, so it is a transport failure,
+        // not a refusal.
+        let cut = matches!(status.code(), tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Internal);
+        if details.error_info().is_none() && cut {
             let cause = std::error::Error::source(&status).map(|c| format!(": {}", error_chain(c))).unwrap_or_default();
             return ClientError::Transport(format!("{}{cause}", status.message()));
         }
