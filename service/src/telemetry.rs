@@ -2,7 +2,8 @@
 //! when an OTLP endpoint is configured (`telemetry.otlp_endpoint` or the standard
 //! `OTEL_EXPORTER_OTLP_ENDPOINT`) — exported as OpenTelemetry traces over OTLP/gRPC, with W3C
 //! trace context taken from incoming requests; an `https://` endpoint is verified against the
-//! public web roots, or the CA of `telemetry.otlp_ca_file`. `RUST_LOG` overrides the default filter; `h2`,
+//! public web roots, or the CA of `telemetry.otlp_ca_file`. The metrics go to the same
+//! collector ([`crate::metrics::otlp`]). `RUST_LOG` overrides the default filter; `h2`,
 //! `hyper` and `tonic` stay at `warn`. Spans carry ids and outcomes, never tokens or emails.
 
 use opentelemetry::{propagation::Extractor, trace::TracerProvider as _};
@@ -29,6 +30,41 @@ pub struct TelemetrySettings {
     /// Where `GET /metrics` answers (OpenMetrics text, plaintext), e.g. `0.0.0.0:9464`; off when unset.
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How often the metrics are pushed to the OTLP collector, when one is configured (default:
+    /// `OTEL_METRIC_EXPORT_INTERVAL`, in milliseconds, else 60 s; at least 1).
+    #[serde(default)]
+    pub otlp_metrics_interval_seconds: Option<u64>,
+}
+
+/// Where telemetry goes over OTLP/gRPC: the endpoint and, for `https://`, its TLS.
+#[derive(Debug, Clone)]
+pub struct Collector {
+    pub endpoint: String,
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
+}
+
+impl TelemetrySettings {
+    /// The collector: `otlp_endpoint`, else `OTEL_EXPORTER_OTLP_ENDPOINT`; `None` when neither
+    /// is set (nothing is exported).
+    pub fn collector(&self) -> Result<Option<Collector>, ConfigError> {
+        let endpoint = self.otlp_endpoint.clone().or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok());
+        let Some(endpoint) = endpoint.filter(|e| !e.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let tls = collector_tls(&endpoint, self.otlp_ca_file.as_deref())?;
+        Ok(Some(Collector { endpoint, tls }))
+    }
+
+    /// How often metrics are pushed to the collector.
+    pub fn metrics_interval(&self) -> Result<std::time::Duration, ConfigError> {
+        let seconds = match self.otlp_metrics_interval_seconds {
+            Some(0) => return Err(ConfigError::Invalid("telemetry.otlp_metrics_interval_seconds must be at least 1".into())),
+            Some(seconds) => return Ok(std::time::Duration::from_secs(seconds)),
+            None => std::env::var("OTEL_METRIC_EXPORT_INTERVAL").ok(),
+        };
+        let millis = seconds.and_then(|ms| ms.trim().parse::<u64>().ok()).filter(|ms| *ms >= 1000).unwrap_or(60_000);
+        Ok(std::time::Duration::from_millis(millis))
+    }
 }
 
 /// Keeps the exporter; [`Telemetry::shutdown`] flushes it.
@@ -70,11 +106,8 @@ fn collector_tls(endpoint: &str, ca_file: Option<&std::path::Path>) -> Result<Op
 /// one given for a plaintext endpoint) is a configuration error.
 pub fn init(settings: &TelemetrySettings) -> Result<Telemetry, ConfigError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let endpoint =
-        settings.otlp_endpoint.clone().or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()).filter(|e| !e.trim().is_empty());
-    let exporter = match endpoint {
-        Some(endpoint) => {
-            let tls = collector_tls(&endpoint, settings.otlp_ca_file.as_deref())?;
+    let exporter = match settings.collector()? {
+        Some(Collector { endpoint, tls }) => {
             let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint);
             if let Some(tls) = tls {
                 builder = builder.with_tls_config(tls);
@@ -84,12 +117,7 @@ pub fn init(settings: &TelemetrySettings) -> Result<Telemetry, ConfigError> {
         None => None,
     };
     let provider = exporter.and_then(|exporter| match exporter {
-        Ok(exporter) => Some(
-            SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(Resource::builder().with_service_name("idlinkd").build())
-                .build(),
-        ),
+        Ok(exporter) => Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource()).build()),
         Err(e) => {
             eprintln!("idlinkd: traces are not exported: {e}");
             None
@@ -100,6 +128,23 @@ pub fn init(settings: &TelemetrySettings) -> Result<Telemetry, ConfigError> {
     let traces = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("idlinkd")));
     let _ = tracing_subscriber::registry().with(filter).with(format).with(traces).try_init();
     Ok(Telemetry { provider })
+}
+
+/// Who is reporting: `service.name` idlinkd, its version, what `OTEL_RESOURCE_ATTRIBUTES` adds
+/// (the SDK's detectors) and — unless that names one — a `service.instance.id` of this process,
+/// so that replicas pushing cumulative metrics are told apart.
+pub fn resource() -> Resource {
+    use opentelemetry::KeyValue;
+    use opentelemetry_sdk::resource::{EnvResourceDetector, SdkProvidedResourceDetector, TelemetryResourceDetector};
+    let id: [u8; 16] = rand::random();
+    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    // Later ones win: the environment's attributes over the instance id drawn here.
+    Resource::builder_empty()
+        .with_attribute(KeyValue::new("service.instance.id", id))
+        .with_detectors(&[Box::new(SdkProvidedResourceDetector), Box::new(TelemetryResourceDetector), Box::new(EnvResourceDetector::new())])
+        .with_service_name("idlinkd")
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 /// Reads W3C `traceparent` / `tracestate` from gRPC request headers.

@@ -300,6 +300,20 @@ impl TestApp {
         self.idp.add_user(CONTOSO_TENANT, login, AccountType::Personal)
     }
 
+    /// Every sample of a scrape of the metrics port: `name{labels}` → value, and the text.
+    pub async fn scrape(&self) -> (String, std::collections::BTreeMap<String, f64>) {
+        let url = format!("http://{}/metrics", self.metrics_addr.expect("metrics_listen is set"));
+        let response = reqwest::get(url).await.unwrap();
+        assert_eq!(response.headers()["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
+        let text = response.text().await.unwrap();
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().unwrap())))
+            .collect();
+        (text, samples)
+    }
+
     pub async fn integrity(&self) -> idlink_service::store::IntegrityReport {
         let report = self.store.check_integrity().await.unwrap();
         assert!(report.problems.is_empty(), "store inconsistent: {:?}", report.problems);

@@ -15,6 +15,8 @@ pub struct LinkApi {
     /// Flips to true when the server stops: watch streams end so shutdown can finish.
     stopping: tokio::sync::watch::Receiver<bool>,
     requests: Arc<Requests>,
+    /// Each event's age when a change-feed stream delivers it.
+    feed_lag: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl LinkApi {
@@ -24,8 +26,9 @@ impl LinkApi {
         page_tokens: PageTokens,
         stopping: tokio::sync::watch::Receiver<bool>,
         requests: Arc<Requests>,
+        feed_lag: prometheus_client::metrics::histogram::Histogram,
     ) -> Self {
-        Self { linker, clock, page_tokens, stopping, requests }
+        Self { linker, clock, page_tokens, stopping, requests, feed_lag }
     }
 }
 
@@ -92,8 +95,11 @@ impl LinkService for LinkApi {
         let locale = Locale::from_metadata(request.metadata());
         respond(request, async |actor, r| {
             let events = self.linker.watch(&actor, r.after_cursor, self.stopping.clone()).await?;
-            let viewer = actor.principal;
-            Ok(streamed(events, locale, move |event| convert::event(&event, &viewer)))
+            let (viewer, clock, lag) = (actor.principal, self.clock.clone(), self.feed_lag.clone());
+            Ok(streamed(events, locale, move |event| {
+                lag.observe((clock.now() - event.at).to_std().map_or(0.0, |age| age.as_secs_f64()));
+                convert::event(&event, &viewer)
+            }))
         })
         .await
     }

@@ -91,6 +91,8 @@ pub struct Application {
     metrics: Arc<crate::metrics::Metrics>,
     /// `[telemetry] metrics_listen`, bound.
     metrics_listener: Option<TcpListener>,
+    /// The OTLP collector the metrics are pushed to, and how often.
+    metrics_push: Option<(crate::metrics::otlp::OtlpMetrics, Duration)>,
 }
 
 /// The store, or — when Redis did not answer at start — how to reach it once it does.
@@ -169,17 +171,18 @@ impl Application {
             .into());
         }
         let http = provider_http_client(PROVIDER_TIMEOUT)?;
+        let metrics = crate::metrics::Metrics::new();
         let catalog = Arc::new(settings.credit.load_catalog()?);
         let store = match settings.store.backend {
-            Backend::Sled => StoreSlot::Open(Arc::new(SledStore::open_with_cache(
+            Backend::Sled => StoreSlot::Open(metrics.store.measure(Arc::new(SledStore::open_with_cache(
                 &settings.store.path,
                 catalog.clone(),
                 settings.store.cache_mb * 1024 * 1024,
-            )?)),
+            )?))),
             Backend::Redis => {
                 let options = RedisOptions::try_from(&settings.store)?;
                 match RedisStore::connect(options.clone(), catalog.clone()).await {
-                    Ok(store) => StoreSlot::Open(Arc::new(store)),
+                    Ok(store) => StoreSlot::Open(metrics.store.measure(Arc::new(store))),
                     Err(StoreError::Unavailable { detail }) => {
                         tracing::warn!(%detail, "Redis does not answer: idlinkd starts NOT_SERVING and keeps trying");
                         StoreSlot::Redis(options)
@@ -198,8 +201,15 @@ impl Application {
             Some(at) => Some(bind(at).await?),
             None => None,
         };
-        let metrics = crate::metrics::Metrics::new();
+        let metrics_push = match settings.telemetry.collector()? {
+            Some(collector) => Some((
+                crate::metrics::otlp::OtlpMetrics::new(&collector, &crate::telemetry::resource())?,
+                settings.telemetry.metrics_interval()?,
+            )),
+            None => None,
+        };
         Ok(Self {
+            metrics_push,
             metrics_listener,
             metrics: metrics.clone(),
             listener: Arc::new(listener),
@@ -253,7 +263,7 @@ impl Application {
         let store: DynStore = match &self.store {
             StoreSlot::Open(store) => store.clone(),
             StoreSlot::Redis(options) => match until_up("Redis", stop, || async {
-                Ok(Arc::new(RedisStore::connect(options.clone(), self.catalog.clone()).await?) as DynStore)
+                Ok(self.metrics.store.measure(Arc::new(RedisStore::connect(options.clone(), self.catalog.clone()).await?)))
             })
             .await?
             {
@@ -320,6 +330,10 @@ impl Application {
         // The metrics port, from start to exit: a scrape while starting says the store is down.
         let serving = Arc::new(std::sync::OnceLock::new());
         let metrics_port = self.metrics_listener.take().map(|listener| scrape::spawn(listener, self.metrics.clone(), serving.clone()));
+        let metrics_push = self
+            .metrics_push
+            .take()
+            .map(|(exporter, interval)| scrape::spawn_push(exporter, interval, self.metrics.clone(), serving.clone(), stop.clone()));
         // Starting: only health answers (NOT_SERVING); every other RPC is UNAVAILABLE.
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
         let starting = tonic::transport::Server::builder()
@@ -342,6 +356,10 @@ impl Application {
         let result = self.serve(ready, health, health_service, stop).await;
         health_port.inspect(tokio::task::JoinHandle::abort);
         metrics_port.inspect(tokio::task::JoinHandle::abort);
+        if let Some(push) = metrics_push {
+            // The last export, with what the drain counted; bounded like any export.
+            let _ = tokio::time::timeout(Duration::from_secs(12), push).await;
+        }
         result
     }
 
@@ -382,7 +400,14 @@ impl Application {
         };
         let limits = &self.server;
         let max = limits.max_message_bytes;
-        let link_api = LinkApi::new(ready.linker.clone(), self.clock.clone(), ready.page_tokens.clone(), stopped, requests.clone());
+        let link_api = LinkApi::new(
+            ready.linker.clone(),
+            self.clock.clone(),
+            ready.page_tokens.clone(),
+            stopped,
+            requests.clone(),
+            self.metrics.feed_lag.clone(),
+        );
         let serve = tonic::transport::Server::builder()
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .max_concurrent_streams(u32::try_from(limits.concurrency_per_connection).unwrap_or(u32::MAX))

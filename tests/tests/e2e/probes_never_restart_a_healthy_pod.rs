@@ -64,12 +64,19 @@ async fn a_redis_outage_takes_readiness_down_and_leaves_liveness_up() {
         s.store.redis_url = Some(url);
         s.store.key_prefix = "outage".into();
         s.store.timeout_ms = 200;
+        s.telemetry.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
     let endpoint = app.endpoint();
     assert_eq!((health_status(&endpoint, "").await, health_status(&endpoint, LIVENESS).await), (SERVING, SERVING));
+    let failed_pings = "idlink_store_operation_failures_total{operation=\"ping\"}";
+    let (_, before) = app.scrape().await;
     redis.kill();
     until_status(&endpoint, "", NOT_SERVING).await;
+    // The metrics say why: the store is down, and its calls failed for the store's sake.
+    let (_, during) = app.scrape().await;
+    assert_eq!(during["idlink_store_up"], 0.0);
+    assert!(during[failed_pings] > before.get(failed_pings).copied().unwrap_or_default(), "{during:?}");
     assert_eq!(health_status(&endpoint, "idlink.v1.LinkService").await, NOT_SERVING);
     assert_eq!(health_status(&endpoint, LIVENESS).await, SERVING, "a Redis outage is no reason to restart idlinkd");
     redis.restart();

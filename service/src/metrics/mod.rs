@@ -1,14 +1,15 @@
 //! Metrics, in the OpenMetrics text format Prometheus scrapes, on `[telemetry]
 //! metrics_listen`. One registry per idlinkd (a test's instance counts alone). No label ever
 //! carries a user, a tenant or a token: methods are the contract's own (anything else is
-//! `unknown`), codes are gRPC's, reasons idlink's.
+//! `unknown`), codes are gRPC's, reasons idlink's. The same registry is pushed over OTLP when a
+//! collector is configured ([`otlp`]); the store's calls are timed by [`store::MeasuredStore`].
 
 use std::{
     collections::HashSet,
     pin::Pin,
     sync::{Arc, OnceLock},
     task::{Context, Poll},
-    time::Instant,
+    time::{Instant, SystemTime},
 };
 
 use bytes::Bytes;
@@ -62,14 +63,21 @@ pub struct Sample {
     pub watch_streams: u64,
 }
 
+pub mod otlp;
+pub mod store;
+
 pub struct Metrics {
     registry: Registry,
+    /// When counting began: the start of every cumulative series.
+    started: SystemTime,
     requests: Family<MethodCode, Counter>,
     duration: Family<Method, Histogram>,
     in_flight: Gauge,
     refusals: Family<Reason, Counter>,
     pub jwks: JwksCounters,
     pub recalculation: RecalculationCounters,
+    pub store: store::StoreTimings,
+    pub feed_lag: Histogram,
     store_up: Gauge,
     store_bytes_on_disk: Gauge,
     store_memory_bytes: Gauge,
@@ -98,6 +106,14 @@ impl Metrics {
             "Organisations whose stored credit had drifted and was repaired",
             recalculation.drifted.clone(),
         );
+        let store = store::StoreTimings::register(&mut registry);
+        // From 1 ms to about 2.3 hours: a stream resuming from an old cursor delivers old events.
+        let feed_lag = Histogram::new(exponential_buckets(0.001, 2.0, 24));
+        registry.register(
+            "watch_delivery_lag_seconds",
+            "Age of each change-feed event (since its commit) when a stream delivered it",
+            feed_lag.clone(),
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let gauge = Gauge::default();
             registry.register(name, help, gauge.clone());
@@ -110,12 +126,15 @@ impl Metrics {
         let watch_streams = gauge(&mut registry, "watch_streams", "Open change-feed streams on this replica");
         Arc::new(Self {
             registry,
+            started: SystemTime::now(),
             requests,
             duration,
             in_flight,
             refusals,
             jwks,
             recalculation,
+            store,
+            feed_lag,
             store_up,
             store_bytes_on_disk,
             store_memory_bytes,
@@ -126,6 +145,29 @@ impl Metrics {
 
     /// The scrape: the sample's gauges set, then every instrument encoded.
     pub fn encode(&self, sample: Sample) -> String {
+        self.set(sample);
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %e, "metrics could not be encoded");
+        }
+        text
+    }
+
+    /// The same as [`Metrics::encode`], as Prometheus's data model (for the OTLP push).
+    pub fn families(&self, sample: Sample) -> Vec<prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily> {
+        self.set(sample);
+        prometheus_client::encoding::prometheus_protobuf::encode(&self.registry).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "metrics could not be encoded");
+            Vec::new()
+        })
+    }
+
+    /// When counting began.
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
+    fn set(&self, sample: Sample) {
         self.store_up.set(i64::from(sample.store_up));
         let footprint = sample.footprint.unwrap_or_default();
         let as_gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -133,11 +175,6 @@ impl Metrics {
         self.store_memory_bytes.set(footprint.memory_bytes.map_or(0, as_gauge));
         self.flows_pending.set(as_gauge(footprint.flows_pending));
         self.watch_streams.set(as_gauge(sample.watch_streams));
-        let mut text = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
-            tracing::error!(error = %e, "metrics could not be encoded");
-        }
-        text
     }
 
     fn answered(&self, method: &'static str, status: Option<i32>, reason: Option<&'static str>, started: Instant) {
