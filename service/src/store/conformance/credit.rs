@@ -42,6 +42,28 @@ pub async fn certifications_count_while_linked_and_unexpired<S: Store + ?Sized>(
     assert_eq!(r.stored, r.recomputed);
 }
 
+/// A batch as the Learning feed sends it (512 certifications, a person each, every one linked)
+/// is one change, and so is the expiry of them all: a backend whose change reads each person's
+/// records only after the previous person's must still finish it.
+pub async fn a_full_batch_for_as_many_linked_people_records_and_expires_at_once<S: Store + ?Sized>(store: &S) {
+    const PEOPLE: u32 = 512;
+    let now = Utc::now();
+    for p in 0..PEOPLE {
+        store.link(request(KIND, 1000 + p, 1000 + p), LinkMode::default(), now).await.unwrap();
+    }
+    let batch: Vec<Certification> =
+        (0..PEOPLE).map(|p| cert(1000 + p, "azure-administrator-associate", now, Some(now + Duration::days(30)))).collect();
+    let recorded = store.record_certifications(&batch, now).await.unwrap();
+    assert!(recorded.iter().all(|r| *r == Recorded::Accepted), "{recorded:?}");
+    let org = work(1000).tenant;
+    assert_eq!(
+        store.credit(&org).await.unwrap().0["infrastructure-azure"],
+        crate::domain::Tally { people: PEOPLE.into(), certifications: PEOPLE.into() }
+    );
+    assert_eq!(store.expire_certifications(now + Duration::days(31)).await.unwrap(), PEOPLE as usize);
+    assert_eq!(store.credit(&org).await.unwrap(), Credit::default());
+}
+
 /// The randomized model test: thousands of random operations across organisations, on links
 /// of both kinds and achievements of both sources; after each, every organisation's
 /// incremental credit equals an independent model's, and recalculation finds no drift. Then stored credit is corrupted on purpose and exactly that

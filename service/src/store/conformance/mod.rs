@@ -106,6 +106,7 @@ macro_rules! suite {
             secrets_are_created_once_and_kept,
             events_follow_commit_order_without_personal_data,
             certifications_count_while_linked_and_unexpired,
+            a_full_batch_for_as_many_linked_people_records_and_expires_at_once,
             credit_always_equals_a_recomputation,
             a_stale_recomputation_is_not_committed,
             associations_keep_within_the_yearly_limit_and_cool_off);

@@ -199,6 +199,10 @@ impl Kv for Attempt<'_> {
         self.writes.borrow_mut().push(Write::Event(encode(&event)?));
         Ok(())
     }
+
+    fn unfetched(&self) -> bool {
+        !self.missing.borrow().is_empty()
+    }
 }
 
 impl RedisStore {
