@@ -5,6 +5,7 @@ Kubernetes schemas, and asserts what operators rely on. Run by .ci/run:
     target/chart-venv/bin/python helm/test_chart.py
 """
 
+import json
 import pathlib
 import sys
 
@@ -163,7 +164,7 @@ def _():
     (volume,) = [v for v in spec["volumes"] if v["name"] == "tls"]
     assert volume["secret"] == {"secretName": "idlink-tls"}
     assert_valid_and_hardened(docs)
-    toml = config_of(render(merged(BASE, {"tls": {"requireClientCertificates": True}})))
+    toml = config_of(render(merged(BASE, {"tls": {"requireClientCertificates": True}, "tests": {"clientCertSecret": "idlink-test-client"}})))
     assert 'client_ca_file = "/etc/idlink-tls/ca.crt"' in toml, toml
     refused(merged(BASE, {"tls": {"existingSecret": "", "requireClientCertificates": True}, "allowPlaintext": True}), "requireClientCertificates needs")
 
@@ -294,6 +295,47 @@ def _():
     refused(merged(BASE, {"replicas": 3}), "replicas")
     refused(merged(BASE, {"config": {"server": {"request_timeout": 60}}}), "request_timeout")
     refused(merged(BASE, {"extraEnv": [{"name": "IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET", "value": "x"}]}), "extraEnv")
+
+
+@case("helm test: a pod of the image asks health through the Service as a caller would (TLS with the Secret's CA, mTLS with a client certificate)")
+def _():
+    docs = render(BASE)
+    (pod,) = [d for d in docs if d["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test", pod["metadata"]
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "helm-test"
+    spec = pod["spec"]
+    (container,) = spec["containers"]
+    assert container["image"] == workload(docs)["spec"]["template"]["spec"]["containers"][0]["image"], "the same image"
+    assert container["command"] == ["/idlink"]
+    args = container["args"]
+    assert args[:2] == ["health", "--wait"] and "--endpoint=https://idlink.partner-center.svc:50051" in args, args
+    assert "--ca-file=/etc/idlink-tls/ca.crt" in args and not [a for a in args if a.startswith("--client-")], args
+    (volume,) = spec["volumes"]
+    assert volume["secret"] == {"secretName": "idlink-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}, "the CA only, never the key"
+    assert spec["securityContext"]["runAsNonRoot"] is True and container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert_valid_and_hardened(docs)
+    # The pod's command, for the end-to-end suite to run against a real idlinkd (tests/tests/e2e).
+    out = pathlib.Path(__file__).parent.parent / "target" / "chart-test-pod.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"command": container["command"], "args": args,
+                               "mounts": {m["mountPath"]: m["name"] for m in container["volumeMounts"]}}))
+    # A NetworkPolicy that names the callers admits the test pod too.
+    policy = kinds(render(merged(BASE, {"networkPolicy": {"allowFrom": [{"podSelector": {"matchLabels": {"app": "portal"}}}]}})))["NetworkPolicy"]
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "idlink", "app.kubernetes.io/component": "helm-test"}}} in policy["spec"]["ingress"][0]["from"]
+    # mTLS: a client certificate from its own Secret, or the chart refuses.
+    refused(merged(BASE, {"tls": {"requireClientCertificates": True}}), "tests.clientCertSecret")
+    docs = render(merged(BASE, {"tls": {"requireClientCertificates": True}, "tests": {"clientCertSecret": "idlink-test-client"}}))
+    (pod,) = [d for d in docs if d["kind"] == "Pod"]
+    args = pod["spec"]["containers"][0]["args"]
+    assert "--client-cert=/etc/idlink-client/tls.crt" in args and "--client-key=/etc/idlink-client/tls.key" in args, args
+    assert {"name": "client", "secret": {"secretName": "idlink-test-client"}} in pod["spec"]["volumes"]
+    assert_valid_and_hardened(docs)
+    # Behind a mesh: plaintext, no volumes; an endpoint of the operator's; or no test at all.
+    docs = render(merged(BASE, {"tls": {"existingSecret": ""}, "allowPlaintext": True, "tests": {"endpoint": "http://idlink.internal:50051"}}))
+    (pod,) = [d for d in docs if d["kind"] == "Pod"]
+    assert "--endpoint=http://idlink.internal:50051" in pod["spec"]["containers"][0]["args"] and "volumes" not in pod["spec"]
+    assert not [d for d in render(merged(BASE, {"tests": {"enabled": False}})) if d["kind"] == "Pod"]
+    refused(merged(BASE, {"tests": {"endpoint": "idlink:50051"}}), "endpoint")
 
 
 @case("hostile values are refused: multi-tenant authority, http redirect, writable root, no Secret, redis without URL")

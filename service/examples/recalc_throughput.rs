@@ -11,6 +11,10 @@
 //!     cargo run --release -p idlink-service --example recalc_throughput -- [ORGS] [LINKS_PER_ORG] [CERTS_PER_PERSON] [DATA_DIR]
 //!
 //! Defaults: 200 organisations × 100 links × 3 certifications, in a temporary directory.
+//! DATA_DIR may instead be a `redis://` URL of an empty Redis of the run's own: the same load
+//! goes there, and the run reports Redis's `used_memory` before and after it and the
+//! recalculation's time and idlinkd-side peak RSS (sizing figures; the baseline and its ratio
+//! are sled's).
 //! Loads through the store API (64 concurrent writers, group commit) unless DATA_DIR already
 //! holds this load. The baseline and the recalculation each run in a fresh process that opens
 //! the store with idlinkd's default sled cache, as idlinkd after a restart would: their peak
@@ -26,7 +30,11 @@ use idlink_service::{
     domain::{
         AccountKey, CONSUMER_TENANT, Catalog, Certification, CertificationId, LinkKind, LinkMode, NewLink, PersonalProfile, TenantId,
     },
-    store::{DynStore, sled::SledStore},
+    store::{
+        DynStore,
+        redis::{RedisOptions, RedisStore},
+        sled::SledStore,
+    },
 };
 
 const CERTS: [&str; 6] = [
@@ -57,6 +65,17 @@ fn open(dir: &Path) -> DynStore {
     Arc::new(when_unlocked(|| SledStore::open(dir, Arc::new(Catalog::default_catalog()))))
 }
 
+async fn open_redis(url: &str) -> DynStore {
+    let mut options = RedisOptions::new(url, "sizing");
+    options.timeout = std::time::Duration::from_secs(60);
+    Arc::new(RedisStore::connect(options, Arc::new(Catalog::default_catalog())).await.unwrap())
+}
+
+/// Redis's `used_memory`, as idlink_store_memory_bytes reports it.
+async fn used_memory(store: &DynStore) -> u64 {
+    store.footprint().await.unwrap().memory_bytes.unwrap()
+}
+
 /// Opens the database once the previous process's (or phase's) sled lets go of its lock:
 /// sled's own flusher thread still holds it for a moment after the database is dropped.
 fn when_unlocked<T, E: std::fmt::Debug>(mut open: impl FnMut() -> Result<T, E>) -> T {
@@ -84,8 +103,7 @@ fn personal(o: u64, l: u64, kind: LinkKind) -> AccountKey {
 
 /// Loads `orgs × per_org` Microsoft Learning links and `certs_per` certifications each, and
 /// the Partner University links and assessments of one person in five.
-async fn load(dir: &Path, orgs: u64, per_org: u64, certs_per: u64) {
-    let store = open(dir);
+async fn load(store: DynStore, orgs: u64, per_org: u64, certs_per: u64) {
     let now = Utc::now();
     let started = Instant::now();
     let people: Vec<(u64, u64)> = (0..orgs).flat_map(|o| (0..per_org).map(move |l| (o, l))).collect();
@@ -166,8 +184,7 @@ fn baseline(dir: &Path) {
 
 /// The recalculation, in its own process, exactly as RecalculateCredits runs it for every
 /// organisation. Prints seconds, organisations, drift and peak RSS.
-async fn recalculate(dir: &Path) {
-    let store = open(dir);
+async fn recalculate(store: DynStore) {
     let credits = Arc::new(Credits::new(store, Arc::new(Catalog::default_catalog())));
     let started = Instant::now();
     let (mut done, mut drifted) = (0u64, 0u64);
@@ -195,7 +212,7 @@ async fn recalculate(dir: &Path) {
 }
 
 /// Runs this program again as `--phase DIR` and returns the JSON it prints.
-fn in_own_process(phase: &str, dir: &Path) -> serde_json::Value {
+fn in_own_process(phase: &str, dir: impl AsRef<std::ffi::OsStr>) -> serde_json::Value {
     let out = Command::new(std::env::current_exe().unwrap()).arg(phase).arg(dir).output().unwrap();
     assert!(out.status.success(), "{phase} failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -206,16 +223,31 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--baseline") => return baseline(Path::new(&args[1])),
-        Some("--recalculate") => return recalculate(Path::new(&args[1])).await,
+        Some("--recalculate") if args[1].starts_with("redis://") => return recalculate(open_redis(&args[1]).await).await,
+        Some("--recalculate") => return recalculate(open(Path::new(&args[1]))).await,
         _ => {}
     }
     let number = |i: usize, default: u64| args.get(i).map_or(default, |a| a.parse().expect("numbers"));
     let (orgs, per_org, certs_per) = (number(0, 200), number(1, 100), number(2, 3));
+    if let Some(url) = args.get(3).filter(|a| a.starts_with("redis://")) {
+        let store = open_redis(url).await;
+        let before = used_memory(&store).await;
+        load(store.clone(), orgs, per_org, certs_per).await;
+        let after = used_memory(&store).await;
+        let recalc = in_own_process("--recalculate", url);
+        println!(
+            "{}",
+            serde_json::json!({"organizations": orgs, "links_per_org": per_org, "certs_per_person": certs_per,
+                               "redis_used_memory_before": before, "redis_used_memory_after": after,
+                               "recalc_s": recalc["seconds"], "recalc_rss_mib": recalc["peak_rss_mib"]})
+        );
+        return;
+    }
     let scratch = tempfile::tempdir().unwrap();
     let dir = args.get(3).map_or(scratch.path(), Path::new);
     let marker = dir.join(format!("loaded-{orgs}-{per_org}-{certs_per}"));
     if !marker.exists() {
-        load(dir, orgs, per_org, certs_per).await;
+        load(open(dir), orgs, per_org, certs_per).await;
         std::fs::write(&marker, b"").unwrap();
     }
     let university = (0..per_org).filter(|l| in_partner_university(*l)).count() as u64 * orgs;

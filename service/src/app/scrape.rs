@@ -79,7 +79,7 @@ pub(super) fn spawn_push(
             };
             let families = metrics.families(sample(&serving).await);
             if let Err(e) = exporter.export(&families, metrics.started()).await {
-                tracing::warn!(code = ?e.code(), error = e.message(), "metrics export to the OTLP collector failed");
+                tracing::warn!(error = %e, "metrics export to the OTLP collector failed");
             }
             if last {
                 return;

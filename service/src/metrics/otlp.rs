@@ -23,6 +23,15 @@ use crate::{config::ConfigError, telemetry::Collector};
 /// How long one export may take before it counts as failed.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why an export did not land.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("the collector answered {}: {}", .0.code(), .0.message())]
+    Rpc(#[from] tonic::Status),
+    #[error("the collector rejected {count} data points: {message}")]
+    Rejected { count: i64, message: String },
+}
+
 /// A collector's metrics service, reached lazily: a collector that is down costs an export,
 /// never the service.
 pub struct OtlpMetrics {
@@ -45,7 +54,7 @@ impl OtlpMetrics {
     }
 
     /// Sends one export of these families, their series begun at `started`.
-    pub async fn export(&mut self, families: &[prom::MetricFamily], started: SystemTime) -> Result<(), tonic::Status> {
+    pub async fn export(&mut self, families: &[prom::MetricFamily], started: SystemTime) -> Result<(), ExportError> {
         let request = ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
                 resource: Some(self.resource.clone()),
@@ -63,10 +72,9 @@ impl OtlpMetrics {
         };
         let answer = self.client.export(request).await?.into_inner();
         match answer.partial_success {
-            Some(partial) if partial.rejected_data_points > 0 => Err(tonic::Status::invalid_argument(format!(
-                "the collector rejected {} data points: {}",
-                partial.rejected_data_points, partial.error_message
-            ))),
+            Some(partial) if partial.rejected_data_points > 0 => {
+                Err(ExportError::Rejected { count: partial.rejected_data_points, message: partial.error_message })
+            }
             _ => Ok(()),
         }
     }

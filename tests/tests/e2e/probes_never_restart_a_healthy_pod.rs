@@ -102,3 +102,41 @@ async fn idlinkd_started_while_redis_is_down_serves_once_it_answers() {
     assert!(harness.logs("late").contains("Redis does not answer"), "it said why it waited");
     assert!(daemon.terminate().await);
 }
+
+/// The chart's `helm test` pod, as helm/test_chart.py rendered it: its command and arguments,
+/// run against a real idlinkd over TLS, with the pod's mount paths where the test put the files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_test_pod_finds_a_serving_idlinkd_healthy() {
+    let rendered = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/chart-test-pod.json");
+    let Ok(rendered) = std::fs::read_to_string(&rendered) else {
+        assert!(std::env::var_os("CI").is_none(), "{} is missing: .ci/run renders the chart first", rendered.display());
+        eprintln!("SKIPPED: helm/test_chart.py has not rendered the chart's test pod");
+        return;
+    };
+    let pod: serde_json::Value = serde_json::from_str(&rendered).unwrap();
+    assert_eq!(pod["command"], serde_json::json!(["/idlink"]));
+    let pki = TestPki::default();
+    let app = TestApp::spawn_tls(&pki, false, |_| {}).await;
+    // What the pod mounts: the TLS Secret's ca.crt under /etc/idlink-tls.
+    let mounted = tempfile::tempdir().unwrap();
+    std::fs::create_dir(mounted.path().join("tls")).unwrap();
+    std::fs::copy(pki.ca_file(), mounted.path().join("tls/ca.crt")).unwrap();
+    let args: Vec<String> = pod["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .map(|a| match a.strip_prefix("--endpoint=") {
+            Some(_) => format!("--endpoint={}", app.endpoint()),
+            None => a.replace("/etc/idlink-tls/", &format!("{}/tls/", mounted.path().display())),
+        })
+        .collect();
+    let status = tokio::process::Command::new(daemon::idlink_binary()).args(&args).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{args:?}: {stdout} {}", String::from_utf8_lossy(&status.stderr));
+    assert!(stdout.starts_with("SERVING"), "{stdout}");
+    // Without the Secret's CA the same command fails: the pod really verifies the server.
+    let unverified: Vec<&String> = args.iter().filter(|a| !a.starts_with("--ca-file=") && *a != "--wait").collect();
+    let status = tokio::process::Command::new(daemon::idlink_binary()).args(unverified).output().await.unwrap();
+    assert!(!status.status.success(), "{}", String::from_utf8_lossy(&status.stdout));
+}
