@@ -235,6 +235,7 @@ async fn main() {
         load(store.clone(), orgs, per_org, certs_per).await;
         let after = used_memory(&store).await;
         let recalc = in_own_process("--recalculate", url);
+        assert_eq!((recalc["organizations"].as_u64().unwrap(), recalc["drifted"].as_u64().unwrap()), (orgs, 0));
         println!(
             "{}",
             serde_json::json!({"organizations": orgs, "links_per_org": per_org, "certs_per_person": certs_per,
