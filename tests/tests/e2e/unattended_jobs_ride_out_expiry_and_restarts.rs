@@ -183,7 +183,11 @@ async fn a_tls_import_with_client_credentials_outlives_its_token() {
     stdin.write_all(certification(&jordan, "azure-solutions-architect-expert").as_bytes()).await.unwrap();
     stdin.write_all(certification("00000000-0000-4000-8000-000000000002", "azure-developer-associate").as_bytes()).await.unwrap();
     drop(stdin);
-    let output = cli.wait_with_output().await.unwrap();
+    // Bounded: this test once hung here (cause not found); a hang must fail, not stall the suite.
+    let output = tokio::time::timeout(Duration::from_secs(120), cli.wait_with_output())
+        .await
+        .expect("the import did not end within 2 minutes of its input's end")
+        .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!((summary["accepted"].as_u64(), summary["rejected"].as_u64()), (Some(4), Some(0)), "{summary}");
