@@ -338,6 +338,23 @@ def _():
     refused(merged(BASE, {"tests": {"endpoint": "idlink:50051"}}), "endpoint")
 
 
+@case("redis behind sentinels: their addresses and master name instead of the URL, their password from the Secret, wait_replicas")
+def _():
+    sentinels = {"store": {"backend": "redis", "redis": {"sentinels": ["sentinel-0.redis:26379", "sentinel-1.redis:26379"],
+                                                        "sentinelMaster": "idlink", "waitReplicas": 1}},
+                 "existingSecret": {"redisSentinelPasswordKey": "sentinel-password"}}
+    docs = render(merged(BASE, sentinels))
+    toml = config_of(docs)
+    assert 'redis_sentinels = ["sentinel-0.redis:26379","sentinel-1.redis:26379"]\nredis_sentinel_master = "idlink"' in toml, toml
+    assert "redis_url" not in toml and "wait_replicas = 1" in toml, toml
+    env = {e["name"]: e for e in workload(docs)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["IDLINK_STORE__REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "idlink-secrets", "key": "sentinel-password"}
+    assert_valid_and_hardened(docs)
+    refused(merged(BASE, sentinels, {"store": {"redis": {"url": "rediss://redis:6379"}}}), "set one")
+    refused(merged(BASE, sentinels, {"store": {"redis": {"sentinelMaster": ""}}}), "sentinelMaster")
+    refused(merged(BASE, sentinels, {"store": {"redis": {"sentinels": ["http://sentinel:26379"]}}}), "sentinels")
+
+
 @case("hostile values are refused: multi-tenant authority, http redirect, writable root, no Secret, redis without URL")
 def _():
     refused(merged(BASE, {"config": {"authority": "https://login.microsoftonline.com/common/v2.0"}}), "authority")

@@ -90,9 +90,9 @@ impl RedisServer {
         self.dir.path().to_owned()
     }
 
-    /// Waits until `n` replicas are connected and in sync with this server.
+    /// Waits (up to 60 s) until `n` replicas are connected and in sync with this server.
     pub fn wait_for_replicas(&self, n: usize) {
-        for _ in 0..200 {
+        for _ in 0..1200 {
             let info: String = redis::Client::open(self.url().as_str())
                 .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
                 .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
@@ -102,7 +102,14 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("redis-server on port {} never had {n} replicas in sync", self.port);
+        panic!("redis-server on port {} had not {n} replicas in sync within 60 s; its log ends:\n{}", self.port, self.log_tail());
+    }
+
+    /// The last lines of its log (the test's diagnosis when it misbehaves).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     /// SIGKILL: no shutdown, no final save.
@@ -120,6 +127,8 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .arg("--dir")
             .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"))
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -143,5 +152,131 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The name the test sentinels monitor their primary under.
+pub const SENTINEL_MASTER: &str = "idlink";
+
+/// A `redis-server --sentinel` of the test's own, its configuration (which it rewrites) in a
+/// temporary directory.
+struct Sentinel {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Redis as a sentinel deployment runs it, on loopback: a primary and a replica (append-only
+/// file fsynced every second, as production runs them) and three sentinels (quorum 2) that
+/// declare a primary down after a second.
+pub struct SentinelSet {
+    pub servers: Vec<RedisServer>,
+    sentinels: Vec<Sentinel>,
+}
+
+fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))?.get_connection_with_timeout(Duration::from_millis(500))?;
+    cmd.query(&mut conn)
+}
+
+impl SentinelSet {
+    /// `None` (after saying why) when there is no `redis-server`, outside CI.
+    pub fn start() -> Option<Self> {
+        let durable = ["--appendonly", "yes", "--appendfsync", "everysec", "--min-replicas-to-write", "1", "--min-replicas-max-lag", "10"];
+        let primary = RedisServer::start(&durable)?;
+        let primary_port = primary.port.to_string();
+        let replica = RedisServer::start(&[&durable[..], &["--replicaof", "127.0.0.1", &primary_port]].concat())?;
+        primary.wait_for_replicas(1);
+        let sentinels = (0..3)
+            .map(|_| {
+                let dir = tempfile::tempdir().unwrap();
+                let port = crate::daemon::free_port();
+                let conf = dir.path().join("sentinel.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary_port} 2\n\
+                         sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\nsentinel failover-timeout {SENTINEL_MASTER} 10000\n",
+                        dir.path().display()
+                    ),
+                )
+                .unwrap();
+                let child = std::process::Command::new("redis-server")
+                    .arg(&conf)
+                    .arg("--sentinel")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                Sentinel { child, port, _dir: dir }
+            })
+            .collect();
+        let set = Self { servers: vec![primary, replica], sentinels };
+        // Each sentinel knows the replica and the two other sentinels: a failover can be agreed.
+        set.until("every sentinel sees the replica and the other sentinels", |set| {
+            set.sentinels.iter().all(|s| {
+                let master: redis::RedisResult<std::collections::HashMap<String, String>> =
+                    query(s.port, redis::cmd("SENTINEL").arg("MASTER").arg(SENTINEL_MASTER));
+                master.is_ok_and(|m| {
+                    m.get("num-slaves").map(String::as_str) == Some("1") && m.get("num-other-sentinels").map(String::as_str) == Some("2")
+                })
+            })
+        });
+        Some(set)
+    }
+
+    /// The sentinels' addresses, as `store.redis_sentinels` takes them.
+    pub fn sentinels(&self) -> Vec<String> {
+        self.sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect()
+    }
+
+    /// The primary's port, as the sentinels name it.
+    pub fn primary_port(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(|s| {
+            let addr: redis::RedisResult<Vec<String>> =
+                query(s.port, redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(SENTINEL_MASTER));
+            addr.ok()?.get(1)?.parse().ok()
+        })
+    }
+
+    /// The server on this port.
+    pub fn server(&mut self, port: u16) -> &mut RedisServer {
+        self.servers.iter_mut().find(|s| s.port == port).expect("one of the set's servers")
+    }
+
+    /// Waits (up to 60 s) until the sentinels name another primary than `old`, and returns it.
+    pub fn until_promoted(&self, old: u16) -> u16 {
+        let mut promoted = None;
+        self.until("the sentinels promote the replica", |set| {
+            promoted = set.primary_port().filter(|p| *p != old);
+            promoted.is_some()
+        });
+        promoted.unwrap_or(old)
+    }
+
+    /// Starts the server on `port` again as the replica of `primary` (what the sentinels would
+    /// make of it in their own time: the test does not wait for them).
+    pub fn rejoin(&mut self, port: u16, primary: u16) {
+        self.server(port).restart();
+        let _: () = query(port, redis::cmd("REPLICAOF").arg("127.0.0.1").arg(primary)).unwrap();
+        self.server(primary).wait_for_replicas(1);
+    }
+
+    /// Polls `done` every 100 ms, up to 60 s.
+    pub fn until(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
+        for _ in 0..600 {
+            if done(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("within 60 s: {what}");
     }
 }

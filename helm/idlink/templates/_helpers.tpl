@@ -71,6 +71,13 @@ containers:
             name: {{ .Values.existingSecret.name }}
             key: {{ .Values.existingSecret.redisPasswordKey }}
       {{- end }}
+      {{- if and (ne (include "idlink.sled" .) "true") .Values.existingSecret.redisSentinelPasswordKey }}
+      - name: IDLINK_STORE__REDIS_SENTINEL_PASSWORD
+        valueFrom:
+          secretKeyRef:
+            name: {{ .Values.existingSecret.name }}
+            key: {{ .Values.existingSecret.redisSentinelPasswordKey }}
+      {{- end }}
       {{- with .Values.telemetry.otlpEndpoint }}
       - name: OTEL_EXPORTER_OTLP_ENDPOINT
         value: {{ . | quote }}

@@ -7,7 +7,7 @@ use super::{ConfigError, Settings, StoreSettings};
 use crate::{
     domain::{CONSUMER_TENANT, LinkKind, ServiceApps, TenantId},
     oidc::{InboundConfig, KindSettings},
-    store::redis::RedisOptions,
+    store::redis::{RedisOptions, SentinelOptions},
 };
 
 impl TryFrom<&StoreSettings> for RedisOptions {
@@ -15,30 +15,50 @@ impl TryFrom<&StoreSettings> for RedisOptions {
 
     /// The Redis connection settings, validated (`store.backend = "redis"`).
     fn try_from(store: &StoreSettings) -> Result<Self, ConfigError> {
-        let Some(url) = &store.redis_url else {
-            return Err(ConfigError::Invalid("store.redis_url is required when store.backend = \"redis\"".into()));
-        };
-        let parsed = url::Url::parse(url).map_err(|e| ConfigError::Invalid(format!("store.redis_url: {e}")))?;
-        if !matches!(parsed.scheme(), "redis" | "rediss") {
-            return Err(ConfigError::Invalid("store.redis_url must start with redis:// or rediss:// (TLS)".into()));
-        }
-        if parsed.fragment().is_some() {
-            return Err(ConfigError::Invalid(
-                "store.redis_url must not end in a #fragment: #insecure turns off TLS certificate checks (use store.redis_ca_file for a private CA)"
-                    .into(),
-            ));
-        }
-        if parsed.password().is_some() {
-            return Err(ConfigError::Invalid(
-                "store.redis_url must not hold a password (URLs get logged): set store.redis_password, e.g. IDLINK_STORE__REDIS_PASSWORD"
-                    .into(),
-            ));
-        }
-        let ca_pem = match &store.redis_ca_file {
-            Some(path) if parsed.scheme() == "rediss" => {
-                Some(std::fs::read(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?)
+        let (url, sentinel, tls) = match (&store.redis_url, store.redis_sentinels.as_slice()) {
+            (Some(_), [_, ..]) => {
+                return Err(ConfigError::Invalid(
+                    "store.redis_url and store.redis_sentinels: set one (the sentinels name the primary)".into(),
+                ));
             }
-            Some(_) => return Err(ConfigError::Invalid("store.redis_ca_file needs a rediss:// (TLS) store.redis_url".into())),
+            (None, []) => {
+                return Err(ConfigError::Invalid(
+                    "store.redis_url (or store.redis_sentinels) is required when store.backend = \"redis\"".into(),
+                ));
+            }
+            (Some(url), []) => {
+                if store.redis_sentinel_master.is_some() {
+                    return Err(ConfigError::Invalid("store.redis_sentinel_master needs store.redis_sentinels".into()));
+                }
+                (url.clone(), None, redis_url("store.redis_url", url)?.scheme() == "rediss")
+            }
+            (None, sentinels) => {
+                let Some(master) = store.redis_sentinel_master.clone().filter(|m| !m.trim().is_empty()) else {
+                    return Err(ConfigError::Invalid(
+                        "store.redis_sentinels needs store.redis_sentinel_master (the name they monitor)".into(),
+                    ));
+                };
+                let mut urls = Vec::new();
+                for entry in sentinels {
+                    let url = if entry.contains("://") { entry.clone() } else { format!("redis://{entry}") };
+                    urls.push(redis_url("store.redis_sentinels", &url)?);
+                }
+                let tls = urls[0].scheme() == "rediss";
+                if urls.iter().any(|u| (u.scheme() == "rediss") != tls) {
+                    return Err(ConfigError::Invalid("store.redis_sentinels: all redis:// or all rediss:// (TLS)".into()));
+                }
+                let sentinels = urls.iter().map(url::Url::to_string).collect();
+                let password = store.redis_sentinel_password.clone();
+                (String::new(), Some(SentinelOptions { sentinels, master, password }), tls)
+            }
+        };
+        let ca_pem = match &store.redis_ca_file {
+            Some(path) if tls => Some(std::fs::read(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?),
+            Some(_) => {
+                return Err(ConfigError::Invalid(
+                    "store.redis_ca_file needs rediss:// (TLS) in store.redis_url or store.redis_sentinels".into(),
+                ));
+            }
             None => None,
         };
         if store.timeout_ms == 0 {
@@ -53,8 +73,29 @@ impl TryFrom<&StoreSettings> for RedisOptions {
             require_durable: store.require_durable,
             wait_replicas: store.wait_replicas,
             wait_timeout: Duration::from_millis(store.wait_timeout_ms),
+            sentinel,
         })
     }
+}
+
+/// A Redis URL of `key`, checked: redis:// or rediss://, no password (URLs get logged), no
+/// `#insecure`.
+fn redis_url(key: &str, url: &str) -> Result<url::Url, ConfigError> {
+    let parsed = url::Url::parse(url).map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss") {
+        return Err(ConfigError::Invalid(format!("{key} must start with redis:// or rediss:// (TLS)")));
+    }
+    if parsed.fragment().is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{key} must not end in a #fragment: #insecure turns off TLS certificate checks (use store.redis_ca_file for a private CA)"
+        )));
+    }
+    if parsed.password().is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{key} must not hold a password (URLs get logged): set store.redis_password (store.redis_sentinel_password for the sentinels), e.g. IDLINK_STORE__REDIS_PASSWORD"
+        )));
+    }
+    Ok(parsed)
 }
 
 impl Settings {

@@ -73,6 +73,13 @@ pub struct StoreSettings {
     /// logged; use `redis_password` (`IDLINK_STORE__REDIS_PASSWORD`).
     pub redis_url: Option<String>,
     pub redis_password: Option<SecretString>,
+    /// Redis behind sentinels, instead of `redis_url`: their addresses (`host:port`, or
+    /// `redis://` / `rediss://` URLs; TLS to them means TLS to the primary too).
+    pub redis_sentinels: Vec<String>,
+    /// The name the sentinels monitor the primary under.
+    pub redis_sentinel_master: Option<String>,
+    /// The sentinels' own password (`IDLINK_STORE__REDIS_SENTINEL_PASSWORD`).
+    pub redis_sentinel_password: Option<SecretString>,
     /// Redis over TLS with a private certificate authority: its PEM certificate(s).
     pub redis_ca_file: Option<PathBuf>,
     /// Redis: every key of this deployment starts with `{key_prefix}:` (a Cluster hash tag).
@@ -94,6 +101,9 @@ impl Default for StoreSettings {
             cache_mb: 128,
             redis_url: None,
             redis_password: None,
+            redis_sentinels: Vec::new(),
+            redis_sentinel_master: None,
+            redis_sentinel_password: None,
             redis_ca_file: None,
             key_prefix: "idlink".into(),
             require_durable: false,

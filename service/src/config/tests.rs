@@ -78,7 +78,7 @@ fn unknown_keys_are_errors() {
 fn redis_settings_are_checked_and_the_password_stays_out_of_the_url() {
     let redis = |env: &[(&str, &str)]| RedisOptions::try_from(&load(&[&[("IDLINK_STORE__BACKEND", "redis")], env].concat()).unwrap().store);
     let err = redis(&[]).unwrap_err().to_string();
-    assert!(err.contains("store.redis_url is required"), "{err}");
+    assert!(err.contains("store.redis_url (or store.redis_sentinels) is required"), "{err}");
     let err = redis(&[("IDLINK_STORE__REDIS_URL", "redis://:hunter2@cache:6379")]).unwrap_err().to_string();
     assert!(err.contains("store.redis_password") && !err.contains("hunter2"), "{err}");
     let err = redis(&[("IDLINK_STORE__REDIS_URL", "http://cache:6379")]).unwrap_err().to_string();
@@ -101,6 +101,42 @@ fn redis_settings_are_checked_and_the_password_stays_out_of_the_url() {
     assert_eq!((options.key_prefix.as_str(), options.require_durable, options.timeout), ("idlink", true, Duration::from_millis(250)));
     let settings = load(&[&[("IDLINK_STORE__BACKEND", "redis")], &env[..]].concat()).unwrap();
     assert!(!format!("{settings:?}").contains("123456"), "Debug must mask the Redis password");
+}
+
+#[test]
+fn sentinels_replace_the_url_and_are_checked_like_it() {
+    let redis = |env: &[(&str, &str)]| RedisOptions::try_from(&load(&[&[("IDLINK_STORE__BACKEND", "redis")], env].concat()).unwrap().store);
+    let sentinels = ("IDLINK_STORE__REDIS_SENTINELS", r#"["sentinel-0:26379", "redis://sentinel-1:26379"]"#);
+    let err = redis(&[sentinels]).unwrap_err().to_string();
+    assert!(err.contains("store.redis_sentinel_master"), "{err}");
+    let err = redis(&[sentinels, ("IDLINK_STORE__REDIS_SENTINEL_MASTER", "idlink"), ("IDLINK_STORE__REDIS_URL", "redis://cache:6379")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("set one"), "{err}");
+    let err = redis(&[
+        ("IDLINK_STORE__REDIS_SENTINELS", r#"["redis://:hunter2@sentinel-0:26379"]"#),
+        ("IDLINK_STORE__REDIS_SENTINEL_MASTER", "idlink"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("store.redis_sentinel_password") && !err.contains("hunter2"), "{err}");
+    let err = redis(&[
+        ("IDLINK_STORE__REDIS_SENTINELS", r#"["rediss://a:26379", "b:26379"]"#),
+        ("IDLINK_STORE__REDIS_SENTINEL_MASTER", "idlink"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("all redis:// or all rediss://"), "{err}");
+    let err = redis(&[("IDLINK_STORE__REDIS_URL", "redis://cache:6379"), ("IDLINK_STORE__REDIS_SENTINEL_MASTER", "idlink")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs store.redis_sentinels"), "{err}");
+
+    let options =
+        redis(&[sentinels, ("IDLINK_STORE__REDIS_SENTINEL_MASTER", "idlink"), ("IDLINK_STORE__REDIS_SENTINEL_PASSWORD", "4321")]).unwrap();
+    let sentinel = options.sentinel.unwrap();
+    assert_eq!(sentinel.sentinels, ["redis://sentinel-0:26379", "redis://sentinel-1:26379"], "bare addresses become redis:// URLs");
+    assert_eq!((sentinel.master.as_str(), sentinel.password.as_ref().map(ExposeSecret::expose_secret)), ("idlink", Some("4321")));
 }
 
 #[test]

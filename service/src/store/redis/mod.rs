@@ -12,7 +12,10 @@
 //! - **Events** are a Redis stream whose entry ids are the cursors (`N-0`), assigned by
 //!   `INCR` inside the same script, so cursor order is commit order.
 //! - **Outages.** Every call has a timeout; errors and timeouts are `Unavailable`.
+//! - **Topologies** ([`conn`]): one server at `store.redis_url`, or the primary the sentinels
+//!   of `store.redis_sentinels` name, followed through a failover.
 
+mod conn;
 mod credit;
 mod events;
 mod flows;
@@ -25,6 +28,8 @@ mod tx;
 use std::{sync::Arc, time::Duration};
 
 use redis::{AsyncCommands, aio::ConnectionManager};
+
+use conn::Conn;
 
 use super::{Result, StoreError, changes::Table};
 use crate::domain::Catalog;
@@ -49,6 +54,19 @@ pub struct RedisOptions {
     /// After each change, wait until this many replicas have it (`WAIT`); 0 does not wait.
     pub wait_replicas: u32,
     pub wait_timeout: Duration,
+    /// Reach the primary the sentinels name instead of `url`.
+    pub sentinel: Option<SentinelOptions>,
+}
+
+/// A sentinel-monitored primary: `url` is then unused.
+#[derive(Debug, Clone)]
+pub struct SentinelOptions {
+    /// `redis://host:port` (or `rediss://` for TLS, to the sentinels and the primary alike).
+    pub sentinels: Vec<String>,
+    /// The name the sentinels monitor the primary under.
+    pub master: String,
+    /// The sentinels' own password, when they require one.
+    pub password: Option<secrecy::SecretString>,
 }
 
 impl RedisOptions {
@@ -62,6 +80,7 @@ impl RedisOptions {
             require_durable: false,
             wait_replicas: 0,
             wait_timeout: Duration::from_millis(500),
+            sentinel: None,
         }
     }
 }
@@ -74,6 +93,8 @@ pub struct Durability {
     pub save: String,
     pub connected_replicas: u32,
     pub maxmemory_policy: String,
+    /// `min-replicas-to-write`: a primary cut off from its replicas stops taking writes.
+    pub min_replicas_to_write: String,
 }
 
 impl Durability {
@@ -98,7 +119,7 @@ impl Durability {
 }
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     catalog: Arc<Catalog>,
     options: RedisOptions,
@@ -143,25 +164,10 @@ impl RedisStore {
                 detail: format!("store.key_prefix {:?}: use letters, digits, '-', '_' or '.'", options.key_prefix),
             });
         }
-        let mut info = redis::IntoConnectionInfo::into_connection_info(options.url.as_str()).map_err(unavailable)?;
-        if let Some(password) = &options.password {
-            let settings = info.redis_settings().clone().set_password(secrecy::ExposeSecret::expose_secret(password));
-            info = info.set_redis_settings(settings);
-        }
-        let client = match &options.ca_pem {
-            Some(pem) => redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) }),
-            None => redis::Client::open(info),
-        }
-        .map_err(unavailable)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(options.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = tokio::time::timeout(options.timeout, ConnectionManager::new_with_config(client, config))
-            .await
-            .map_err(|_| unavailable(format!("no answer within {:?}", options.timeout)))?
-            .map_err(|e| first_connection_failed(&e))?;
+        let conn = match &options.sentinel {
+            None => Self::open_server(&options).await?,
+            Some(sentinel) => Self::open_sentinel(&options, sentinel).await?,
+        };
         let store = Self {
             conn,
             keys: Keys(format!("{{{}}}:", options.key_prefix)),
@@ -187,6 +193,12 @@ impl RedisStore {
                 "store.wait_replicas exceeds the replicas connected now: changes fail UNAVAILABLE until they connect"
             );
         }
+        if store.options.sentinel.is_some() && durability.min_replicas_to_write == "0" {
+            tracing::warn!(
+                "Redis behind sentinels has min-replicas-to-write 0: a primary cut off from its replicas keeps taking writes \
+                 that the failover then discards; set min-replicas-to-write 1 (and store.wait_replicas >= 1)"
+            );
+        }
         if durability.maxmemory_policy != "noeviction" {
             tracing::warn!(
                 policy = %durability.maxmemory_policy,
@@ -194,6 +206,57 @@ impl RedisStore {
             );
         }
         Ok(store)
+    }
+
+    async fn open_server(options: &RedisOptions) -> Result<Conn> {
+        let mut info = redis::IntoConnectionInfo::into_connection_info(options.url.as_str()).map_err(unavailable)?;
+        if let Some(password) = &options.password {
+            let settings = info.redis_settings().clone().set_password(secrecy::ExposeSecret::expose_secret(password));
+            info = info.set_redis_settings(settings);
+        }
+        let client = match &options.ca_pem {
+            Some(pem) => redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) }),
+            None => redis::Client::open(info),
+        }
+        .map_err(unavailable)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = tokio::time::timeout(options.timeout, ConnectionManager::new_with_config(client, config))
+            .await
+            .map_err(|_| unavailable(format!("no answer within {:?}", options.timeout)))?
+            .map_err(|e| first_connection_failed(&e))?;
+        Ok(Conn::Server(conn))
+    }
+
+    /// The sentinels, asked for the primary now (and again after each failover).
+    async fn open_sentinel(options: &RedisOptions, sentinel: &SentinelOptions) -> Result<Conn> {
+        use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+        use secrecy::ExposeSecret;
+        let mut addrs = Vec::new();
+        for url in &sentinel.sentinels {
+            addrs.push(redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(unavailable)?.addr().clone());
+        }
+        let tls = addrs.iter().any(|a| matches!(a, redis::ConnectionAddr::TcpTls { .. }));
+        let mut builder = SentinelClientBuilder::new(addrs, &sentinel.master, SentinelServerType::Master).map_err(unavailable)?;
+        if let Some(password) = &options.password {
+            builder = builder.set_client_to_redis_password(password.expose_secret());
+        }
+        if let Some(password) = &sentinel.password {
+            builder = builder.set_client_to_sentinel_password(password.expose_secret());
+        }
+        if tls {
+            builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+        }
+        if let Some(pem) = &options.ca_pem {
+            let certificates = || redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) };
+            builder = builder.set_client_to_redis_certificates(certificates()).set_client_to_sentinel_certificates(certificates());
+        }
+        let follower = conn::Follower::new(builder.build().map_err(unavailable)?, options.timeout);
+        follower.connection().await.map_err(|e| first_connection_failed(&e))?;
+        Ok(Conn::Sentinel(std::sync::Arc::new(follower)))
     }
 
     /// Reads `appendonly`, `appendfsync`, `save`, `maxmemory-policy` and the replica count.
@@ -207,6 +270,7 @@ impl RedisStore {
             appendfsync: self.config("appendfsync").await?,
             save: self.config("save").await?,
             maxmemory_policy: self.config("maxmemory-policy").await?,
+            min_replicas_to_write: self.config("min-replicas-to-write").await?,
             connected_replicas,
         })
     }
