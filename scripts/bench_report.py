@@ -10,7 +10,8 @@ mode, results_path, out_md, out_json, store_args, recalc_args, seconds = sys.arg
 rows = [json.loads(line) for line in open(results_path) if line.strip()]
 rpc = [r["rpc"] for r in rows if "rpc" in r]
 rpc_tls = [r["rpc_tls"] for r in rows if "rpc_tls" in r]
-one = {k: v for r in rows for k, v in r.items() if k not in ("rpc", "rpc_tls")}
+footprints = [r["redis_footprint"] for r in rows if "redis_footprint" in r]
+one = {k: v for r in rows for k, v in r.items() if k not in ("rpc", "rpc_tls", "redis_footprint")}
 
 
 def cpu():
@@ -74,6 +75,39 @@ if redis_store:
         f"- active-link reads: {redis_store['reads']:.0f}/s; flow create + consume: {redis_store['flows']:.0f}/s",
         "",
     ]
+SHARD = 25 * 2**30
+if footprints:
+    lines += [
+        "## Redis memory (`recalc_throughput ORGS PER_ORG CERTS_PER redis://…`, each into an empty redis-server)",
+        "",
+        "One person in five has a Partner University link (with one assessment) beside their Learning link.",
+        "",
+        "| organisations × people × certifications | links | achievements | used_memory after − before | per person |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for f in footprints:
+        people = f["organizations"] * f["links_per_org"]
+        links = people + (f["links_per_org"] + 4) // 5 * f["organizations"]
+        achievements = people * f["certs_per_person"] + (f["links_per_org"] + 4) // 5 * f["organizations"]
+        f.update(links=links, achievements=achievements, bytes=f["redis_used_memory_after"] - f["redis_used_memory_before"], people=people)
+        lines.append(f"| {f['organizations']} × {f['links_per_org']} × {f['certs_per_person']} | {links} | {achievements} | "
+                     + f"{f['bytes'] / 1e6:.1f} MB | {f['bytes'] / people:.0f} B |")
+    # Per link and per achievement, from the two loads of the same people with and without certifications.
+    pair = [f for f in footprints if f["organizations"] == footprints[0]["organizations"] and f["links_per_org"] == footprints[0]["links_per_org"]]
+    if len(pair) >= 2 and pair[0]["achievements"] != pair[1]["achievements"]:
+        per_cert = (pair[0]["bytes"] - pair[1]["bytes"]) / (pair[0]["achievements"] - pair[1]["achievements"])
+        per_link = (pair[1]["bytes"] - per_cert * pair[1]["achievements"]) / pair[1]["links"]
+        largest = max(footprints, key=lambda f: f["people"])
+        per_person = largest["bytes"] / largest["people"]
+        one["redis_per_link_bytes"], one["redis_per_certification_bytes"] = round(per_link), round(per_cert)
+        one["redis_people_per_25gib_shard"] = int(SHARD / per_person)
+        lines += [
+            "",
+            f"- per link (with its indexes, tombstone slot and credit share): {per_link:.0f} B; per certification: {per_cert:.0f} B",
+            f"- one 25 GiB shard holds {SHARD / per_person / 1e6:.1f} M people like these ({per_person:.0f} B each at "
+            + f"{largest['people']} people), before Redis's own headroom",
+        ]
+    lines.append("")
 lines += [
     f"## Recalculation (`recalc_throughput {recalc_args}`: organisations, links each, certifications each)",
     "",
