@@ -338,7 +338,7 @@ def _():
     refused(merged(BASE, {"tests": {"endpoint": "idlink:50051"}}), "endpoint")
 
 
-@case("redis behind sentinels: their addresses and master name instead of the URL, their password from the Secret, wait_replicas")
+@case("redis behind sentinels or a Cluster: their addresses (and master name) instead of the URL, the sentinels' password from the Secret, wait_replicas")
 def _():
     sentinels = {"store": {"backend": "redis", "redis": {"sentinels": ["sentinel-0.redis:26379", "sentinel-1.redis:26379"],
                                                         "sentinelMaster": "idlink", "waitReplicas": 1}},
@@ -353,6 +353,10 @@ def _():
     refused(merged(BASE, sentinels, {"store": {"redis": {"url": "rediss://redis:6379"}}}), "set one")
     refused(merged(BASE, sentinels, {"store": {"redis": {"sentinelMaster": ""}}}), "sentinelMaster")
     refused(merged(BASE, sentinels, {"store": {"redis": {"sentinels": ["http://sentinel:26379"]}}}), "sentinels")
+    cluster = {"store": {"backend": "redis", "redis": {"cluster": ["redis-0.redis:6379", "redis-1.redis:6379"], "waitReplicas": 1}}}
+    toml = config_of(render(merged(BASE, cluster)))
+    assert 'redis_cluster = ["redis-0.redis:6379","redis-1.redis:6379"]' in toml and "redis_url" not in toml, toml
+    refused(merged(BASE, cluster, {"store": {"redis": {"url": "rediss://redis:6379"}}}), "set one")
 
 
 @case("hostile values are refused: multi-tenant authority, http redirect, writable root, no Secret, redis without URL")

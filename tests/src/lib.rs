@@ -26,6 +26,7 @@ pub mod pki;
 pub mod portal;
 pub mod proxy;
 pub mod redis;
+pub mod writers;
 
 // --- log capture: every test in this binary logs into one buffer that tests can scan ---
 

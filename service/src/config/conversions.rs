@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{ConfigError, Settings, StoreSettings};
+use super::{ConfigError, RedisCluster, Settings, StoreSettings};
 use crate::{
     domain::{CONSUMER_TENANT, LinkKind, ServiceApps, TenantId},
     oidc::{InboundConfig, KindSettings},
@@ -15,7 +15,36 @@ impl TryFrom<&StoreSettings> for RedisOptions {
 
     /// The Redis connection settings, validated (`store.backend = "redis"`).
     fn try_from(store: &StoreSettings) -> Result<Self, ConfigError> {
-        let (url, sentinel, tls) = match (&store.redis_url, store.redis_sentinels.as_slice()) {
+        let seeds = match &store.redis_cluster {
+            None | Some(RedisCluster::Enabled(false)) => None,
+            Some(_) if !store.redis_sentinels.is_empty() => {
+                return Err(ConfigError::Invalid("store.redis_cluster and store.redis_sentinels: set one".into()));
+            }
+            Some(RedisCluster::Enabled(true)) => match &store.redis_url {
+                Some(url) => Some(vec![url.clone()]),
+                None => return Err(ConfigError::Invalid("store.redis_cluster = true needs store.redis_url (a seed node)".into())),
+            },
+            Some(RedisCluster::Seeds(_)) if store.redis_url.is_some() => {
+                return Err(ConfigError::Invalid("store.redis_url and store.redis_cluster's seed nodes: set one".into()));
+            }
+            Some(RedisCluster::Seeds(seeds)) if seeds.is_empty() => {
+                return Err(ConfigError::Invalid("store.redis_cluster: name at least one seed node".into()));
+            }
+            Some(RedisCluster::Seeds(seeds)) => {
+                Some(seeds.iter().map(|s| if s.contains("://") { s.clone() } else { format!("redis://{s}") }).collect::<Vec<_>>())
+            }
+        };
+        let mut checked = Vec::new();
+        for seed in seeds.iter().flatten() {
+            checked.push(redis_url("store.redis_cluster", seed)?);
+        }
+        if checked.iter().any(|u| u.scheme() != checked[0].scheme()) {
+            return Err(ConfigError::Invalid("store.redis_cluster: all redis:// or all rediss:// (TLS)".into()));
+        }
+        let cluster = seeds.map(|_| checked.iter().map(url::Url::to_string).collect::<Vec<_>>());
+        let url_setting = if cluster.is_some() { &None } else { &store.redis_url };
+        let (url, sentinel, tls) = match (url_setting, store.redis_sentinels.as_slice()) {
+            (None, []) if cluster.is_some() => (String::new(), None, checked[0].scheme() == "rediss"),
             (Some(_), [_, ..]) => {
                 return Err(ConfigError::Invalid(
                     "store.redis_url and store.redis_sentinels: set one (the sentinels name the primary)".into(),
@@ -74,6 +103,7 @@ impl TryFrom<&StoreSettings> for RedisOptions {
             wait_replicas: store.wait_replicas,
             wait_timeout: Duration::from_millis(store.wait_timeout_ms),
             sentinel,
+            cluster,
         })
     }
 }

@@ -80,6 +80,9 @@ pub struct StoreSettings {
     pub redis_sentinel_master: Option<String>,
     /// The sentinels' own password (`IDLINK_STORE__REDIS_SENTINEL_PASSWORD`).
     pub redis_sentinel_password: Option<SecretString>,
+    /// Redis Cluster: `true` (with `redis_url` as the one seed node) or the seed nodes
+    /// (`host:port` or URLs) instead of `redis_url`.
+    pub redis_cluster: Option<RedisCluster>,
     /// Redis over TLS with a private certificate authority: its PEM certificate(s).
     pub redis_ca_file: Option<PathBuf>,
     /// Redis: every key of this deployment starts with `{key_prefix}:` (a Cluster hash tag).
@@ -93,6 +96,14 @@ pub struct StoreSettings {
     pub wait_timeout_ms: u64,
 }
 
+/// `store.redis_cluster`: on (seeded by `redis_url`), or its seed nodes.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum RedisCluster {
+    Enabled(bool),
+    Seeds(Vec<String>),
+}
+
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
@@ -104,6 +115,7 @@ impl Default for StoreSettings {
             redis_sentinels: Vec::new(),
             redis_sentinel_master: None,
             redis_sentinel_password: None,
+            redis_cluster: None,
             redis_ca_file: None,
             key_prefix: "idlink".into(),
             require_durable: false,

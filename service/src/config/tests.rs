@@ -140,6 +140,29 @@ fn sentinels_replace_the_url_and_are_checked_like_it() {
 }
 
 #[test]
+fn a_cluster_is_named_by_its_seed_nodes_or_by_the_url() {
+    let redis = |env: &[(&str, &str)]| RedisOptions::try_from(&load(&[&[("IDLINK_STORE__BACKEND", "redis")], env].concat()).unwrap().store);
+    let seeds = redis(&[("IDLINK_STORE__REDIS_CLUSTER", r#"["redis-0:6379", "rediss://redis-1:6379"]"#)]).unwrap_err().to_string();
+    assert!(seeds.contains("all redis:// or all rediss://"), "{seeds}");
+    let options = redis(&[("IDLINK_STORE__REDIS_CLUSTER", r#"["redis-0:6379", "redis://redis-1:6379"]"#)]).unwrap();
+    assert_eq!(options.cluster.unwrap(), ["redis://redis-0:6379", "redis://redis-1:6379"]);
+    let options = redis(&[("IDLINK_STORE__REDIS_CLUSTER", "true"), ("IDLINK_STORE__REDIS_URL", "redis://redis-0:6379")]).unwrap();
+    assert_eq!(options.cluster.unwrap(), ["redis://redis-0:6379"], "the URL is the one seed");
+    let off = redis(&[("IDLINK_STORE__REDIS_CLUSTER", "false"), ("IDLINK_STORE__REDIS_URL", "redis://redis-0:6379")]).unwrap();
+    assert!(off.cluster.is_none() && off.url == "redis://redis-0:6379");
+    for (env, why) in [
+        (vec![("IDLINK_STORE__REDIS_CLUSTER", "true")], "needs store.redis_url"),
+        (vec![("IDLINK_STORE__REDIS_CLUSTER", r#"["a:6379"]"#), ("IDLINK_STORE__REDIS_URL", "redis://b:6379")], "set one"),
+        (vec![("IDLINK_STORE__REDIS_CLUSTER", "[]")], "at least one seed"),
+        (vec![("IDLINK_STORE__REDIS_CLUSTER", r#"["a:6379"]"#), ("IDLINK_STORE__REDIS_SENTINELS", r#"["s:26379"]"#)], "set one"),
+        (vec![("IDLINK_STORE__REDIS_CLUSTER", r#"["redis://:hunter2@a:6379"]"#)], "must not hold a password"),
+    ] {
+        let err = redis(&env).unwrap_err().to_string();
+        assert!(err.contains(why) && !err.contains("hunter2"), "{env:?}: {err}");
+    }
+}
+
+#[test]
 fn an_account_linked_elsewhere_moves_for_learning_unless_configured_to_refuse() {
     use crate::domain::{KindRules, LinkKind, LinkMode, OnLinkedElsewhere};
     let kinds = load(&[]).unwrap().kinds();

@@ -9,6 +9,7 @@ mod a_deleted_work_account_frees_its_links;
 mod a_flow_cannot_be_hijacked_or_replayed;
 mod a_move_names_nobody_at_the_new_employer;
 mod a_person_sees_their_own_certifications;
+mod a_redis_cluster_reshards_and_fails_over_losing_nothing;
 mod a_redis_failover_loses_no_acknowledged_link;
 mod associations_keep_partner_centers_limit;
 mod callers_are_authenticated;

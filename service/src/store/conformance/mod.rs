@@ -137,6 +137,16 @@ macro_rules! suite {
 
 pub(crate) use suite;
 
+/// A Redis Cluster of the test's own (three primaries on loopback), its keys under one prefix
+/// as a deployment's are. No `redis-server`: skipped, saying so (a failure under `CI=true`).
+pub async fn redis_cluster_store() -> Option<(crate::test_support::TestCluster, Arc<super::redis::RedisStore>)> {
+    let cluster = tokio::task::spawn_blocking(|| crate::test_support::TestCluster::start(3, 0)).await.ok()??;
+    let mut options = super::redis::RedisOptions::new(String::new(), "idlink-test");
+    options.cluster = Some(cluster.seeds());
+    let store = super::redis::RedisStore::connect(options, Arc::new(Catalog::default_catalog())).await.unwrap();
+    Some((cluster, Arc::new(store)))
+}
+
 /// The Redis of `IDLINK_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) under a key prefix
 /// of its own. Unreachable: the test fails under `CI=true` and is skipped, saying so, elsewhere.
 pub async fn redis_store() -> Option<(super::redis::ScratchPrefix, Arc<super::redis::RedisStore>)> {

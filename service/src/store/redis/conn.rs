@@ -1,5 +1,10 @@
 //! How idlinkd reaches Redis: one server at its URL (a connection manager that reconnects),
-//! or the primary the sentinels name, followed through a failover.
+//! the primary the sentinels name, followed through a failover, or a Cluster (the crate's
+//! cluster client follows `MOVED` and `ASK` and a replica's promotion).
+//!
+//! On Cluster every key of a deployment hashes to one slot (the key prefix is a hash tag), so a
+//! script's keys are on one node; commands that name no key (`INFO`, `CONFIG`, `WAIT`, `SCAN`,
+//! `PING`) go to the primary of that slot ([`Conn::query_at`]).
 //!
 //! Following: the connection to the primary is kept until a call on it fails as a lost
 //! connection, a timeout or `READONLY` (a demoted primary); the next call asks the sentinels
@@ -14,8 +19,10 @@ use std::{
 };
 
 use redis::{
-    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
     aio::{ConnectionLike, ConnectionManager, MultiplexedConnection},
+    cluster_async::ClusterConnection,
+    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
     sentinel::SentinelClient,
 };
 
@@ -26,6 +33,21 @@ const ASK_AGAIN: Duration = Duration::from_millis(250);
 pub(super) enum Conn {
     Server(ConnectionManager),
     Sentinel(std::sync::Arc<Follower>),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// `cmd`, which names no key, where `key` lives: on Cluster the primary of its slot,
+    /// elsewhere the one primary there is.
+    pub(super) async fn query_at<T: FromRedisValue>(&mut self, cmd: &Cmd, key: &[u8]) -> RedisResult<T> {
+        match self {
+            Conn::Cluster(conn) => {
+                let here = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master)));
+                Ok(redis::from_redis_value(conn.route_command(cmd.clone(), here).await?)?)
+            }
+            _ => cmd.query_async(self).await,
+        }
+    }
 }
 
 /// The primary of a sentinel-monitored set, as the sentinels name it.
@@ -120,6 +142,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Server(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
             Conn::Sentinel(follower) => Box::pin(async move {
                 let mut conn = follower.connection().await?;
                 let answer = conn.req_packed_command(cmd).await;
@@ -132,6 +155,7 @@ impl ConnectionLike for Conn {
     fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Server(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
             Conn::Sentinel(follower) => Box::pin(async move {
                 let mut conn = follower.connection().await?;
                 let answer = conn.req_packed_commands(pipeline, offset, count).await;
@@ -144,7 +168,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Server(conn) => conn.get_db(),
-            Conn::Sentinel(_) => 0,
+            Conn::Cluster(_) | Conn::Sentinel(_) => 0,
         }
     }
 }

@@ -81,13 +81,12 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        let mut conn = self.conn.clone();
-        self.call(redis::cmd("PING").query_async::<()>(&mut conn)).await
+        self.here::<()>(&redis::cmd("PING")).await
     }
 
     async fn footprint(&self) -> Result<crate::store::Footprint> {
+        let info: String = self.here(redis::cmd("INFO").arg("memory")).await?;
         let mut conn = self.conn.clone();
-        let info: String = self.call(redis::cmd("INFO").arg("memory").query_async(&mut conn)).await?;
         let memory_bytes = info.lines().find_map(|line| line.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok());
         let flows_pending: u64 = self.call(redis::cmd("ZCARD").arg(self.keys.key("flows")).query_async(&mut conn)).await?;
         Ok(crate::store::Footprint { bytes_on_disk: None, memory_bytes, flows_pending })

@@ -56,6 +56,8 @@ pub struct RedisOptions {
     pub wait_timeout: Duration,
     /// Reach the primary the sentinels name instead of `url`.
     pub sentinel: Option<SentinelOptions>,
+    /// A Cluster, found from these seed nodes (`redis://` or `rediss://` URLs) instead of `url`.
+    pub cluster: Option<Vec<String>>,
 }
 
 /// A sentinel-monitored primary: `url` is then unused.
@@ -81,6 +83,7 @@ impl RedisOptions {
             wait_replicas: 0,
             wait_timeout: Duration::from_millis(500),
             sentinel: None,
+            cluster: None,
         }
     }
 }
@@ -164,9 +167,10 @@ impl RedisStore {
                 detail: format!("store.key_prefix {:?}: use letters, digits, '-', '_' or '.'", options.key_prefix),
             });
         }
-        let conn = match &options.sentinel {
-            None => Self::open_server(&options).await?,
-            Some(sentinel) => Self::open_sentinel(&options, sentinel).await?,
+        let conn = match (&options.sentinel, &options.cluster) {
+            (Some(sentinel), _) => Self::open_sentinel(&options, sentinel).await?,
+            (None, Some(seeds)) => Self::open_cluster(&options, seeds).await?,
+            (None, None) => Self::open_server(&options).await?,
         };
         let store = Self {
             conn,
@@ -259,10 +263,30 @@ impl RedisStore {
         Ok(Conn::Sentinel(std::sync::Arc::new(follower)))
     }
 
+    /// A Cluster, its topology read from the seed nodes now (and again on `MOVED`).
+    async fn open_cluster(options: &RedisOptions, seeds: &[String]) -> Result<Conn> {
+        use secrecy::ExposeSecret;
+        let mut builder = redis::cluster::ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+            .connection_timeout(options.timeout)
+            .response_timeout(options.timeout)
+            .retries(3);
+        if let Some(password) = &options.password {
+            builder = builder.password(password.expose_secret());
+        }
+        if let Some(pem) = &options.ca_pem {
+            builder = builder.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) });
+        }
+        let client = builder.build().map_err(unavailable)?;
+        let conn = tokio::time::timeout(options.timeout, client.get_async_connection())
+            .await
+            .map_err(|_| unavailable(format!("no answer within {:?}", options.timeout)))?
+            .map_err(|e| first_connection_failed(&e))?;
+        Ok(Conn::Cluster(conn))
+    }
+
     /// Reads `appendonly`, `appendfsync`, `save`, `maxmemory-policy` and the replica count.
     pub async fn durability(&self) -> Result<Durability> {
-        let mut conn = self.conn.clone();
-        let info: String = self.call(redis::cmd("INFO").arg("replication").query_async(&mut conn)).await?;
+        let info: String = self.here(redis::cmd("INFO").arg("replication")).await?;
         let connected_replicas =
             info.lines().find_map(|line| line.strip_prefix("connected_slaves:")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
         Ok(Durability {
@@ -277,8 +301,7 @@ impl RedisStore {
 
     /// One server setting; managed services that refuse `CONFIG` answer "unknown".
     async fn config(&self, name: &str) -> Result<String> {
-        let mut conn = self.conn.clone();
-        let pair: Vec<String> = match self.call(redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut conn)).await {
+        let pair: Vec<String> = match self.here(redis::cmd("CONFIG").arg("GET").arg(name)).await {
             Ok(pair) => pair,
             Err(e) => {
                 tracing::warn!(setting = name, error = %e, "cannot read the Redis setting");
@@ -296,15 +319,21 @@ impl RedisStore {
         }
     }
 
+    /// A command that names no key, on the server holding this deployment's keys (on Cluster,
+    /// the primary of their slot), within the timeout.
+    async fn here<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut conn = self.conn.clone();
+        self.call(conn.query_at(cmd, &self.keys.key(""))).await
+    }
+
     /// Answers once this many replicas hold every write made so far (`store.wait_replicas`).
     async fn replicated(&self) -> Result<()> {
         let wanted = self.options.wait_replicas;
         if wanted == 0 {
             return Ok(());
         }
-        let mut conn = self.conn.clone();
         let millis = u64::try_from(self.options.wait_timeout.as_millis()).unwrap_or(u64::MAX);
-        let acked: u32 = self.call(redis::cmd("WAIT").arg(wanted).arg(millis).query_async(&mut conn)).await?;
+        let acked: u32 = self.here(redis::cmd("WAIT").arg(wanted).arg(millis)).await?;
         if acked < wanted {
             return Err(unavailable(format!("the change is written but only {acked} of {wanted} replicas acknowledged it")));
         }

@@ -52,9 +52,8 @@ impl RedisStore {
         let pattern = self.keys.entry(name, b"*");
         let (mut cursor, mut keys) = (0u64, Vec::new());
         loop {
-            let mut conn = self.conn.clone();
             let (next, page): (u64, Vec<Vec<u8>>) =
-                self.call(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut conn)).await?;
+                self.here(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000)).await?;
             keys.extend(page);
             if next == 0 {
                 return Ok(keys);

@@ -14,6 +14,12 @@ use crate::{
 
 conformance::suite!(conformance::redis_store);
 
+/// The same checks on a Redis Cluster of three primaries.
+mod on_a_cluster {
+    use crate::store::conformance;
+    conformance::suite!(conformance::redis_cluster_store);
+}
+
 /// The integrity check is the oracle of the other checks: it must see a broken index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_integrity_check_sees_a_missing_or_stray_index_entry() {

@@ -13,3 +13,6 @@ pub fn unavailable<T>(what: &str) -> Option<T> {
     eprintln!("SKIPPED: {what}");
     None
 }
+
+mod cluster;
+pub use cluster::TestCluster;
