@@ -53,6 +53,7 @@ pub struct Harness {
 enum HarnessStore {
     Sled,
     Redis { url: String, prefix: String, _shared: Option<SharedRedis> },
+    Cluster(idlink_service::test_support::TestCluster),
 }
 
 pub struct Daemon {
@@ -72,12 +73,13 @@ impl Daemon {
 impl Harness {
     /// sled, or the shared Redis when the suite runs with `IDLINK_TEST_BACKEND=redis`.
     pub async fn new() -> Self {
-        let store = match crate::redis::redis_backend_requested() {
-            false => HarnessStore::Sled,
-            true => {
-                let shared = SharedRedis::new().expect("IDLINK_TEST_BACKEND=redis needs a reachable Redis");
-                HarnessStore::Redis { url: shared.url.clone(), prefix: shared.prefix.clone(), _shared: Some(shared) }
-            }
+        let store = if crate::redis::cluster_backend_requested() {
+            HarnessStore::Cluster(crate::redis::start_cluster().await)
+        } else if crate::redis::redis_backend_requested() {
+            let shared = SharedRedis::new().expect("IDLINK_TEST_BACKEND=redis needs a reachable Redis");
+            HarnessStore::Redis { url: shared.url.clone(), prefix: shared.prefix.clone(), _shared: Some(shared) }
+        } else {
+            HarnessStore::Sled
         };
         Self::with_store(store).await
     }
@@ -91,7 +93,8 @@ impl Harness {
     pub async fn open_store(&self) -> DynStore {
         match &self.store {
             HarnessStore::Sled => Arc::new(SledStore::open(&self.data_dir(), Arc::new(Catalog::default_catalog())).unwrap()),
-            HarnessStore::Redis { url, prefix, .. } => crate::redis::open_store(url, prefix).await,
+            HarnessStore::Redis { url, prefix, .. } => crate::redis::open_store(url, prefix, None).await,
+            HarnessStore::Cluster(cluster) => crate::redis::open_store("", crate::redis::CLUSTER_PREFIX, Some(&cluster.seeds())).await,
         }
     }
 
@@ -140,7 +143,8 @@ impl Harness {
         let log = |suffix: &str| std::fs::File::create(self.dir.path().join(format!("{label}.{suffix}"))).unwrap();
         let store_env = match &self.store {
             HarnessStore::Sled => Vec::new(),
-            HarnessStore::Redis { url, prefix, .. } => crate::redis::store_env(url, prefix),
+            HarnessStore::Redis { url, prefix, .. } => crate::redis::store_env(url, prefix, None),
+            HarnessStore::Cluster(cluster) => crate::redis::store_env("", crate::redis::CLUSTER_PREFIX, Some(&cluster.seeds())),
         };
         let child = tokio::process::Command::new(idlinkd_binary())
             .arg("--config")

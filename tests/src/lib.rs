@@ -109,6 +109,7 @@ pub struct TestApp {
     pub metrics_addr: Option<SocketAddr>,
     _data: tempfile::TempDir,
     _redis: Option<redis::SharedRedis>,
+    _cluster: Option<idlink_service::test_support::TestCluster>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -182,6 +183,15 @@ impl TestApp {
             settings.store.redis_url = Some(redis.url.clone());
             settings.store.key_prefix = redis.prefix.clone();
         }
+        let cluster = match redis::cluster_backend_requested() {
+            true => Some(redis::start_cluster().await),
+            false => None,
+        };
+        if let Some(cluster) = &cluster {
+            settings.store.backend = idlink_service::config::Backend::Redis;
+            settings.store.redis_cluster = Some(idlink_service::config::RedisCluster::Seeds(cluster.seeds()));
+            settings.store.key_prefix = redis::CLUSTER_PREFIX.into();
+        }
         adjust(&mut settings);
         let app = Application::build(&settings, clock.clone()).await.unwrap();
         let (addr, health_addr, store) = (app.addr(), app.health_addr(), app.store().expect("the test store answers at start"));
@@ -202,6 +212,7 @@ impl TestApp {
             metrics_addr,
             _data: data,
             _redis: redis,
+            _cluster: cluster,
             shutdown: Some(tx),
         };
         wait_until_serving_with(&app.endpoint(), app.client_tls.as_ref()).await;
@@ -221,8 +232,13 @@ impl TestApp {
     }
 
     /// The Redis URL and key prefix, when the suite runs on Redis.
-    pub fn redis(&self) -> Option<(&str, &str)> {
-        self._redis.as_ref().map(|r| (r.url.as_str(), r.prefix.as_str()))
+    pub fn redis(&self) -> Option<(String, String)> {
+        if let Some(cluster) = &self._cluster {
+            let prefix = redis::CLUSTER_PREFIX;
+            let holder = cluster.primary_of(cluster.slot_of(&format!("{{{prefix}}}:x")))?;
+            return Some((format!("redis://127.0.0.1:{holder}"), prefix.into()));
+        }
+        self._redis.as_ref().map(|r| (r.url.clone(), r.prefix.clone()))
     }
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {

@@ -12,12 +12,28 @@ use idlink_service::{
     },
 };
 
-/// Set to `redis` to run the end-to-end suite on the Redis backend.
+/// Set to `redis` to run the end-to-end suite on the Redis backend (the shared Redis), or to
+/// `redis-cluster` to run it on a Redis Cluster of each test's own.
 pub const BACKEND_VAR: &str = "IDLINK_TEST_BACKEND";
 
 pub fn redis_backend_requested() -> bool {
     std::env::var(BACKEND_VAR).is_ok_and(|b| b == "redis")
 }
+
+pub fn cluster_backend_requested() -> bool {
+    std::env::var(BACKEND_VAR).is_ok_and(|b| b == "redis-cluster")
+}
+
+/// A Redis Cluster of three primaries for one test, started off the runtime's threads.
+pub async fn start_cluster() -> idlink_service::test_support::TestCluster {
+    tokio::task::spawn_blocking(|| idlink_service::test_support::TestCluster::start(3, 0))
+        .await
+        .unwrap()
+        .expect("IDLINK_TEST_BACKEND=redis-cluster needs redis-server and redis-cli")
+}
+
+/// The key prefix of a test's store on its own cluster.
+pub const CLUSTER_PREFIX: &str = "e2e";
 
 use idlink_service::test_support::{test_redis_url, unavailable};
 
@@ -45,16 +61,19 @@ impl SharedRedis {
     }
 }
 
-pub fn store_env(url: &str, prefix: &str) -> Vec<(String, String)> {
-    vec![
-        ("IDLINK_STORE__BACKEND".into(), "redis".into()),
-        ("IDLINK_STORE__REDIS_URL".into(), url.into()),
-        ("IDLINK_STORE__KEY_PREFIX".into(), prefix.into()),
-    ]
+/// A daemon's store settings: the Redis at `url`, or (with `cluster`) the Cluster of these seeds.
+pub fn store_env(url: &str, prefix: &str, cluster: Option<&[String]>) -> Vec<(String, String)> {
+    let place = match cluster {
+        Some(seeds) => ("IDLINK_STORE__REDIS_CLUSTER".into(), format!("{seeds:?}")),
+        None => ("IDLINK_STORE__REDIS_URL".into(), url.into()),
+    };
+    vec![("IDLINK_STORE__BACKEND".into(), "redis".into()), place, ("IDLINK_STORE__KEY_PREFIX".into(), prefix.into())]
 }
 
-pub async fn open_store(url: &str, prefix: &str) -> DynStore {
-    Arc::new(RedisStore::connect(RedisOptions::new(url, prefix), Arc::new(Catalog::default_catalog())).await.unwrap())
+pub async fn open_store(url: &str, prefix: &str, cluster: Option<&[String]>) -> DynStore {
+    let mut options = RedisOptions::new(url, prefix);
+    options.cluster = cluster.map(<[String]>::to_vec);
+    Arc::new(RedisStore::connect(options, Arc::new(Catalog::default_catalog())).await.unwrap())
 }
 
 /// A `redis-server` of the test's own on a free port, its data in a temporary directory.
@@ -251,11 +270,26 @@ impl SentinelSet {
         self.servers.iter_mut().find(|s| s.port == port).expect("one of the set's servers")
     }
 
-    /// Waits (up to 60 s) until the sentinels name another primary than `old`, and returns it.
+    /// Waits (up to 60 s) until the failover is over — every sentinel names the same primary,
+    /// not `old`, with no failover in progress, and it answers as primary — and returns it.
     pub fn until_promoted(&self, old: u16) -> u16 {
         let mut promoted = None;
         self.until("the sentinels promote the replica", |set| {
-            promoted = set.primary_port().filter(|p| *p != old);
+            let named: Vec<Option<u16>> = set
+                .sentinels
+                .iter()
+                .map(|s| {
+                    let master: std::collections::HashMap<String, String> =
+                        query(s.port, redis::cmd("SENTINEL").arg("MASTER").arg(SENTINEL_MASTER)).ok()?;
+                    (master.get("flags").map(String::as_str) == Some("master")).then(|| master.get("port")?.parse().ok()).flatten()
+                })
+                .collect();
+            let agreed = named[0].filter(|p| *p != old && named.iter().all(|n| *n == Some(*p)));
+            let answers_as_primary = |port: u16| {
+                query::<redis::Value>(port, &redis::cmd("ROLE"))
+                    .is_ok_and(|r| matches!(r, redis::Value::Array(parts) if matches!(parts.first(), Some(redis::Value::BulkString(b)) if b == b"master")))
+            };
+            promoted = agreed.filter(|p| answers_as_primary(*p));
             promoted.is_some()
         });
         promoted.unwrap_or(old)

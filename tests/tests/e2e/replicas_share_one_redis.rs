@@ -221,7 +221,7 @@ async fn require_durable_refuses_a_redis_without_an_append_only_file() {
     let run = tokio::process::Command::new(daemon::idlinkd_binary())
         .arg("--config")
         .arg(harness.dir.path().join("idlink.toml"))
-        .envs(idlink_tests::redis::store_env(&redis.url(), "durable"))
+        .envs(idlink_tests::redis::store_env(&redis.url(), "durable", None))
         .env("IDLINK_STORE__REQUIRE_DURABLE", "true")
         .env("IDLINK_LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("IDLINK_KINDS__MICROSOFT_LEARNING__CLIENT_SECRET", "unused")
@@ -243,6 +243,7 @@ async fn with_wait_replicas_a_change_is_answered_only_once_a_redis_replica_holds
     // require_durable accepts it.
     let app = TestApp::spawn_with(|s| {
         s.store.backend = idlink_service::config::Backend::Redis;
+        s.store.redis_cluster = None; // this test brings its own Redis
         s.store.redis_url = Some(url.clone());
         s.store.key_prefix = "wait".into();
         s.store.require_durable = true;
@@ -341,6 +342,7 @@ async fn redis_over_tls_with_a_password_from_the_environment() {
         let (url, ca, password) = (url.clone(), ca.map(std::path::PathBuf::from), password.to_owned());
         move |s: &mut idlink_service::config::Settings| {
             s.store.backend = idlink_service::config::Backend::Redis;
+            s.store.redis_cluster = None; // this test brings its own Redis
             s.store.redis_url = Some(url);
             s.store.redis_ca_file = ca;
             s.store.redis_password = Some(password.into());
