@@ -71,3 +71,18 @@ impl TestPki {
         (cert, key)
     }
 }
+
+/// A gRPC server of the test's own on loopback (an OTLP collector, say): plaintext, or TLS
+/// with a server certificate of `pki`. Returns its address.
+pub async fn serve_on_loopback(routes: tonic::service::Routes, pki: Option<&TestPki>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut server = tonic::transport::Server::builder();
+    if let Some(pki) = pki {
+        let issued = pki.server();
+        let identity = tonic::transport::Identity::from_pem(issued.cert_pem, issued.key_pem);
+        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)).unwrap();
+    }
+    tokio::spawn(server.add_routes(routes).serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)));
+    addr
+}

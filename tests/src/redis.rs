@@ -35,7 +35,7 @@ pub async fn start_cluster() -> idlink_service::test_support::TestCluster {
 /// The key prefix of a test's store on its own cluster.
 pub const CLUSTER_PREFIX: &str = "e2e";
 
-use idlink_service::test_support::{test_redis_url, unavailable};
+use idlink_service::test_support::{is_primary, query, test_redis_url, unavailable, within_a_minute};
 
 /// A key prefix on the shared Redis, its keys deleted when dropped.
 pub struct SharedRedis(ScratchPrefix);
@@ -200,11 +200,6 @@ pub struct SentinelSet {
     sentinels: Vec<Sentinel>,
 }
 
-fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))?.get_connection_with_timeout(Duration::from_millis(500))?;
-    cmd.query(&mut conn)
-}
-
 impl SentinelSet {
     /// `None` (after saying why) when there is no `redis-server`, outside CI.
     pub fn start() -> Option<Self> {
@@ -239,7 +234,7 @@ impl SentinelSet {
             .collect();
         let set = Self { servers: vec![primary, replica], sentinels };
         // Each sentinel knows the replica and the two other sentinels: a failover can be agreed.
-        set.until("every sentinel sees the replica and the other sentinels", |set| {
+        within_a_minute("every sentinel sees the replica and the other sentinels", || {
             set.sentinels.iter().all(|s| {
                 let master: redis::RedisResult<std::collections::HashMap<String, String>> =
                     query(s.port, redis::cmd("SENTINEL").arg("MASTER").arg(SENTINEL_MASTER));
@@ -274,8 +269,8 @@ impl SentinelSet {
     /// not `old`, with no failover in progress, and it answers as primary — and returns it.
     pub fn until_promoted(&self, old: u16) -> u16 {
         let mut promoted = None;
-        self.until("the sentinels promote the replica", |set| {
-            let named: Vec<Option<u16>> = set
+        within_a_minute("the sentinels promote the replica", || {
+            let named: Vec<Option<u16>> = self
                 .sentinels
                 .iter()
                 .map(|s| {
@@ -285,11 +280,7 @@ impl SentinelSet {
                 })
                 .collect();
             let agreed = named[0].filter(|p| *p != old && named.iter().all(|n| *n == Some(*p)));
-            let answers_as_primary = |port: u16| {
-                query::<redis::Value>(port, &redis::cmd("ROLE"))
-                    .is_ok_and(|r| matches!(r, redis::Value::Array(parts) if matches!(parts.first(), Some(redis::Value::BulkString(b)) if b == b"master")))
-            };
-            promoted = agreed.filter(|p| answers_as_primary(*p));
+            promoted = agreed.filter(|p| is_primary(*p));
             promoted.is_some()
         });
         promoted.unwrap_or(old)
@@ -301,16 +292,5 @@ impl SentinelSet {
         self.server(port).restart();
         let _: () = query(port, redis::cmd("REPLICAOF").arg("127.0.0.1").arg(primary)).unwrap();
         self.server(primary).wait_for_replicas(1);
-    }
-
-    /// Polls `done` every 100 ms, up to 60 s.
-    pub fn until(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
-        for _ in 0..600 {
-            if done(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("within 60 s: {what}");
     }
 }

@@ -117,7 +117,14 @@ async fn step(writer: &mut Writer, tally: &Tally) {
     }
 }
 
-/// `n` writers of `app` (its settings must let them begin flows and associate freely).
+/// Settings under which writers may begin flows and associate as often as they can.
+pub fn let_them_write(settings: &mut idlink_service::config::Settings) {
+    settings.limits.begin_per_user_burst = 1_000_000;
+    settings.limits.begin_per_user_per_minute = 1_000_000;
+    crate::without_association_limit(settings);
+}
+
+/// `n` writers of `app` (its settings [`let_them_write`]).
 pub struct Writers {
     idle: Vec<Writer>,
     running: Vec<tokio::task::JoinHandle<Writer>>,

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use super::unavailable;
+use super::{is_primary, query, unavailable, within_a_minute};
 
 /// One node: its port (its cluster bus is the port + 10000) and its process.
 struct Node {
@@ -31,11 +31,6 @@ fn free_node_port() -> u16 {
             return port;
         }
     }
-}
-
-fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))?.get_connection_with_timeout(Duration::from_millis(500))?;
-    cmd.query(&mut conn)
 }
 
 impl TestCluster {
@@ -63,8 +58,9 @@ impl TestCluster {
             .output()
             .ok()?;
         assert!(created.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&created.stderr));
-        cluster.until("every node sees the cluster ok", |c| {
-            c.nodes
+        within_a_minute("every node sees the cluster ok", || {
+            cluster
+                .nodes
                 .iter()
                 .all(|n| query::<String>(n.port, redis::cmd("CLUSTER").arg("INFO")).is_ok_and(|info| info.contains("cluster_state:ok")))
         });
@@ -107,12 +103,7 @@ impl TestCluster {
 
     /// The ports of the nodes that answer as primaries now.
     pub fn primaries(&self) -> Vec<u16> {
-        let primary = |port: u16| {
-            query::<redis::Value>(port, &redis::cmd("ROLE")).is_ok_and(|role| {
-            matches!(role, redis::Value::Array(parts) if matches!(parts.first(), Some(redis::Value::BulkString(r)) if r == b"master"))
-        })
-        };
-        self.nodes.iter().filter(|n| n.child.is_some() && primary(n.port)).map(|n| n.port).collect()
+        self.nodes.iter().filter(|n| n.child.is_some() && is_primary(n.port)).map(|n| n.port).collect()
     }
 
     /// Moves `slot` to the primary on `to`, as `redis-cli --cluster reshard` does it: the slot
@@ -147,7 +138,7 @@ impl TestCluster {
 
     /// Waits (up to 60 s) until the primary on `port` has a replica in sync.
     pub fn until_replicated(&self, port: u16) {
-        self.until("the primary has a replica in sync", |_| {
+        within_a_minute("the primary has a replica in sync", || {
             query::<String>(port, redis::cmd("INFO").arg("replication"))
                 .is_ok_and(|info| info.lines().any(|l| l.starts_with("slave") && l.contains("state=online")))
         });
@@ -189,17 +180,6 @@ impl TestCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("redis-server on port {port} did not start");
-    }
-
-    /// Polls `done` every 100 ms, up to 60 s.
-    pub fn until(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
-        for _ in 0..600 {
-            if done(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("within 60 s: {what}");
     }
 }
 

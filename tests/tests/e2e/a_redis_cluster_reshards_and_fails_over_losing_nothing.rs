@@ -4,8 +4,11 @@
 //! itself; calls it cannot place are refused UNAVAILABLE and nothing else; no acknowledged
 //! link or removal is lost.
 
-use idlink_service::test_support::TestCluster;
-use idlink_tests::{writers::Writers, *};
+use idlink_service::test_support::{TestCluster, within_a_minute};
+use idlink_tests::{
+    writers::{self, Writers},
+    *,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idlinks_slot_moves_and_its_primary_dies_under_load() {
@@ -18,9 +21,7 @@ async fn idlinks_slot_moves_and_its_primary_dies_under_load() {
         s.store.key_prefix = "cluster".into();
         s.store.wait_replicas = 1;
         s.store.timeout_ms = 1000;
-        s.limits.begin_per_user_burst = 1_000_000;
-        s.limits.begin_per_user_per_minute = 1_000_000;
-        without_association_limit(s);
+        writers::let_them_write(s);
     })
     .await;
     let mut writers = Writers::new(&app, 32).await;
@@ -38,7 +39,7 @@ async fn idlinks_slot_moves_and_its_primary_dies_under_load() {
     // The slot's new primary dies; the cluster promotes its replica; the old one comes back as
     // a replica, and changes are acknowledged again once it holds them.
     cluster.kill(to);
-    tokio::task::block_in_place(|| cluster.until("the replica is promoted", |c| c.primary_of(slot).is_some_and(|p| p != to)));
+    tokio::task::block_in_place(|| within_a_minute("the replica is promoted", || cluster.primary_of(slot).is_some_and(|p| p != to)));
     let promoted = cluster.primary_of(slot).unwrap();
     tokio::task::block_in_place(|| {
         cluster.restart(to);

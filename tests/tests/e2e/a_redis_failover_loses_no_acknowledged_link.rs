@@ -6,7 +6,11 @@
 
 use std::time::Instant;
 
-use idlink_tests::{redis::SentinelSet, writers::Writers, *};
+use idlink_tests::{
+    redis::SentinelSet,
+    writers::{self, Writers},
+    *,
+};
 
 const WRITERS: usize = 32;
 
@@ -22,9 +26,7 @@ async fn acknowledged_links_survive_the_primarys_death() {
         s.store.key_prefix = "failover".into();
         s.store.wait_replicas = 1;
         s.store.timeout_ms = 500;
-        s.limits.begin_per_user_burst = 1_000_000;
-        s.limits.begin_per_user_per_minute = 1_000_000;
-        without_association_limit(s);
+        writers::let_them_write(s);
     })
     .await;
     let mut writers = Writers::new(&app, WRITERS).await;

@@ -146,19 +146,7 @@ impl MetricsService for Collector {
 impl Collector {
     async fn start(pki: Option<&pki::TestPki>) -> (Self, String) {
         let collector = Self::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut server = tonic::transport::Server::builder();
-        if let Some(pki) = pki {
-            let issued = pki.server();
-            let identity = tonic::transport::Identity::from_pem(issued.cert_pem, issued.key_pem);
-            server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)).unwrap();
-        }
-        tokio::spawn(
-            server
-                .add_service(MetricsServiceServer::new(collector.clone()))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
+        let addr = pki::serve_on_loopback(tonic::service::Routes::new(MetricsServiceServer::new(collector.clone())), pki).await;
         (collector, format!("{}://{addr}", if pki.is_some() { "https" } else { "http" }))
     }
 

@@ -45,19 +45,7 @@ fn all_text(attributes: &[KeyValue]) -> String {
 /// A collector on loopback: plaintext, or TLS with a server certificate of `pki`.
 async fn start_collector(pki: Option<&pki::TestPki>) -> (Collector, std::net::SocketAddr) {
     let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut server = tonic::transport::Server::builder();
-    if let Some(pki) = pki {
-        let issued = pki.server();
-        let identity = tonic::transport::Identity::from_pem(issued.cert_pem, issued.key_pem);
-        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)).unwrap();
-    }
-    tokio::spawn(
-        server
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let addr = pki::serve_on_loopback(tonic::service::Routes::new(TraceServiceServer::new(collector.clone())), pki).await;
     (collector, addr)
 }
 
