@@ -4,6 +4,9 @@
 //! `unknown`), codes are gRPC's, reasons idlink's. The same registry is pushed over OTLP when a
 //! collector is configured ([`otlp`]); the store's calls are timed by [`store::MeasuredStore`].
 
+pub mod otlp;
+pub mod store;
+
 use std::{
     collections::HashSet,
     pin::Pin,
@@ -62,9 +65,6 @@ pub struct Sample {
     pub footprint: Option<crate::store::Footprint>,
     pub watch_streams: u64,
 }
-
-pub mod otlp;
-pub mod store;
 
 pub struct Metrics {
     registry: Registry,

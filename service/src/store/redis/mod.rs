@@ -12,8 +12,9 @@
 //! - **Events** are a Redis stream whose entry ids are the cursors (`N-0`), assigned by
 //!   `INCR` inside the same script, so cursor order is commit order.
 //! - **Outages.** Every call has a timeout; errors and timeouts are `Unavailable`.
-//! - **Topologies** ([`conn`]): one server at `store.redis_url`, or the primary the sentinels
-//!   of `store.redis_sentinels` name, followed through a failover.
+//! - **Topologies** ([`conn`]): one server at `store.redis_url`, the primary the sentinels of
+//!   `store.redis_sentinels` name (followed through a failover), or a Cluster of
+//!   `store.redis_cluster` (one slot's primary holds a deployment's keys).
 
 mod conn;
 mod credit;
