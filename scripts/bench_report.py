@@ -11,7 +11,8 @@ rows = [json.loads(line) for line in open(results_path) if line.strip()]
 rpc = [r["rpc"] for r in rows if "rpc" in r]
 rpc_tls = [r["rpc_tls"] for r in rows if "rpc_tls" in r]
 footprints = [r["redis_footprint"] for r in rows if "redis_footprint" in r]
-one = {k: v for r in rows for k, v in r.items() if k not in ("rpc", "rpc_tls", "redis_footprint")}
+instructions = [r["instructions"] for r in rows if "instructions" in r]
+one = {k: v for r in rows for k, v in r.items() if k not in ("rpc", "rpc_tls", "redis_footprint", "instructions")}
 
 
 def cpu():
@@ -75,6 +76,21 @@ if redis_store:
         f"- active-link reads: {redis_store['reads']:.0f}/s; flow create + consume: {redis_store['flows']:.0f}/s",
         "",
     ]
+if instructions:
+    base = next((i for i in instructions if i["target"] == "health"), None)
+    lines += [
+        "## Server instructions per call (callgrind, counting only the calls: 16 callers, 4 connections)",
+        "",
+        "| RPC | calls | instructions per call | vs Health/Check |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for i in instructions:
+        i["per_call"] = i["total"] / max(i["calls"], 1)
+    for i in instructions:
+        ratio = f"{i['per_call'] / base['per_call']:.2f}x" if base and base["per_call"] else "—"
+        lines.append(f"| {i['target']} | {i['calls']} | {i['per_call']:.0f} | {ratio} |")
+    lines.append("")
+    one["instructions"] = instructions
 SHARD = 25 * 2**30
 if footprints:
     lines += [

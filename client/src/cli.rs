@@ -130,6 +130,10 @@ pub(crate) enum Command {
         /// Seconds per concurrency level.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// Instead of timing a window: exactly this many calls in all, every one counted (for
+        /// counting the server's instructions per call).
+        #[arg(long, conflicts_with = "seconds")]
+        requests: Option<u64>,
         /// For `resolve`: the personal account's object id (consumer tenant).
         #[arg(long)]
         object_id: Option<String>,

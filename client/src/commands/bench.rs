@@ -35,6 +35,8 @@ pub struct Settings {
     pub concurrency: usize,
     pub connections: usize,
     pub duration: Duration,
+    /// Exactly this many calls in all instead of a timed window (no warm-up left out).
+    pub requests: Option<u64>,
     /// For `resolve`: the personal account to resolve.
     pub personal: Option<pb::AccountRef>,
     /// For `org-credit`: the organisation.
@@ -88,7 +90,7 @@ pub async fn run(target: Target, s: &Settings, json_output: bool) -> anyhow::Res
     }
     let channels = channels(s).await?;
     let mut workers = Vec::new();
-    let window = Window::new(s.duration);
+    let window = std::sync::Arc::new(Window::new(s.duration, s.requests));
     for i in 0..s.concurrency.max(1) {
         let channel = channels[i % channels.len()].clone();
         let mut caller = match target {
@@ -101,7 +103,7 @@ pub async fn run(target: Target, s: &Settings, json_output: bool) -> anyhow::Res
                 Caller::Links(Box::new(IdlinkClient::with_channel(channel, options)?))
             }
         };
-        let (personal, partner) = (s.personal.clone(), s.partner_id.clone().unwrap_or_default());
+        let (personal, partner, window) = (s.personal.clone(), s.partner_id.clone().unwrap_or_default(), window.clone());
         workers.push(tokio::spawn(async move {
             let mut sample = Sample::default();
             while window.open() {
@@ -116,7 +118,7 @@ pub async fn run(target: Target, s: &Settings, json_output: bool) -> anyhow::Res
     for worker in workers {
         all.merge(worker.await?);
     }
-    report(&format!("{target:?}").to_lowercase(), s, all, json_output);
+    report(&format!("{target:?}").to_lowercase(), s, all, window.elapsed(), json_output);
     Ok(())
 }
 
@@ -140,10 +142,10 @@ async fn run_links(s: &Settings, json_output: bool) -> anyhow::Result<()> {
     // Each link is a new personal account's first association (the limit counts per personal
     // account): the accounts of this run are new to the provider, so runs can be repeated.
     let run = rand::random::<u32>();
-    let window = Window::new(s.duration);
+    let window = std::sync::Arc::new(Window::new(s.duration, s.requests));
     let mut workers = Vec::new();
     for (client, i) in callers {
-        let (http, idp) = (http.clone(), s.idp.clone());
+        let (http, idp, window) = (http.clone(), s.idp.clone(), window.clone());
         workers.push(tokio::spawn(async move {
             let (mut linked, mut removed) = (Sample::default(), Sample::default());
             for n in 0u64.. {
@@ -183,8 +185,8 @@ async fn run_links(s: &Settings, json_output: bool) -> anyhow::Result<()> {
         linked.merge(l);
         removed.merge(r);
     }
-    report("link", s, linked, json_output);
-    report("remove", s, removed, json_output);
+    report("link", s, linked, window.elapsed(), json_output);
+    report("remove", s, removed, window.elapsed(), json_output);
     Ok(())
 }
 
@@ -202,20 +204,39 @@ async fn channels(s: &Settings) -> anyhow::Result<Vec<tonic::transport::Channel>
 
 /// The measured window: a 300 ms warm-up (connections, the server's key cache), then the
 /// run's duration.
-#[derive(Clone, Copy)]
 struct Window {
     measure_from: Instant,
     deadline: Instant,
+    /// With a fixed number of calls: how many are still to be made.
+    calls_left: Option<std::sync::atomic::AtomicU64>,
 }
 
 impl Window {
-    fn new(duration: Duration) -> Self {
-        let measure_from = Instant::now() + Duration::from_millis(300);
-        Self { measure_from, deadline: measure_from + duration }
+    /// A timed window after 300 ms of warm-up, or exactly `requests` calls, all counted.
+    fn new(duration: Duration, requests: Option<u64>) -> Self {
+        match requests {
+            Some(n) => Self { measure_from: Instant::now(), deadline: Instant::now(), calls_left: Some(n.into()) },
+            None => {
+                let measure_from = Instant::now() + Duration::from_millis(300);
+                Self { measure_from, deadline: measure_from + duration, calls_left: None }
+            }
+        }
     }
 
+    /// Whether the caller may make another call (taking it from the count, if there is one).
     fn open(&self) -> bool {
-        Instant::now() < self.deadline
+        use std::sync::atomic::Ordering;
+        match &self.calls_left {
+            Some(left) => left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok(),
+            None => Instant::now() < self.deadline,
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        match self.calls_left {
+            Some(_) => self.measure_from.elapsed(),
+            None => self.deadline.saturating_duration_since(self.measure_from),
+        }
     }
 }
 
@@ -250,16 +271,16 @@ impl Sample {
 }
 
 /// Prints one figure: a JSON line or a table row.
-fn report(target: &str, s: &Settings, mut sample: Sample, json_output: bool) {
+fn report(target: &str, s: &Settings, mut sample: Sample, elapsed: Duration, json_output: bool) {
     if let Some(e) = &sample.first_error {
         eprintln!("{target} c={}: {} calls failed; the first: {e}", s.concurrency, sample.errors);
     }
     sample.latencies.sort_unstable();
     let latencies = &sample.latencies;
-    let rps = latencies.len() as f64 / s.duration.as_secs_f64();
+    let rps = latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9);
     let result = json!({
         "target": target, "concurrency": s.concurrency, "connections": s.connections,
-        "seconds": s.duration.as_secs_f64(), "requests": latencies.len(), "errors": sample.errors, "rps": rps.round(),
+        "seconds": elapsed.as_secs_f64(), "requests": latencies.len(), "errors": sample.errors, "rps": rps.round(),
         "p50_ms": percentile(latencies, 0.50), "p90_ms": percentile(latencies, 0.90), "p99_ms": percentile(latencies, 0.99),
     });
     if json_output {

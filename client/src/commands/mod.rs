@@ -83,7 +83,7 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Events(EventsCommand::Watch { from, limit }) => {
             batch::watch(&connect(cli, None).await?, *from, *limit, cli.retry_seconds > 0.0, cli.json).await?
         }
-        Command::Bench { target, concurrency, connections, seconds, object_id, partner_id } => {
+        Command::Bench { target, concurrency, connections, seconds, requests, object_id, partner_id } => {
             let token = match target {
                 bench::Target::Health | bench::Target::Link => None,
                 _ => bearer(cli, Some("alex@contoso.example")).await?,
@@ -98,6 +98,7 @@ pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
                     concurrency: *c,
                     connections: *connections,
                     duration: std::time::Duration::from_secs_f64(*seconds),
+                    requests: *requests,
                     personal: personal.clone(),
                     partner_id: partner_id.clone(),
                     idp: cli.idp.clone(),

@@ -68,3 +68,25 @@ async fn the_link_benchmark_completes_real_links_and_removes_them() {
     }
     app.integrity().await;
 }
+
+/// `--requests N` makes exactly N calls in all, every one counted — what the instruction
+/// counts per call divide by — and the server answered exactly those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counted_run_makes_exactly_the_calls_it_says() {
+    let app = TestApp::spawn_with(|s| s.telemetry.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let get_links = "idlink_rpc_requests_total{method=\"/idlink.v1.LinkService/GetLinks\",code=\"OK\"}";
+    let (_, before) = app.scrape().await;
+    let output = app
+        .idlink()
+        .args(["--user", "alex@contoso.example", "--json", "bench", "get-links", "--requests", "37", "--concurrency", "8"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let figure: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((figure["requests"].as_u64(), figure["errors"].as_u64()), (Some(37), Some(0)), "{figure}");
+    let (_, after) = app.scrape().await;
+    assert_eq!(after[get_links] - before.get(get_links).copied().unwrap_or_default(), 37.0, "the server answered exactly 37");
+    let refused = app.idlink().args(["bench", "health", "--requests", "5", "--seconds", "1"]).output().await.unwrap();
+    assert_eq!(refused.status.code(), Some(2), "a count and a window at once is a usage error");
+}
