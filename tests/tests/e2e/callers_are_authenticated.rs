@@ -2,7 +2,7 @@
 //! misdirected and lookalike tokens are refused with `UNAUTHENTICATED` and no detail.
 
 use futures_util::StreamExt;
-use idlink_client::pb;
+use idlink_client::{IdlinkClient, pb};
 use idlink_service::oidc::devidp::{AccountType, CONTOSO_TENANT};
 use idlink_tests::*;
 use serde_json::{Value, json};
@@ -263,4 +263,42 @@ async fn a_cached_token_is_still_refused_once_it_expires() {
     // The token lives an hour; past that (and the leeway) the cache must not keep it alive.
     app.clock.advance(chrono::Duration::minutes(63));
     assert_refused(alex.get_links().await, Code::Unauthenticated, "INVALID_TOKEN");
+}
+
+/// Under concurrent load, with the validated-token cache warm and eight users' calls
+/// interleaved on the same two HTTP/2 connections, every answer is its own caller's: 64
+/// tasks, 8 users, each GetLinks checked against the user who asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_on_shared_connections_each_see_only_their_own_links() {
+    let app = TestApp::spawn().await;
+    let channels = [IdlinkClient::channel(&app.endpoint()).await.unwrap(), IdlinkClient::channel(&app.endpoint()).await.unwrap()];
+    let mut users = Vec::new();
+    for n in 0..8 {
+        let (work, client) = app.new_work_user(&format!("concurrent-{n}@contoso.example")).await;
+        let personal = format!("concurrent-{n}@outlook.example");
+        let personal_key = app.new_personal(&personal);
+        link(&client, ML, &personal).await.unwrap();
+        users.push((format!("concurrent-{n}@contoso.example"), work, personal_key));
+    }
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let (login, work, personal) = users[t % 8].clone();
+        let options = app.client_options().token(app.idp.access_token(&login).unwrap());
+        let client = IdlinkClient::with_channel(channels[t % 2].clone(), options).unwrap();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let links = client.get_links().await.unwrap();
+                assert_eq!(links.len(), 1, "{login}: {links:?}");
+                let (w, p) = (links[0].work_user.as_ref().unwrap(), links[0].personal_account.as_ref().unwrap());
+                assert_eq!(
+                    (w.object_id.as_str(), p.object_id.as_str()),
+                    (work.object.as_str(), personal.object.as_str()),
+                    "{login} got another's link"
+                );
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
 }
