@@ -176,14 +176,17 @@ impl TestApp {
         let data = tempfile::tempdir().unwrap();
         let mut settings = dev_settings(idp.base_url(), &clients, "127.0.0.1:0".parse().unwrap(), data.path().join("data"));
         settings.limits.begin_global_burst = 1_000_000;
-        let redis =
-            redis::redis_backend_requested().then(|| redis::SharedRedis::new().expect("IDLINK_TEST_BACKEND=redis needs a reachable Redis"));
+        adjust(&mut settings);
+        // The suite's backend, unless the test chose a Redis of its own.
+        let suite_store = settings.store.backend == idlink_service::config::Backend::Sled;
+        let redis = (suite_store && redis::redis_backend_requested())
+            .then(|| redis::SharedRedis::new().expect("IDLINK_TEST_BACKEND=redis needs a reachable Redis"));
         if let Some(redis) = &redis {
             settings.store.backend = idlink_service::config::Backend::Redis;
             settings.store.redis_url = Some(redis.url.clone());
             settings.store.key_prefix = redis.prefix.clone();
         }
-        let cluster = match redis::cluster_backend_requested() {
+        let cluster = match suite_store && redis::cluster_backend_requested() {
             true => Some(redis::start_cluster().await),
             false => None,
         };
@@ -192,7 +195,6 @@ impl TestApp {
             settings.store.redis_cluster = Some(idlink_service::config::RedisCluster::Seeds(cluster.seeds()));
             settings.store.key_prefix = redis::CLUSTER_PREFIX.into();
         }
-        adjust(&mut settings);
         let app = Application::build(&settings, clock.clone()).await.unwrap();
         let (addr, health_addr, store) = (app.addr(), app.health_addr(), app.store().expect("the test store answers at start"));
         let metrics_addr = app.metrics_addr();

@@ -18,6 +18,8 @@ app.kubernetes.io/name: {{ include "idlink.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{- define "idlink.image" -}}"{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"{{- end -}}
+
 {{- define "idlink.sled" -}}{{ eq .Values.store.backend "sled" }}{{- end -}}
 
 {{/* The pod spec shared by the StatefulSet (sled) and the Deployment (redis). */}}
@@ -34,7 +36,7 @@ terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
 securityContext: {{- toYaml .Values.podSecurityContext | nindent 2 }}
 containers:
   - name: idlinkd
-    image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
+    image: {{ include "idlink.image" . }}
     imagePullPolicy: {{ .Values.image.pullPolicy }}
     args: ["--config", "/etc/idlink/idlink.toml"]
     ports:

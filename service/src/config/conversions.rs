@@ -15,70 +15,42 @@ impl TryFrom<&StoreSettings> for RedisOptions {
 
     /// The Redis connection settings, validated (`store.backend = "redis"`).
     fn try_from(store: &StoreSettings) -> Result<Self, ConfigError> {
+        let invalid = |why: &str| Err(ConfigError::Invalid(why.into()));
+        let sentinels = &store.redis_sentinels;
         let seeds = match &store.redis_cluster {
             None | Some(RedisCluster::Enabled(false)) => None,
-            Some(_) if !store.redis_sentinels.is_empty() => {
-                return Err(ConfigError::Invalid("store.redis_cluster and store.redis_sentinels: set one".into()));
-            }
             Some(RedisCluster::Enabled(true)) => match &store.redis_url {
                 Some(url) => Some(vec![url.clone()]),
-                None => return Err(ConfigError::Invalid("store.redis_cluster = true needs store.redis_url (a seed node)".into())),
+                None => return invalid("store.redis_cluster = true needs store.redis_url (a seed node)"),
             },
+            Some(RedisCluster::Seeds(seeds)) if seeds.is_empty() => return invalid("store.redis_cluster: name at least one seed node"),
             Some(RedisCluster::Seeds(_)) if store.redis_url.is_some() => {
-                return Err(ConfigError::Invalid("store.redis_url and store.redis_cluster's seed nodes: set one".into()));
+                return invalid("store.redis_url and store.redis_cluster's seed nodes: set one");
             }
-            Some(RedisCluster::Seeds(seeds)) if seeds.is_empty() => {
-                return Err(ConfigError::Invalid("store.redis_cluster: name at least one seed node".into()));
-            }
-            Some(RedisCluster::Seeds(seeds)) => {
-                Some(seeds.iter().map(|s| if s.contains("://") { s.clone() } else { format!("redis://{s}") }).collect::<Vec<_>>())
-            }
+            Some(RedisCluster::Seeds(seeds)) => Some(seeds.clone()),
         };
-        let mut checked = Vec::new();
-        for seed in seeds.iter().flatten() {
-            checked.push(redis_url("store.redis_cluster", seed)?);
+        if seeds.is_some() && !sentinels.is_empty() {
+            return invalid("store.redis_cluster and store.redis_sentinels: set one");
         }
-        if checked.iter().any(|u| u.scheme() != checked[0].scheme()) {
-            return Err(ConfigError::Invalid("store.redis_cluster: all redis:// or all rediss:// (TLS)".into()));
+        if store.redis_sentinel_master.is_some() && sentinels.is_empty() {
+            return invalid("store.redis_sentinel_master needs store.redis_sentinels");
         }
-        let cluster = seeds.map(|_| checked.iter().map(url::Url::to_string).collect::<Vec<_>>());
-        let url_setting = if cluster.is_some() { &None } else { &store.redis_url };
-        let (url, sentinel, tls) = match (url_setting, store.redis_sentinels.as_slice()) {
-            (None, []) if cluster.is_some() => (String::new(), None, checked[0].scheme() == "rediss"),
-            (Some(_), [_, ..]) => {
-                return Err(ConfigError::Invalid(
-                    "store.redis_url and store.redis_sentinels: set one (the sentinels name the primary)".into(),
-                ));
+        let (url, sentinel, cluster, tls) = match (seeds, &store.redis_url, sentinels.is_empty()) {
+            (Some(seeds), _, _) => {
+                let (seeds, tls) = redis_urls("store.redis_cluster", &seeds)?;
+                (String::new(), None, Some(seeds), tls)
             }
-            (None, []) => {
-                return Err(ConfigError::Invalid(
-                    "store.redis_url (or store.redis_sentinels) is required when store.backend = \"redis\"".into(),
-                ));
+            (None, Some(_), false) => {
+                return invalid("store.redis_url and store.redis_sentinels: set one (the sentinels name the primary)");
             }
-            (Some(url), []) => {
-                if store.redis_sentinel_master.is_some() {
-                    return Err(ConfigError::Invalid("store.redis_sentinel_master needs store.redis_sentinels".into()));
-                }
-                (url.clone(), None, redis_url("store.redis_url", url)?.scheme() == "rediss")
-            }
-            (None, sentinels) => {
+            (None, Some(url), true) => (url.clone(), None, None, redis_url("store.redis_url", url)?.scheme() == "rediss"),
+            (None, None, true) => return invalid("store.redis_url (or store.redis_sentinels) is required when store.backend = \"redis\""),
+            (None, None, false) => {
                 let Some(master) = store.redis_sentinel_master.clone().filter(|m| !m.trim().is_empty()) else {
-                    return Err(ConfigError::Invalid(
-                        "store.redis_sentinels needs store.redis_sentinel_master (the name they monitor)".into(),
-                    ));
+                    return invalid("store.redis_sentinels needs store.redis_sentinel_master (the name they monitor)");
                 };
-                let mut urls = Vec::new();
-                for entry in sentinels {
-                    let url = if entry.contains("://") { entry.clone() } else { format!("redis://{entry}") };
-                    urls.push(redis_url("store.redis_sentinels", &url)?);
-                }
-                let tls = urls[0].scheme() == "rediss";
-                if urls.iter().any(|u| (u.scheme() == "rediss") != tls) {
-                    return Err(ConfigError::Invalid("store.redis_sentinels: all redis:// or all rediss:// (TLS)".into()));
-                }
-                let sentinels = urls.iter().map(url::Url::to_string).collect();
-                let password = store.redis_sentinel_password.clone();
-                (String::new(), Some(SentinelOptions { sentinels, master, password }), tls)
+                let (sentinels, tls) = redis_urls("store.redis_sentinels", sentinels)?;
+                (String::new(), Some(SentinelOptions { sentinels, master, password: store.redis_sentinel_password.clone() }), None, tls)
             }
         };
         let ca_pem = match &store.redis_ca_file {
@@ -106,6 +78,21 @@ impl TryFrom<&StoreSettings> for RedisOptions {
             cluster,
         })
     }
+}
+
+/// The addresses of `key` (`host:port` or URLs) as checked URLs, and whether they are TLS: all
+/// of them, or none.
+fn redis_urls(key: &str, entries: &[String]) -> Result<(Vec<String>, bool), ConfigError> {
+    let mut urls = Vec::new();
+    for entry in entries {
+        let url = if entry.contains("://") { entry.clone() } else { format!("redis://{entry}") };
+        urls.push(redis_url(key, &url)?);
+    }
+    let tls = urls.first().is_some_and(|u| u.scheme() == "rediss");
+    if urls.iter().any(|u| (u.scheme() == "rediss") != tls) {
+        return Err(ConfigError::Invalid(format!("{key}: all redis:// or all rediss:// (TLS)")));
+    }
+    Ok((urls.iter().map(url::Url::to_string).collect(), tls))
 }
 
 /// A Redis URL of `key`, checked: redis:// or rediss://, no password (URLs get logged), no

@@ -16,7 +16,6 @@ async fn idlinks_slot_moves_and_its_primary_dies_under_load() {
     let seeds = cluster.seeds();
     let app = TestApp::spawn_with(|s| {
         s.store.backend = idlink_service::config::Backend::Redis;
-        s.store.redis_url = None;
         s.store.redis_cluster = Some(idlink_service::config::RedisCluster::Seeds(seeds));
         s.store.key_prefix = "cluster".into();
         s.store.wait_replicas = 1;

@@ -19,8 +19,6 @@ async fn acknowledged_links_survive_the_primarys_death() {
     let Some(mut set) = SentinelSet::start() else { return };
     let app = TestApp::spawn_with(|s| {
         s.store.backend = idlink_service::config::Backend::Redis;
-        s.store.redis_cluster = None; // this test brings its own Redis
-        s.store.redis_url = None;
         s.store.redis_sentinels = set.sentinels();
         s.store.redis_sentinel_master = Some(idlink_tests::redis::SENTINEL_MASTER.into());
         s.store.key_prefix = "failover".into();

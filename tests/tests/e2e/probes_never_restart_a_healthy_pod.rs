@@ -61,7 +61,6 @@ async fn a_redis_outage_takes_readiness_down_and_leaves_liveness_up() {
     let url = redis.url();
     let app = TestApp::spawn_with(|s| {
         s.store.backend = idlink_service::config::Backend::Redis;
-        s.store.redis_cluster = None; // this test brings its own Redis
         s.store.redis_url = Some(url);
         s.store.key_prefix = "outage".into();
         s.store.timeout_ms = 200;

@@ -243,7 +243,6 @@ async fn with_wait_replicas_a_change_is_answered_only_once_a_redis_replica_holds
     // require_durable accepts it.
     let app = TestApp::spawn_with(|s| {
         s.store.backend = idlink_service::config::Backend::Redis;
-        s.store.redis_cluster = None; // this test brings its own Redis
         s.store.redis_url = Some(url.clone());
         s.store.key_prefix = "wait".into();
         s.store.require_durable = true;
@@ -342,7 +341,6 @@ async fn redis_over_tls_with_a_password_from_the_environment() {
         let (url, ca, password) = (url.clone(), ca.map(std::path::PathBuf::from), password.to_owned());
         move |s: &mut idlink_service::config::Settings| {
             s.store.backend = idlink_service::config::Backend::Redis;
-            s.store.redis_cluster = None; // this test brings its own Redis
             s.store.redis_url = Some(url);
             s.store.redis_ca_file = ca;
             s.store.redis_password = Some(password.into());
