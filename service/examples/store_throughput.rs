@@ -1,6 +1,8 @@
 //! Store throughput: durable link writes with one writer and with 64 concurrent writers
 //! (group commit shares flushes), reads, and flow create/consume. The one-writer figure is
-//! the baseline of the 64-writer one.
+//! the baseline of the 64-writer one. On sled the writes run twice, each on a store of its
+//! own: with write combining (the default) and with each write in its own transaction (the
+//! baseline of the combining).
 //!
 //!     cargo run --release -p idlink-service --example store_throughput -- [ONE_WRITER_LINKS] [CONCURRENT_LINKS] [REDIS_URL]
 //!
@@ -18,7 +20,7 @@ use idlink_service::{
     store::{
         DynStore,
         redis::{RedisOptions, RedisStore, ScratchPrefix},
-        sled::SledStore,
+        sled::{SledOptions, SledStore},
     },
 };
 
@@ -60,17 +62,39 @@ async fn main() {
     let (single, concurrent) = (number(0, 2_000), number(1, 20_000));
     let dir = tempfile::tempdir().unwrap();
     let catalog = Arc::new(Catalog::default_catalog());
+    // sled, each write in a transaction of its own: the baseline of the combining.
+    let separate = match args.get(2) {
+        Some(_) => None,
+        None => {
+            let dir = tempfile::tempdir().unwrap();
+            let options = SledOptions { write_combining: false, ..SledOptions::default() };
+            let store: DynStore = Arc::new(SledStore::open_with(dir.path(), catalog.clone(), options).unwrap());
+            let one = concurrent_writes(&store, 0, single, 1).await;
+            let many = concurrent_writes(&store, single, concurrent, 64).await;
+            println!("separate transactions, 1 writer:   {one:.0}/s");
+            println!("separate transactions, 64 writers: {many:.0}/s = {:.1}x one writer", many / one);
+            Some((one, many))
+        }
+    };
     // On Redis, a key prefix of this run's own, deleted at the end.
     let scratch = args.get(2).map(|url| ScratchPrefix::new(url, "idlink-bench"));
+    let sled = scratch.is_none().then(|| Arc::new(SledStore::open(dir.path(), catalog.clone()).unwrap()));
     let store: DynStore = match &scratch {
         Some(s) => Arc::new(RedisStore::connect(RedisOptions::new(s.url.as_str(), s.prefix.as_str()), catalog).await.unwrap()),
-        None => Arc::new(SledStore::open(dir.path(), catalog).unwrap()),
+        None => sled.clone().expect("sled is opened without a Redis URL"),
     };
 
     let one = concurrent_writes(&store, 0, single, 1).await;
     let many = concurrent_writes(&store, single, concurrent, 64).await;
+    let combined = sled.as_ref().and_then(|s| s.combined());
     println!("durable link writes, 1 writer:   {one:.0}/s");
     println!("durable link writes, 64 writers: {many:.0}/s = {:.1}x one writer", many / one);
+    if let Some((batches, changes)) = combined {
+        println!("write combining: {changes} link writes in {batches} batches ({:.1} a batch)", changes as f64 / batches.max(1) as f64);
+    }
+    if let Some((separate_one, separate_many)) = separate {
+        println!("combined against separate: 1 writer {:.2}x, 64 writers {:.2}x", one / separate_one, many / separate_many);
+    }
 
     let total = single + concurrent;
     let started = Instant::now();
@@ -104,9 +128,14 @@ async fn main() {
     }
     let flow_rate = flows as f64 / started.elapsed().as_secs_f64();
     println!("flow create + consume:           {flow_rate:.0}/s");
-    println!(
-        "{}",
-        serde_json::json!({"writes_1": one.round(), "writes_64": many.round(), "writes_ratio": (many / one * 10.0).round() / 10.0,
-                           "reads": read_rate.round(), "flows": flow_rate.round()})
-    );
+    let mut figures = serde_json::json!({"writes_1": one.round(), "writes_64": many.round(), "writes_ratio": (many / one * 10.0).round() / 10.0,
+                                         "reads": read_rate.round(), "flows": flow_rate.round()});
+    if let Some((separate_one, separate_many)) = separate {
+        figures["separate_writes_1"] = separate_one.round().into();
+        figures["separate_writes_64"] = separate_many.round().into();
+    }
+    if let Some((batches, changes)) = combined {
+        figures["writes_per_batch"] = ((changes as f64 / batches.max(1) as f64 * 10.0).round() / 10.0).into();
+    }
+    println!("{figures}");
 }

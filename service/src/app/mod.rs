@@ -36,7 +36,7 @@ use crate::{
     store::{
         DynStore, StoreError,
         redis::{RedisOptions, RedisStore},
-        sled::SledStore,
+        sled::{SledOptions, SledStore},
     },
 };
 
@@ -174,11 +174,11 @@ impl Application {
         let metrics = crate::metrics::Metrics::new();
         let catalog = Arc::new(settings.credit.load_catalog()?);
         let store = match settings.store.backend {
-            Backend::Sled => StoreSlot::Open(metrics.store.measure(Arc::new(SledStore::open_with_cache(
-                &settings.store.path,
-                catalog.clone(),
-                settings.store.cache_mb * 1024 * 1024,
-            )?))),
+            Backend::Sled => {
+                let options =
+                    SledOptions { cache_bytes: settings.store.cache_mb * 1024 * 1024, write_combining: settings.store.write_combining };
+                StoreSlot::Open(metrics.store.measure(Arc::new(SledStore::open_with(&settings.store.path, catalog.clone(), options)?)))
+            }
             Backend::Redis => {
                 let options = RedisOptions::try_from(&settings.store)?;
                 match RedisStore::connect(options.clone(), catalog.clone()).await {

@@ -69,6 +69,8 @@ pub struct StoreSettings {
     pub path: PathBuf,
     /// sled's page cache, in MiB (the bulk of idlinkd's memory).
     pub cache_mb: u64,
+    /// sled: commit concurrent link writes together, one transaction and one flush a batch.
+    pub write_combining: bool,
     /// Redis: `redis://host:port/db`, or `rediss://` for TLS. No password here: URLs get
     /// logged; use `redis_password` (`IDLINK_STORE__REDIS_PASSWORD`).
     pub redis_url: Option<String>,
@@ -110,6 +112,7 @@ impl Default for StoreSettings {
             backend: Backend::Sled,
             path: "data".into(),
             cache_mb: 128,
+            write_combining: true,
             redis_url: None,
             redis_password: None,
             redis_sentinels: Vec::new(),

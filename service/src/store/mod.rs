@@ -176,7 +176,7 @@ pub enum Reservation {
 pub type DynStore = Arc<dyn Store>;
 
 /// Tells this replica's watchers that events up to `cursor` are committed.
-fn announce(feed: &tokio::sync::watch::Sender<u64>, cursor: u64) {
+pub(crate) fn announce(feed: &tokio::sync::watch::Sender<u64>, cursor: u64) {
     feed.send_if_modified(|current| {
         let newer = cursor > *current;
         *current = (*current).max(cursor);

@@ -1,6 +1,8 @@
 //! Invariant 6: the built idlinkd binary, killed with SIGKILL right after acknowledging
 //! links, restarts on the same data directory with every acknowledged link present and its
 //! indexes consistent. Also runs the binary from a TOML file plus environment overrides.
+//! Write combining is on (forced, whatever the default): the racing completions commit in
+//! shared batches, and a batch's callers hear back only once it is flushed.
 
 use idlink_service::oidc::devidp::{AccountType, CONTOSO_TENANT};
 use idlink_tests::{daemon::Harness, *};
@@ -15,7 +17,8 @@ async fn acknowledged_links_survive_kill_9() {
     let idp = &harness.idp;
     let mut acknowledged: Vec<(String, String)> = Vec::new();
     for round in 0..=ROUNDS {
-        let mut daemon = harness.start(daemon::free_port(), &format!("idlinkd-{round}")).await;
+        let combining = [("IDLINK_STORE__WRITE_COMBINING", "true")];
+        let mut daemon = harness.start_with_env(daemon::free_port(), &format!("idlinkd-{round}"), &combining).await;
         for (login, link_id) in &acknowledged {
             let links = harness.user(&daemon.endpoint, login).await.get_links().await.unwrap();
             assert!(links.iter().any(|l| &l.id == link_id), "round {round}: acknowledged link of {login} lost");

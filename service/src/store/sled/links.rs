@@ -5,10 +5,8 @@ use super::*;
 #[async_trait]
 impl LinkStore for SledStore {
     async fn link(&self, new: NewLink, mode: LinkMode, now: DateTime<Utc>) -> Result<Link> {
-        let (link, last_event) = self.transact(|tx| changes::link(tx, &self.catalog, &new, mode, now))?;
-        // Also for an unchanged link: its creator's flush may not have finished yet.
-        self.committed(last_event).await?;
-        Ok(link)
+        let catalog = self.catalog.clone();
+        self.write(move |kv| changes::link(&kv, &catalog, &new, mode, now)).await
     }
 
     async fn remove(
@@ -20,16 +18,19 @@ impl LinkStore for SledStore {
         expected_etag: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Link> {
-        let removing = changes::Removing { kind, work, by, reason, expected_etag };
-        let (tombstone, last_event) = self.transact(|tx| changes::remove(tx, &self.catalog, &removing, now))?;
-        self.committed(last_event).await?;
-        Ok(tombstone)
+        let catalog = self.catalog.clone();
+        let (work, by, reason, expected_etag) = (work.clone(), by.clone(), reason.to_owned(), expected_etag.map(str::to_owned));
+        self.write(move |kv| {
+            let removing = changes::Removing { kind, work: &work, by: &by, reason: &reason, expected_etag: expected_etag.as_deref() };
+            changes::remove(&kv, &catalog, &removing, now)
+        })
+        .await
     }
 
     async fn remove_work_user(&self, work: &AccountKey, by: &AccountKey, now: DateTime<Utc>) -> Result<Vec<Link>> {
-        let (removed, last_event) = self.transact(|tx| changes::remove_work_user(tx, &self.catalog, work, by, now))?;
-        self.committed(last_event).await?;
-        Ok(removed)
+        let catalog = self.catalog.clone();
+        let (work, by) = (work.clone(), by.clone());
+        self.write(move |kv| changes::remove_work_user(&kv, &catalog, &work, &by, now)).await
     }
 
     async fn active_links(&self, work: &AccountKey) -> Result<Vec<Link>> {

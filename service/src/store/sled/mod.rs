@@ -1,7 +1,9 @@
 //! The embedded backend. One sled database, one tree per record type; every multi-key
 //! change is one sled transaction ([`tx::Tx`]), and a mutation returns only after the log
-//! is flushed (group commit: concurrent writers share one flush).
+//! is flushed (group commit: concurrent writers share one flush). Link writes are combined:
+//! those of concurrent callers commit in one transaction and one flush ([`combine`]).
 
+mod combine;
 mod tx;
 
 use std::{
@@ -17,7 +19,7 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sled::{Transactional, transaction::TransactionError};
-use tx::{Tx, TxError};
+use tx::{Tx, TxError, Views};
 
 use super::{
     CreditStore, EventFeed, FlowStore, IntegrityReport, LinkPage, LinkStore, ListQuery, Recomputed, Recorded, RequestLog, RequestQuota,
@@ -65,6 +67,13 @@ struct Trees {
 }
 
 impl Trees {
+    /// Every tree a change may touch, in the order of [`tx::TREES`].
+    fn in_order(&self) -> Vec<&sled::Tree> {
+        let mut trees: Vec<&sled::Tree> = Table::ALL.iter().map(|table| self.of(*table)).collect();
+        trees.extend([&self.events, &self.meta]);
+        trees
+    }
+
     /// The tree of a table of [`changes`].
     fn of(&self, table: Table) -> &sled::Tree {
         match table {
@@ -97,8 +106,26 @@ pub struct SledStore {
     request_counts: sled::Tree,
     catalog: Arc<Catalog>,
     commit: GroupCommit,
+    /// Link writes of concurrent callers, one transaction and one flush a batch; `None` runs
+    /// each in its own.
+    combiner: Option<combine::Combiner>,
     /// The last committed event cursor, for watchers.
-    feed: tokio::sync::watch::Sender<u64>,
+    feed: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// How the embedded store is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct SledOptions {
+    /// Bounds sled's page cache, the bulk of the process's memory.
+    pub cache_bytes: u64,
+    /// Combine concurrent link writes into one transaction and one flush.
+    pub write_combining: bool,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        Self { cache_bytes: DEFAULT_CACHE_BYTES, write_combining: true }
+    }
 }
 
 const PURGED_THROUGH: &[u8] = b"events_purged_through";
@@ -120,7 +147,7 @@ fn request_count_key(day: &str, caller: &str) -> Vec<u8> {
 /// sled's own default is 1 GiB; idlink's working set is far smaller.
 pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
-fn unavailable(e: sled::Error) -> StoreError {
+pub(super) fn unavailable(e: sled::Error) -> StoreError {
     StoreError::Unavailable { detail: e.to_string() }
 }
 
@@ -130,12 +157,11 @@ fn read_u64(bytes: Option<sled::IVec>) -> u64 {
 
 impl SledStore {
     pub fn open(path: &Path, catalog: Arc<Catalog>) -> Result<Self> {
-        Self::open_with_cache(path, catalog, DEFAULT_CACHE_BYTES)
+        Self::open_with(path, catalog, SledOptions::default())
     }
 
-    /// `cache_bytes` bounds sled's page cache, the bulk of the process's memory.
-    pub fn open_with_cache(path: &Path, catalog: Arc<Catalog>, cache_bytes: u64) -> Result<Self> {
-        let db = sled::Config::new().path(path).cache_capacity(cache_bytes).open().map_err(unavailable)?;
+    pub fn open_with(path: &Path, catalog: Arc<Catalog>, options: SledOptions) -> Result<Self> {
+        let db = sled::Config::new().path(path).cache_capacity(options.cache_bytes).open().map_err(unavailable)?;
         let tree = |name: &str| db.open_tree(name).map_err(unavailable);
         let trees = Trees {
             links: tree("links")?,
@@ -192,6 +218,14 @@ impl SledStore {
                 tracing::info!(dropped, "idempotency records of an older layout dropped");
             }
         }
+        let feed = Arc::new(tokio::sync::watch::Sender::new(last_event));
+        let combiner = match options.write_combining {
+            true => Some(
+                combine::Combiner::start(db.clone(), trees.in_order().into_iter().cloned().collect(), feed.clone())
+                    .map_err(|e| StoreError::Unavailable { detail: format!("cannot start the store's committer: {e}") })?,
+            ),
+            false => None,
+        };
         Ok(Self {
             flows: tree("flows")?,
             requests,
@@ -200,9 +234,16 @@ impl SledStore {
             trees,
             catalog,
             commit: GroupCommit::new(db.clone()),
-            feed: tokio::sync::watch::Sender::new(last_event),
+            combiner,
+            feed,
             db,
         })
+    }
+
+    /// Link-write batches committed so far and the changes in them (`None` without write
+    /// combining).
+    pub fn combined(&self) -> Option<(u64, u64)> {
+        self.combiner.as_ref().map(combine::Combiner::tally)
     }
 
     /// Blocks until everything written so far is on disk.
@@ -213,9 +254,7 @@ impl SledStore {
     /// Runs `f` in one transaction over every tree a change touches; returns its result and
     /// the cursor of the last event it appended.
     fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> std::result::Result<T, TxError>) -> Result<(T, Option<u64>)> {
-        let t = &self.trees;
-        let mut trees: Vec<&sled::Tree> = Table::ALL.iter().map(|table| t.of(*table)).collect();
-        trees.extend([&t.events, &t.meta]);
+        let trees = self.trees.in_order();
         let result = trees.as_slice().transaction(|views| {
             let tx = Tx { views, last_event: std::cell::Cell::new(None) };
             Ok((f(&tx)?, tx.last_event.get()))
@@ -224,6 +263,25 @@ impl SledStore {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => unavailable(e),
         })
+    }
+
+    /// Runs a link change, durable when it returns: combined with those of concurrent
+    /// callers when so opened, else in a transaction of its own.
+    async fn write<T, F>(&self, change: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&dyn Views) -> std::result::Result<T, TxError> + Send + 'static,
+    {
+        if let Some(combiner) = &self.combiner {
+            return combiner.run(change).await;
+        }
+        let (value, last_event) = {
+            let change = std::cell::RefCell::new(change);
+            self.transact(|tx| (change.borrow_mut())(tx))?
+        };
+        // Also for an unchanged link: its creator's flush may not have finished yet.
+        self.committed(last_event).await?;
+        Ok(value)
     }
 
     /// Durable, then watchers learn of the new events.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::conformance;
+use crate::store::{changes::Kv, conformance};
 
 async fn open() -> Option<(tempfile::TempDir, Arc<SledStore>)> {
     let dir = tempfile::tempdir().unwrap();
@@ -8,6 +8,112 @@ async fn open() -> Option<(tempfile::TempDir, Arc<SledStore>)> {
 }
 
 conformance::suite!(open);
+
+/// The same checks with each link write in a transaction of its own (`write_combining = false`).
+mod separate_transactions {
+    use super::*;
+
+    async fn open() -> Option<(tempfile::TempDir, Arc<SledStore>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SledOptions { write_combining: false, ..SledOptions::default() };
+        let store = SledStore::open_with(dir.path(), Arc::new(Catalog::default_catalog()), options).unwrap();
+        assert!(store.combined().is_none());
+        Some((dir, Arc::new(store)))
+    }
+
+    conformance::suite!(open);
+}
+
+/// A change as the committer runs it.
+type BoxedChange<T> = Box<dyn FnMut(&dyn Views) -> std::result::Result<T, TxError> + Send>;
+
+/// Holds the committer, queues one change per item of `changes` (the first is the one the
+/// committer already holds), then lets it take them all as one batch; answers each outcome
+/// in order.
+#[expect(clippy::await_holding_lock, reason = "the committer thread waits at the gate while the changes queue")]
+async fn in_one_batch<T: Send + 'static>(store: &Arc<SledStore>, changes: Vec<BoxedChange<T>>) -> Vec<Result<T>> {
+    let combiner = store.combiner.as_ref().unwrap();
+    let (batches, _) = combiner.tally();
+    let gate = combiner.hold();
+    let mut queued = Vec::new();
+    for (n, change) in changes.into_iter().enumerate() {
+        let store = store.clone();
+        queued.push(tokio::spawn(async move { store.combiner.as_ref().unwrap().run(change).await }));
+        // In order: the first is taken (and waits at the gate), each next one queues.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while combiner.queued() < n {
+            assert!(std::time::Instant::now() < deadline, "change {n} never queued");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+    drop(gate);
+    let mut outcomes = Vec::new();
+    for change in queued {
+        outcomes.push(change.await.unwrap());
+    }
+    assert_eq!(combiner.tally().0, batches + 1, "the changes were not one batch");
+    outcomes
+}
+
+/// A change refused after writing leaves none of its writes; the changes after it in the
+/// batch see the writes of those before it and not the refused one's, and commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_change_in_a_batch_leaves_nothing_and_fails_no_other() {
+    let (_dir, store) = open().await.unwrap();
+    let seen = |kv: &dyn Views, key: &[u8]| kv.get(Table::Profiles, key).map(|v| v.map(|v| v.to_vec()));
+    let outcomes = in_one_batch::<Vec<Option<Vec<u8>>>>(
+        &store,
+        vec![
+            Box::new(|kv| kv.insert(Table::Profiles, b"a", b"1").map(|()| Vec::new())),
+            Box::new(|kv| {
+                kv.insert(Table::Profiles, b"b", b"2")?;
+                Err(TxError::Abort(StoreError::Corrupt { detail: "refused".into() }))
+            }),
+            Box::new(move |kv| {
+                let saw = vec![seen(kv, b"a")?, seen(kv, b"b")?];
+                kv.insert(Table::Profiles, b"c", b"3")?;
+                Ok(saw)
+            }),
+        ],
+    )
+    .await;
+    assert!(outcomes[0].is_ok());
+    assert!(matches!(&outcomes[1], Err(StoreError::Corrupt { detail }) if detail == "refused"), "{:?}", outcomes[1]);
+    assert_eq!(outcomes[2].as_ref().unwrap(), &[Some(b"1".to_vec()), None]);
+    let stored: Vec<Vec<u8>> = store.trees.profiles.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+    assert_eq!(stored, [b"a".to_vec(), b"c".to_vec()]);
+}
+
+/// Invariant 2 within one batch: pairs of work users racing for one personal account, and
+/// one work user racing for two, each have one winner; the rest get their own refusal; the
+/// events of the winners have consecutive cursors (each change saw the last one's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_racing_in_one_batch_have_one_winner_each() {
+    let (_dir, store) = open().await.unwrap();
+    let catalog = store.catalog.clone();
+    let now = Utc::now();
+    let mut requests: Vec<NewLink> = (0..24).map(|n| conformance::request(LinkKind::PartnerUniversity, n, n / 2)).collect();
+    requests.extend([100, 101].map(|personal| conformance::request(LinkKind::PartnerUniversity, 100, personal)));
+    let changes = requests
+        .iter()
+        .cloned()
+        .map(|new| {
+            let catalog = catalog.clone();
+            Box::new(move |kv: &dyn Views| changes::link(&kv, &catalog, &new, LinkMode::default(), now)) as BoxedChange<Link>
+        })
+        .collect();
+    let outcomes = in_one_batch(&store, changes).await;
+    for (n, pair) in outcomes.chunks(2).enumerate() {
+        let won: Vec<&Link> = pair.iter().filter_map(|o| o.as_ref().ok()).collect();
+        assert_eq!(won.len(), 1, "pair {n}: {pair:?}");
+        assert!(pair.iter().any(|o| matches!(o, Err(StoreError::Domain(_)))), "pair {n}: {pair:?}");
+    }
+    let report = store.check_integrity().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.active_links, 13);
+    let cursors: Vec<u64> = store.events_after(0, 100).await.unwrap().iter().map(|e| e.cursor).collect();
+    assert_eq!(cursors, (1..=13).collect::<Vec<_>>());
+}
 
 /// Invariant 12: a listing without tombstones costs its page, not the organisation's
 /// history. The tombstones' records are deleted: a listing that read them would fail.
