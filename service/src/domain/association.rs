@@ -79,7 +79,7 @@ impl AssociationLimit {
 /// A personal account's associations of one kind in the last year, oldest first, at most
 /// [`MAX_PER_YEAR`] of them: what the limit is checked against.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Associations(Vec<DateTime<Utc>>);
+pub struct Associations(#[serde(with = "super::compact::times")] Vec<DateTime<Utc>>);
 
 impl Associations {
     /// The stored record, or for an account with none yet (its links predate the records)

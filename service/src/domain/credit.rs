@@ -194,7 +194,9 @@ pub struct Certification {
     #[serde(default = "microsoft_learning")]
     pub source: LinkKind,
     pub id: CertificationId,
+    #[serde(with = "super::compact::time")]
     pub earned_at: DateTime<Utc>,
+    #[serde(with = "super::compact::option_time")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Set by the expiry sweep (or at recording when already past): no longer counts.
     pub expired: bool,

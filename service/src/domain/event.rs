@@ -23,6 +23,7 @@ pub struct LinkEvent {
     pub event_type: EventType,
     pub link: Link,
     pub previous: Option<LinkId>,
+    #[serde(with = "super::compact::time")]
     pub at: DateTime<Utc>,
 }
 

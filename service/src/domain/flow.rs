@@ -97,7 +97,9 @@ const FLOW_SEAL: &str = "flow";
 /// A pending flow at rest: see [`Flow::seal`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedFlow {
+    #[serde(with = "super::compact::time")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "super::compact::time")]
     pub expires_at: DateTime<Utc>,
     #[serde(with = "base64_bytes")]
     pub sealed: Vec<u8>,
@@ -120,12 +122,35 @@ mod base64_bytes {
     use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
+    /// Base64 text when human-readable (JSON), the bytes themselves when compact.
     pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&STANDARD_NO_PAD.encode(bytes))
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&STANDARD_NO_PAD.encode(bytes))
+        } else {
+            serializer.serialize_bytes(bytes)
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-        STANDARD_NO_PAD.decode(String::deserialize(deserializer)?).map_err(D::Error::custom)
+        if deserializer.is_human_readable() {
+            STANDARD_NO_PAD.decode(String::deserialize(deserializer)?).map_err(D::Error::custom)
+        } else {
+            serde_bytes_vec(deserializer)
+        }
+    }
+
+    fn serde_bytes_vec<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(bytes.to_vec())
+            }
+        }
+        deserializer.deserialize_bytes(Bytes)
     }
 }
 

@@ -22,8 +22,7 @@ fn canonical_guid(field: &'static str, raw: &str) -> Result<String, DomainError>
 }
 
 /// An Entra / Microsoft account tenant id.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantId(String);
 
 impl TenantId {
@@ -42,8 +41,7 @@ impl TenantId {
 }
 
 /// An account's object id (`oid`) inside its tenant.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId(String);
 
 impl ObjectId {
@@ -101,8 +99,7 @@ impl fmt::Display for LinkKind {
 }
 
 /// A link's id: 128 random bits, hex.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LinkId(String);
 
 impl LinkId {
@@ -141,6 +138,9 @@ macro_rules! parsed_from_string {
 pub(crate) use parsed_from_string;
 
 parsed_from_string!(TenantId, ObjectId, LinkId);
+super::compact::compact_id!(TenantId, super::compact::guid_string);
+super::compact::compact_id!(ObjectId, super::compact::guid_string);
+super::compact::compact_id!(LinkId, hex);
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

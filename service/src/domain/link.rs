@@ -17,6 +17,7 @@ pub struct PersonalProfile {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Removal {
     pub by: AccountKey,
+    #[serde(with = "super::compact::time")]
     pub at: DateTime<Utc>,
     pub reason: String,
 }
@@ -33,6 +34,7 @@ pub struct Link {
     /// The ID token's pairwise `sub`: stored beside the key, never a key.
     pub personal_sub: String,
     pub profile: PersonalProfile,
+    #[serde(with = "super::compact::time")]
     pub created_at: DateTime<Utc>,
     pub removal: Option<Removal>,
     /// The MCID of the account's Learning profile (Microsoft Learning links): joined from the

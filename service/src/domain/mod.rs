@@ -2,6 +2,7 @@
 
 mod access;
 mod association;
+pub(crate) mod compact;
 mod credit;
 mod error;
 mod event;

@@ -32,6 +32,7 @@ pub struct Organization {
     pub tenant: TenantId,
     pub partner_id: PartnerId,
     pub name: String,
+    #[serde(with = "super::compact::time")]
     pub updated_at: DateTime<Utc>,
 }
 

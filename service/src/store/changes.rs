@@ -93,12 +93,26 @@ pub(crate) trait Kv {
     }
 }
 
+/// The first byte of a record in the compact format ([postcard], times and identifiers in
+/// binary: see `domain::compact`). No JSON text starts with it, so a record of before the
+/// format (JSON) is still read; a later format takes the next number.
+pub(crate) const COMPACT_FORMAT: u8 = 1;
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt { detail: e.to_string() })
+    postcard::to_extend(value, vec![COMPACT_FORMAT]).map_err(|e| StoreError::Corrupt { detail: e.to_string() })
 }
 
+/// Reads a record in the compact format, or in JSON (written before it).
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { detail: e.to_string() })
+    match bytes.split_first() {
+        Some((&COMPACT_FORMAT, compact)) => postcard::from_bytes(compact).map_err(|e| StoreError::Corrupt { detail: e.to_string() }),
+        _ => serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { detail: e.to_string() }),
+    }
+}
+
+/// Whether a record is in the current format.
+pub(crate) fn is_current(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&COMPACT_FORMAT)
 }
 
 /// Credit as stored: the tallies and a version bumped by every change, so a recalculation

@@ -120,6 +120,7 @@ pub struct StoredOutcome {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RequestRecord {
     fingerprint: String,
+    #[serde(with = "crate::domain::compact::time")]
     created_at: DateTime<Utc>,
     outcome: Option<StoredOutcome>,
 }

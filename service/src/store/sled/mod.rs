@@ -133,6 +133,9 @@ const REQUESTS_LAYOUT: &[u8] = b"requests_layout";
 const ACTIVE_INDEX: &[u8] = b"active_index_built";
 /// Set once every organisation is in the partner index.
 const PARTNER_INDEX: &[u8] = b"partner_index_built";
+/// The record format every stored value is in ([`changes::COMPACT_FORMAT`]); absent in
+/// stores of JSON records.
+const RECORD_FORMAT: &[u8] = b"record_format";
 
 /// A `requests_by_time` key: the sortable creation time, then the idempotency key.
 fn request_time_key(at: DateTime<Utc>, key: &str) -> Vec<u8> {
@@ -226,8 +229,15 @@ impl SledStore {
             ),
             false => None,
         };
+        let flows = tree("flows")?;
+        if trees.meta.get(RECORD_FORMAT).map_err(unavailable)?.as_deref() != Some(&[changes::COMPACT_FORMAT]) {
+            recode_all(&trees, &flows, &requests)?;
+            db.flush().map_err(unavailable)?;
+            trees.meta.insert(RECORD_FORMAT, &[changes::COMPACT_FORMAT]).map_err(unavailable)?;
+            db.flush().map_err(unavailable)?;
+        }
         Ok(Self {
-            flows: tree("flows")?,
+            flows,
             requests,
             requests_by_time,
             request_counts,
@@ -314,6 +324,46 @@ impl SledStore {
             None => Ok(StoredCredit::default()),
         }
     }
+}
+
+/// Rewrites every record of before the compact format in it, tree by tree. Both formats are
+/// read, so a pass cut short by a crash is simply run again on the next open.
+fn recode_all(trees: &Trees, flows: &sled::Tree, requests: &sled::Tree) -> Result<usize> {
+    use crate::domain::{Mcid, SealedFlow};
+    let started = std::time::Instant::now();
+    let recoded = recode::<Link>(&trees.links)?
+        + recode::<Vec<Certification>>(&trees.certs)?
+        + recode::<StoredCredit>(&trees.credit)?
+        + recode::<Mcid>(&trees.profiles)?
+        + recode::<Organization>(&trees.orgs)?
+        + recode::<Associations>(&trees.associations)?
+        + recode::<LinkEvent>(&trees.events)?
+        + recode::<SealedFlow>(flows)?
+        + recode::<super::RequestRecord>(requests)?;
+    if recoded > 0 {
+        tracing::info!(recoded, seconds = started.elapsed().as_secs_f64(), "stored records rewritten in the compact format");
+    }
+    Ok(recoded)
+}
+
+/// Rewrites the records of `tree` that are not in the current format; answers how many.
+fn recode<T: serde::Serialize + serde::de::DeserializeOwned>(tree: &sled::Tree) -> Result<usize> {
+    const BATCH: usize = 1024;
+    let (mut recoded, mut batch, mut batched) = (0, sled::Batch::default(), 0);
+    for entry in tree.iter() {
+        let (key, value) = entry.map_err(unavailable)?;
+        if changes::is_current(&value) {
+            continue;
+        }
+        batch.insert(key, encode(&decode::<T>(&value)?)?);
+        (recoded, batched) = (recoded + 1, batched + 1);
+        if batched == BATCH {
+            tree.apply_batch(std::mem::take(&mut batch)).map_err(unavailable)?;
+            batched = 0;
+        }
+    }
+    tree.apply_batch(batch).map_err(unavailable)?;
+    Ok(recoded)
 }
 
 /// One flush serves every write that finished before it started.

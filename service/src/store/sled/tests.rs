@@ -188,3 +188,115 @@ async fn index_entries_that_do_not_name_the_organisation_still_count() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(store.credit(&link.work.tenant).await.unwrap(), credit);
 }
+
+/// A store of JSON records, as the code of before the compact format wrote it (the fixture
+/// is `examples/store_fixture.rs`'s dump of one), is rewritten on first open: every record
+/// of a typed tree is then compact and reads back as the same value, every other record is
+/// untouched, everything reads through the store as written, and the values take under
+/// half the bytes. A second open rewrites nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_json_records_is_rewritten_compact_and_reads_back() {
+    use crate::domain::{Mcid, SealedFlow, StateHash};
+    use crate::store::{RequestQuota, Reservation};
+
+    let unhex = |text: &str| (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect::<Vec<u8>>();
+    let fixture: Vec<(String, Vec<u8>, Vec<u8>)> = include_str!("../../../fixtures/sled-json-records.jsonl")
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            let field = |name: &str| unhex(record[name].as_str().unwrap());
+            (record["tree"].as_str().unwrap().to_owned(), field("key"), field("value"))
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        for (tree, key, value) in &fixture {
+            db.open_tree(tree).unwrap().insert(key, value.as_slice()).unwrap();
+        }
+        db.flush().unwrap();
+    }
+
+    // sled's own flusher thread lets go of the directory's lock a moment after the drop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let store = loop {
+        match SledStore::open(dir.path(), Arc::new(Catalog::default_catalog())) {
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            opened => break opened.unwrap(),
+        }
+    };
+    fn same<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(old: &[u8], new: &[u8]) {
+        assert!(!changes::is_current(old) && changes::is_current(new));
+        assert_eq!(decode::<T>(new).unwrap(), decode::<T>(old).unwrap());
+    }
+    let (mut json_bytes, mut compact_bytes, mut typed) = (0, 0, 0);
+    for (tree, key, old) in &fixture {
+        let new = store.db.open_tree(tree).unwrap().get(key).unwrap().unwrap_or_else(|| panic!("{tree}: a record is gone"));
+        type Check = fn(&[u8], &[u8]);
+        let check: Option<Check> = match tree.as_str() {
+            "links" => Some(same::<Link>),
+            "certifications" => Some(same::<Vec<Certification>>),
+            "credit" => Some(same::<StoredCredit>),
+            "learning_profiles" => Some(same::<Mcid>),
+            "organizations" => Some(same::<Organization>),
+            "associations" => Some(same::<Associations>),
+            "events" => Some(same::<LinkEvent>),
+            "flows" => Some(same::<SealedFlow>),
+            "requests" => Some(|old, new| {
+                assert!(changes::is_current(new));
+                let (old, new): (crate::store::RequestRecord, crate::store::RequestRecord) = (decode(old).unwrap(), decode(new).unwrap());
+                assert_eq!((old.fingerprint, old.created_at, old.outcome), (new.fingerprint, new.created_at, new.outcome));
+            }),
+            _ => None,
+        };
+        match check {
+            Some(check) => {
+                check(old, &new);
+                (json_bytes, compact_bytes, typed) = (json_bytes + old.len(), compact_bytes + new.len(), typed + 1);
+            }
+            None => assert_eq!(&new[..], &old[..], "{tree}: an untyped record changed"),
+        }
+    }
+    assert!(typed >= 30, "only {typed} typed records in the fixture");
+    assert!(compact_bytes * 2 < json_bytes, "{compact_bytes} compact bytes against {json_bytes} of JSON");
+
+    // Through the store, as the fixture tool wrote it.
+    let tenant = "3b1d6a6e-5a3c-4f0a-9c7e-2f6b8e1d4c01";
+    let work = |n: u32| AccountKey::parse(tenant, &format!("00000000-0000-4000-8000-{n:012x}")).unwrap();
+    let personal = |n: u32| AccountKey::parse(crate::domain::CONSUMER_TENANT, &format!("00000000-0000-4000-9000-{n:012x}")).unwrap();
+    let report = store.check_integrity().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!((report.active_links, report.tombstones), (7, 2));
+    let moved = store.active_links(&work(5)).await.unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!((&moved[0].personal, moved[0].profile.email.as_str()), (&personal(3), "person3@outlook.example"));
+    assert_eq!(moved[0].created_at.to_rfc3339(), "2026-11-30T09:17:42.123456789+00:00");
+    let removed = store.last_removed(LinkKind::PartnerUniversity, &work(4)).await.unwrap().unwrap();
+    assert_eq!(removed.removal.unwrap().reason, "left the programme");
+    assert_eq!(store.achievements(&personal(1)).await.unwrap().len(), 2);
+    assert_eq!(store.mcids(&[personal(1)]).await.unwrap(), [Some(Mcid::parse("987654321").unwrap())]);
+    let organization = store.organization(&work(1).tenant).await.unwrap().unwrap();
+    assert_eq!(organization.name, "Contoso Ltd");
+    let recomputed = store.recompute(&work(1).tenant).await.unwrap();
+    assert_ne!(recomputed.stored, Credit::default());
+    assert_eq!(recomputed.stored, recomputed.recomputed);
+    let events = store.events_after(0, 100).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.cursor).collect::<Vec<_>>(), (1..=events.len() as u64).collect::<Vec<_>>());
+    assert!(events.len() >= 10 && events.iter().all(|e| e.link.profile == crate::domain::PersonalProfile::default()));
+    let flow = store.take_flow(&StateHash::of("fixture-state")).await.unwrap().unwrap();
+    assert_eq!(flow.open("fixture-state").unwrap().owner, work(6));
+    let now = organization.updated_at;
+    let quota = RequestQuota { caller: "app:fixture", per_day: 100 };
+    match store.reserve_request("fixture-request", "fingerprint", quota, now, now - chrono::Duration::hours(1)).await.unwrap() {
+        Reservation::Done(outcome) => assert_eq!(outcome.body, [8, 1, 18, 3]),
+        other => panic!("the answered request reads as {other:?}"),
+    }
+    let secret = fixture.iter().find(|(tree, key, _)| tree == "meta" && key == b"secret/page-token").unwrap();
+    assert_eq!(store.secret("page-token").await.unwrap(), secret.2);
+
+    // Nothing is left to rewrite, and the next open skips the pass.
+    assert_eq!(recode_all(&store.trees, &store.flows, &store.requests).unwrap(), 0);
+    assert_eq!(store.trees.meta.get(RECORD_FORMAT).unwrap().as_deref(), Some(&[changes::COMPACT_FORMAT][..]));
+}
