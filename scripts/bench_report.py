@@ -67,6 +67,9 @@ lines += [
        f"1 writer {store['separate_writes_1']:.0f}/s, 64 writers {store['separate_writes_64']:.0f}/s; "
        f"combining gives {store.get('writes_1', 0) / store['separate_writes_1']:.2f}x with 1 writer and "
        f"{store.get('writes_64', 0) / store['separate_writes_64']:.2f}x with 64"] if store.get("separate_writes_1") else []),
+    *([f"- pages compressed (`compression = true`, a store of its own, same run): "
+       f"1 writer {store['compressed_writes_1']:.0f}/s, 64 writers {store['compressed_writes_64']:.0f}/s = "
+       f"{store['compressed_writes_64'] / max(store.get('writes_64', 1), 1):.2f}x the uncompressed 64-writer rate"] if store.get("compressed_writes_1") else []),
     f"- active-link reads: {store.get('reads', 0):.0f}/s; flow create + consume: {store.get('flows', 0):.0f}/s",
     "",
 ]

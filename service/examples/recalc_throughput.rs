@@ -164,7 +164,7 @@ async fn load(store: DynStore, orgs: u64, per_org: u64, certs_per: u64) {
 /// The baseline, in its own process: every record the recalculation reads, in key order,
 /// through sled with idlinkd's cache, decoding nothing. Prints seconds, records and peak RSS.
 fn baseline(dir: &Path) {
-    let db = when_unlocked(|| sled::Config::new().path(dir).cache_capacity(idlink_service::store::sled::DEFAULT_CACHE_BYTES).open());
+    let db = when_unlocked(|| idlink_service::store::sled::raw_config(dir, idlink_service::store::sled::DEFAULT_CACHE_BYTES).open());
     let started = Instant::now();
     let mut records = 0u64;
     let mut bytes = 0usize;

@@ -28,7 +28,7 @@ fn main() {
     let dir = std::env::args().nth(1).expect("usage: sled_census DATA_DIR");
     let dir = Path::new(&dir);
     let on_disk = bytes_on_disk(dir);
-    let db = sled::Config::new().path(dir).cache_capacity(idlink_service::store::sled::DEFAULT_CACHE_BYTES).open().unwrap();
+    let db = idlink_service::store::sled::raw_config(dir, idlink_service::store::sled::DEFAULT_CACHE_BYTES).open().unwrap();
     let mut trees = Vec::new();
     for name in db.tree_names() {
         let tree = db.open_tree(&name).unwrap();

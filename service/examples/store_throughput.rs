@@ -2,7 +2,7 @@
 //! (group commit shares flushes), reads, and flow create/consume. The one-writer figure is
 //! the baseline of the 64-writer one. On sled the writes run twice, each on a store of its
 //! own: with write combining (the default) and with each write in its own transaction (the
-//! baseline of the combining).
+//! baseline of the combining); and a third time with sled's pages compressed.
 //!
 //!     cargo run --release -p idlink-service --example store_throughput -- [ONE_WRITER_LINKS] [CONCURRENT_LINKS] [REDIS_URL]
 //!
@@ -62,19 +62,26 @@ async fn main() {
     let (single, concurrent) = (number(0, 2_000), number(1, 20_000));
     let dir = tempfile::tempdir().unwrap();
     let catalog = Arc::new(Catalog::default_catalog());
-    // sled, each write in a transaction of its own: the baseline of the combining.
-    let separate = match args.get(2) {
-        Some(_) => None,
-        None => {
+    // sled, each write in a transaction of its own (the baseline of the combining), and with
+    // combining and pages compressed (what `compression = true` costs).
+    let sled_runs = |options: SledOptions, label: &'static str| {
+        let catalog = catalog.clone();
+        async move {
             let dir = tempfile::tempdir().unwrap();
-            let options = SledOptions { write_combining: false, ..SledOptions::default() };
-            let store: DynStore = Arc::new(SledStore::open_with(dir.path(), catalog.clone(), options).unwrap());
+            let store: DynStore = Arc::new(SledStore::open_with(dir.path(), catalog, options).unwrap());
             let one = concurrent_writes(&store, 0, single, 1).await;
             let many = concurrent_writes(&store, single, concurrent, 64).await;
-            println!("separate transactions, 1 writer:   {one:.0}/s");
-            println!("separate transactions, 64 writers: {many:.0}/s = {:.1}x one writer", many / one);
-            Some((one, many))
+            println!("{label}, 1 writer:   {one:.0}/s");
+            println!("{label}, 64 writers: {many:.0}/s = {:.1}x one writer", many / one);
+            (one, many)
         }
+    };
+    let (separate, compressed) = match args.get(2) {
+        Some(_) => (None, None),
+        None => (
+            Some(sled_runs(SledOptions { write_combining: false, ..SledOptions::default() }, "separate transactions").await),
+            Some(sled_runs(SledOptions { compression: true, ..SledOptions::default() }, "compressed pages").await),
+        ),
     };
     // On Redis, a key prefix of this run's own, deleted at the end.
     let scratch = args.get(2).map(|url| ScratchPrefix::new(url, "idlink-bench"));
@@ -133,6 +140,10 @@ async fn main() {
     if let Some((separate_one, separate_many)) = separate {
         figures["separate_writes_1"] = separate_one.round().into();
         figures["separate_writes_64"] = separate_many.round().into();
+    }
+    if let Some((compressed_one, compressed_many)) = compressed {
+        figures["compressed_writes_1"] = compressed_one.round().into();
+        figures["compressed_writes_64"] = compressed_many.round().into();
     }
     if let Some((batches, changes)) = combined {
         figures["writes_per_batch"] = ((changes as f64 / batches.max(1) as f64 * 10.0).round() / 10.0).into();

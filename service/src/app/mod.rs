@@ -175,8 +175,11 @@ impl Application {
         let catalog = Arc::new(settings.credit.load_catalog()?);
         let store = match settings.store.backend {
             Backend::Sled => {
-                let options =
-                    SledOptions { cache_bytes: settings.store.cache_mb * 1024 * 1024, write_combining: settings.store.write_combining };
+                let options = SledOptions {
+                    cache_bytes: settings.store.cache_mb * 1024 * 1024,
+                    write_combining: settings.store.write_combining,
+                    compression: settings.store.compression,
+                };
                 StoreSlot::Open(metrics.store.measure(Arc::new(SledStore::open_with(&settings.store.path, catalog.clone(), options)?)))
             }
             Backend::Redis => {

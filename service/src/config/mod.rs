@@ -71,6 +71,9 @@ pub struct StoreSettings {
     pub cache_mb: u64,
     /// sled: commit concurrent link writes together, one transaction and one flush a batch.
     pub write_combining: bool,
+    /// sled: zstd-compress its pages on disk. Applies to a new store; an existing one keeps
+    /// what it was created with.
+    pub compression: bool,
     /// Redis: `redis://host:port/db`, or `rediss://` for TLS. No password here: URLs get
     /// logged; use `redis_password` (`IDLINK_STORE__REDIS_PASSWORD`).
     pub redis_url: Option<String>,
@@ -113,6 +116,7 @@ impl Default for StoreSettings {
             path: "data".into(),
             cache_mb: 128,
             write_combining: true,
+            compression: false,
             redis_url: None,
             redis_password: None,
             redis_sentinels: Vec::new(),

@@ -120,12 +120,30 @@ pub struct SledOptions {
     pub cache_bytes: u64,
     /// Combine concurrent link writes into one transaction and one flush.
     pub write_combining: bool,
+    /// zstd-compress pages on disk (a new store; an existing one keeps what it was created
+    /// with, sled cannot change it).
+    pub compression: bool,
 }
 
 impl Default for SledOptions {
     fn default() -> Self {
-        Self { cache_bytes: DEFAULT_CACHE_BYTES, write_combining: true }
+        Self { cache_bytes: DEFAULT_CACHE_BYTES, write_combining: true, compression: false }
     }
+}
+
+/// sled's configuration of the store at `path` as idlink opens it, for tools that read its
+/// trees directly: its cache bounded, its compression the one it was created with.
+pub fn raw_config(path: &Path, cache_bytes: u64) -> sled::Config {
+    let compression = created_compressed(path).unwrap_or(SledOptions::default().compression);
+    sled::Config::new().path(path).cache_capacity(cache_bytes).use_compression(compression).compression_factor(COMPRESSION_LEVEL)
+}
+
+/// Whether the store at `path` was created with compression (`None`: no store there yet),
+/// from the `conf` file sled keeps beside its data.
+fn created_compressed(path: &Path) -> Option<bool> {
+    // Its lines of text end with a checksum in binary.
+    let conf = std::fs::read(path.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf).lines().find_map(|line| line.strip_prefix("use_compression: ")).map(|value| value.trim() == "true")
 }
 
 const PURGED_THROUGH: &[u8] = b"events_purged_through";
@@ -147,6 +165,9 @@ fn request_count_key(day: &str, caller: &str) -> Vec<u8> {
     format!("{day}\0{caller}").into_bytes()
 }
 
+/// zstd's level for pages: its default, the cheap end of what still shrinks them.
+const COMPRESSION_LEVEL: i32 = 3;
+
 /// sled's own default is 1 GiB; idlink's working set is far smaller.
 pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
@@ -164,7 +185,20 @@ impl SledStore {
     }
 
     pub fn open_with(path: &Path, catalog: Arc<Catalog>, options: SledOptions) -> Result<Self> {
-        let db = sled::Config::new().path(path).cache_capacity(options.cache_bytes).open().map_err(unavailable)?;
+        let compression = match created_compressed(path) {
+            Some(created) if created != options.compression => {
+                tracing::warn!(created, configured = options.compression, "the store keeps the compression it was created with");
+                created
+            }
+            _ => options.compression,
+        };
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_bytes)
+            .use_compression(compression)
+            .compression_factor(COMPRESSION_LEVEL)
+            .open()
+            .map_err(unavailable)?;
         let tree = |name: &str| db.open_tree(name).map_err(unavailable);
         let trees = Trees {
             links: tree("links")?,

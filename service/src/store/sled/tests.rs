@@ -24,6 +24,37 @@ mod separate_transactions {
     conformance::suite!(open);
 }
 
+/// Opens the store at `path` once sled's own flusher thread of the previous opening has let
+/// go of the directory's lock (a moment after the drop).
+fn reopen(path: &Path, options: SledOptions) -> SledStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open_with(path, Arc::new(Catalog::default_catalog()), options) {
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
+}
+
+/// sled cannot change a store's compression: a store keeps what it was created with,
+/// whatever is configured later, and opens with its records.
+#[tokio::test]
+async fn a_store_keeps_the_compression_it_was_created_with() {
+    for created in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = reopen(dir.path(), SledOptions { compression: created, ..SledOptions::default() });
+        let link = store.link(conformance::request(LinkKind::MicrosoftLearning, 1, 1), LinkMode::default(), Utc::now()).await.unwrap();
+        drop(store);
+        assert_eq!(created_compressed(dir.path()), Some(created));
+        let store = reopen(dir.path(), SledOptions { compression: !created, ..SledOptions::default() });
+        assert_eq!(store.active_links(&link.work).await.unwrap(), [link]);
+        assert_eq!(created_compressed(dir.path()), Some(created));
+    }
+    assert_eq!(created_compressed(Path::new("/nonexistent")), None);
+}
+
 /// A change as the committer runs it.
 type BoxedChange<T> = Box<dyn FnMut(&dyn Views) -> std::result::Result<T, TxError> + Send>;
 
@@ -217,16 +248,7 @@ async fn a_store_of_json_records_is_rewritten_compact_and_reads_back() {
         db.flush().unwrap();
     }
 
-    // sled's own flusher thread lets go of the directory's lock a moment after the drop.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let store = loop {
-        match SledStore::open(dir.path(), Arc::new(Catalog::default_catalog())) {
-            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            opened => break opened.unwrap(),
-        }
-    };
+    let store = reopen(dir.path(), SledOptions::default());
     fn same<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(old: &[u8], new: &[u8]) {
         assert!(!changes::is_current(old) && changes::is_current(new));
         assert_eq!(decode::<T>(new).unwrap(), decode::<T>(old).unwrap());
