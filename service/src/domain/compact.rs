@@ -59,16 +59,15 @@ pub mod times {
 }
 
 /// The 16 bytes of 32 hex digits, dashes skipped (a canonical GUID or a link id).
+/// On the path of every record written: no allocation.
 pub(super) fn hex_bytes(hex: &str) -> Option<[u8; 16]> {
-    let digits: Vec<u8> = hex.bytes().filter(|b| *b != b'-').collect();
+    let mut digits = hex.bytes().filter(|b| *b != b'-').map(|b| (b as char).to_digit(16));
     let mut bytes = [0u8; 16];
-    if digits.len() != 32 {
-        return None;
+    for byte in &mut bytes {
+        let (high, low) = (digits.next()??, digits.next()??);
+        *byte = (high * 16 + low) as u8;
     }
-    for (byte, pair) in bytes.iter_mut().zip(digits.chunks(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(bytes)
+    digits.next().is_none().then_some(bytes)
 }
 
 /// A GUID's canonical form (`8-4-4-4-12` lowercase hex digits) of its 16 bytes.

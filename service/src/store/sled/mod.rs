@@ -134,7 +134,10 @@ impl Default for SledOptions {
 /// sled's configuration of the store at `path` as idlink opens it, for tools that read its
 /// trees directly: its cache bounded, its compression the one it was created with.
 pub fn raw_config(path: &Path, cache_bytes: u64) -> sled::Config {
-    let compression = created_compressed(path).unwrap_or(SledOptions::default().compression);
+    config(path, cache_bytes, created_compressed(path).unwrap_or(SledOptions::default().compression))
+}
+
+fn config(path: &Path, cache_bytes: u64, compression: bool) -> sled::Config {
     sled::Config::new().path(path).cache_capacity(cache_bytes).use_compression(compression).compression_factor(COMPRESSION_LEVEL)
 }
 
@@ -192,13 +195,7 @@ impl SledStore {
             }
             _ => options.compression,
         };
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(options.cache_bytes)
-            .use_compression(compression)
-            .compression_factor(COMPRESSION_LEVEL)
-            .open()
-            .map_err(unavailable)?;
+        let db = config(path, options.cache_bytes, compression).open().map_err(unavailable)?;
         let tree = |name: &str| db.open_tree(name).map_err(unavailable);
         let trees = Trees {
             links: tree("links")?,
